@@ -1,21 +1,68 @@
-//! The `pushback` binary: parses flags, sets up logging and hands over to `pushback::app`.
+//! The `pushback` binary: parses flags, sets up logging, loads the config and hands over to
+//! `pushback::app`. Errors are printed with their causes (`{:#}`) and exit with status 1.
 
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use pushback::adapters::store::DraftStatus;
+use pushback::adapters::templates::Templates;
+use pushback::app::{self, Session, approval, demo, inspect, scan};
+use pushback::config::{self, Config};
+use pushback::core::draft::DraftContext;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "pushback", version, about)]
+#[command(name = "pushback", version, about = "Polite pushback for procurement-process mail")]
 struct Cli {
+    /// Config file [default: $XDG_CONFIG_HOME/pushback/config.toml]
+    #[arg(long, global = true, env = "PUSHBACK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log more (-v: info, -vv: debug); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Seed a local demo Maildir with sample mail, scan it and show the drafts (no account needed)
+    Demo {
+        /// Where to put the demo [default: $XDG_DATA_HOME/pushback/demo]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Classify .eml files (directories are searched recursively) and explain why
+    Classify {
+        /// One JSON object per message per line
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the reply draft that would be written for a message, as a complete RFC 5322 message
+    Draft { file: PathBuf },
+    /// One pass over the configured mailbox: classify new mail and write drafts for procurement mail
+    Scan {
+        /// The report as one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Review drafts: nothing is sent without approval
+    #[command(subcommand)]
+    Drafts(DraftsCommand),
+    /// Validate or preview reply templates
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
+    /// Configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Score the classifier and the deadline extractor on a labelled folder (labels.csv, deadlines.csv)
     Eval {
         dir: PathBuf,
-        /// Rules file to use instead of the built-in default
+        /// Rules file to use instead of the configured or built-in one
         #[arg(long)]
         rules: Option<PathBuf>,
         /// One JSON object with every figure instead of the table
@@ -24,9 +71,216 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum DraftsCommand {
+    /// List drafts, newest last
+    List {
+        #[arg(long)]
+        json: bool,
+        /// Only drafts with this status (pending, approved, rejected, sent)
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show a draft with the notes for you (never sent)
+    Show { id: i64 },
+    /// Edit a pending draft in $EDITOR
+    Edit { id: i64 },
+    /// Approve a draft: it is queued and delivered
+    Approve { id: i64 },
+    /// Reject a draft
+    Reject {
+        id: i64,
+        /// The mail was not procurement mail: teach the classifier
+        #[arg(long)]
+        not_procurement: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplatesCommand {
+    /// Render every template against sample mail and report problems with file and line
+    Check {
+        /// Templates directory [default: the configured one, else the built-in set]
+        dir: Option<PathBuf>,
+    },
+    /// Render one template against a message
+    Preview { name: String, file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the config, print what it resolved to
+    Check,
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Eval { dir, rules, json } => pushback::app::eval::run(&dir, rules.as_deref(), json),
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("pushback: {error:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let now = Utc::now();
+    let config_path = cli.config.clone().unwrap_or_else(config::default_config_path);
+    let out = match cli.command {
+        Command::Demo { dir } => demo::run(&dir.unwrap_or_else(demo::default_dir), now)?,
+        Command::Classify { json, paths } => {
+            let pipeline = app::pipeline_for(&optional_config(&config_path)?)?;
+            let mut stdout = std::io::stdout().lock();
+            for file in inspect::message_files(&paths)? {
+                let line = inspect::classify_file(&pipeline, &file);
+                if json {
+                    writeln!(stdout, "{}", serde_json::to_string(&line)?)?;
+                } else {
+                    writeln!(stdout, "{}", inspect::summary_line(&line))?;
+                }
+            }
+            String::new()
+        }
+        Command::Draft { file } => {
+            let pipeline = app::pipeline_for(&optional_config(&config_path)?)?;
+            let (procurement, raw) = inspect::draft_for_file(&pipeline, &file, now)?;
+            if !procurement {
+                eprintln!("note: {} does not look like procurement mail; drafting anyway", file.display());
+            }
+            std::io::stdout().write_all(&raw)?;
+            String::new()
+        }
+        Command::Scan { json } => {
+            let mut session = Session::open(&required_config(&config_path)?)?;
+            let report = scan::scan(&session.maildir, &mut session.store, &session.pipeline, now)?;
+            app::outbox::flush(&session.maildir, &mut session.store, now)?;
+            if json {
+                serde_json::to_string(&report)? + "\n"
+            } else {
+                scan_summary(&report)
+            }
+        }
+        Command::Drafts(command) => {
+            let config = required_config(&config_path)?;
+            let mut session = Session::open(&config)?;
+            let Session { maildir, store, pipeline } = &mut session;
+            match command {
+                DraftsCommand::List { json, status } => {
+                    let status = status
+                        .map(|s| DraftStatus::parse(&s).with_context(|| format!("unknown status {s:?}; use pending, approved, rejected or sent")))
+                        .transpose()?;
+                    approval::list(store, status, json)?
+                }
+                DraftsCommand::Show { id } => approval::show(store, id)?,
+                DraftsCommand::Edit { id } => approval::edit(store, maildir, pipeline, id, now)? + "\n",
+                DraftsCommand::Approve { id } => approval::approve(store, maildir, id, now)? + "\n",
+                DraftsCommand::Reject { id, not_procurement } => {
+                    approval::reject(store, maildir, id, not_procurement, now)? + "\n"
+                }
+            }
+        }
+        Command::Templates(TemplatesCommand::Check { dir }) => {
+            let templates = match dir {
+                Some(dir) => Templates::load(&dir)?,
+                None => app::pipeline_for(&optional_config(&config_path)?)?.templates().clone(),
+            };
+            let problems = templates.check();
+            if problems.is_empty() {
+                println!("templates ok: every category renders against the sample mail");
+                return Ok(ExitCode::SUCCESS);
+            }
+            for problem in &problems {
+                println!("{problem}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+        Command::Templates(TemplatesCommand::Preview { name, file }) => {
+            let pipeline = app::pipeline_for(&optional_config(&config_path)?)?;
+            let raw = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let analysis = pipeline.analyse(&raw).with_context(|| format!("cannot parse {}", file.display()))?;
+            let context = DraftContext::new(&analysis.mail, &analysis.classification, &analysis.facts, pipeline.identity());
+            pipeline.templates().render_named(&name, &context)? + "\n"
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let config = required_config(&config_path)?;
+            let pipeline = app::pipeline_for(&config)?;
+            let problems = pipeline.templates().check();
+            let mut out = format!("config ok: {}\n{}", config_path.display(), config.describe());
+            if !problems.is_empty() {
+                out.push_str("template problems:\n");
+                for problem in problems {
+                    out.push_str(&format!("  {problem}\n"));
+                }
+            }
+            out
+        }
+        Command::Eval { dir, rules, json } => {
+            app::eval::run(&dir, rules.as_deref(), json)?;
+            String::new()
+        }
+    };
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Commands that work on the mailbox need a config file; say how to get one.
+fn required_config(path: &Path) -> Result<Config> {
+    if !path.exists() {
+        bail!(
+            "no config file at {}: run `pushback demo` for a tour with a ready-made config, \
+             or copy config/pushback.example.toml there and fill in [identity] and [mailbox]",
+            path.display()
+        );
+    }
+    let config = Config::load(path)?;
+    tracing::info!(path = %path.display(), "loaded config");
+    Ok(config)
+}
+
+/// Commands that only read mail files use the config when there is one, else the demo identity.
+fn optional_config(path: &Path) -> Result<Config> {
+    if path.exists() {
+        return required_config(path);
+    }
+    tracing::info!(path = %path.display(), "no config file; using the demo identity");
+    let scratch = std::env::temp_dir().join("pushback-no-config");
+    Ok(Config::demo(&scratch.join("Maildir"), &scratch.join("state")))
+}
+
+fn scan_summary(report: &scan::ScanReport) -> String {
+    let drafted = report.findings.iter().filter(|f| f.draft_id.is_some()).count();
+    let procurement = report.findings.iter().filter(|f| f.procurement).count();
+    let mut out = format!(
+        "scanned {} messages: {} new, {} procurement, {} drafts written, {} skipped, {} deferred\n",
+        report.examined,
+        report.findings.len() + report.skipped.len() + report.deferred.len(),
+        procurement,
+        drafted,
+        report.skipped.len(),
+        report.deferred.len()
+    );
+    for finding in report.findings.iter().filter(|f| f.procurement) {
+        let draft = finding.draft_id.map_or("no new draft".to_string(), |id| format!("draft {id}"));
+        out.push_str(&format!("  {:<23} {draft:<12} {}\n", finding.category.as_str(), finding.subject));
+    }
+    for skipped in report.skipped.iter().chain(&report.deferred) {
+        out.push_str(&format!("  skipped {}: {}\n", skipped.key, skipped.reason));
+    }
+    out
 }

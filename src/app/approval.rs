@@ -1,0 +1,202 @@
+//! The rep's side of the promise that nothing leaves without approval: list, show, edit, approve
+//! and reject drafts from the command line. Approval queues the draft in the outbox and the local
+//! transport delivers it; rejection as "not procurement" becomes classifier feedback.
+
+use crate::adapters::maildir::Maildir;
+use crate::adapters::store::{DraftRecord, DraftStatus, Store};
+use crate::app::outbox;
+use crate::app::pipeline::Pipeline;
+use crate::core::classify::feedback_tokens;
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+/// The `drafts list --json` line: one object per draft.
+#[derive(Serialize)]
+struct DraftLine<'a> {
+    id: i64,
+    status: &'a str,
+    in_reply_to: Option<&'a str>,
+    subject: &'a str,
+    category: &'a str,
+    to: &'a str,
+    message_id: &'a str,
+    version: u32,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> From<&'a DraftRecord> for DraftLine<'a> {
+    fn from(d: &'a DraftRecord) -> Self {
+        DraftLine {
+            id: d.id,
+            status: d.status.as_str(),
+            in_reply_to: d.in_reply_to.as_deref(),
+            subject: &d.subject,
+            category: d.category.as_str(),
+            to: &d.to,
+            message_id: &d.message_id,
+            version: d.version,
+            created_at: d.created_at.to_rfc3339(),
+            updated_at: d.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+pub fn list(store: &Store, status: Option<DraftStatus>, json: bool) -> Result<String> {
+    let drafts = store.drafts(status)?;
+    let mut out = String::new();
+    if json {
+        for draft in &drafts {
+            writeln!(out, "{}", serde_json::to_string(&DraftLine::from(draft))?)?;
+        }
+        return Ok(out);
+    }
+    if drafts.is_empty() {
+        out.push_str("no drafts\n");
+        return Ok(out);
+    }
+    writeln!(out, "{:>4}  {:<9} {:<23} {:<30} subject", "id", "status", "category", "to")?;
+    for d in &drafts {
+        writeln!(
+            out,
+            "{:>4}  {:<9} {:<23} {:<30} {}",
+            d.id,
+            d.status.as_str(),
+            d.category.as_str(),
+            truncate(&d.to, 30),
+            d.subject
+        )?;
+    }
+    Ok(out)
+}
+
+pub fn show(store: &Store, id: i64) -> Result<String> {
+    let draft = find(store, id)?;
+    let mut out = String::new();
+    writeln!(out, "draft {}  [{}]  version {}", draft.id, draft.status.as_str(), draft.version)?;
+    writeln!(out, "category: {}", draft.category)?;
+    writeln!(out)?;
+    writeln!(out, "--- notes for you (never sent) ---")?;
+    for note in &draft.notes {
+        writeln!(out, "* {note}")?;
+    }
+    writeln!(out)?;
+    writeln!(out, "--- the reply ---")?;
+    out.push_str(&String::from_utf8_lossy(&draft.raw));
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Opens the draft's text in `$EDITOR` (or `$VISUAL`), then recomposes the reply around the
+/// edited text as a new version. Returns a line saying what happened.
+pub fn edit(
+    store: &mut Store,
+    maildir: &Maildir,
+    pipeline: &Pipeline,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let draft = pending(store, id)?;
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .context("cannot edit: set $EDITOR (or $VISUAL) to the editor to use")?;
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!("pushback-draft-{id}-"))
+        .suffix(".txt")
+        .tempfile()
+        .context("cannot create a temporary file for editing")?;
+    file.write_all(draft.body.as_bytes())?;
+    file.flush()?;
+    // $EDITOR may carry arguments ("code --wait"), as git allows: run it through the shell.
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("pushback-editor")
+        .arg(file.path())
+        .status()
+        .with_context(|| format!("cannot start editor {editor:?}"))?;
+    if !status.success() {
+        bail!("editor {editor:?} exited with {status}; draft {id} left unchanged");
+    }
+    let edited = std::fs::read_to_string(file.path()).context("cannot read the edited draft")?;
+    if edited.trim().is_empty() {
+        bail!("the edited text is empty; draft {id} left unchanged (use `drafts reject {id}` to drop it)");
+    }
+    if edited == draft.body {
+        return Ok(format!("draft {id} unchanged"));
+    }
+    let analysis = pipeline
+        .analyse(&draft.original)
+        .context("cannot re-read the original message of this draft")?;
+    let reply = pipeline.compose_with_body(&analysis, &edited, now, draft.version + 1)?;
+    let updated = store.update_draft(id, &edited, &reply.raw, &reply.message_id, now)?;
+    maildir.write_draft(&updated.folder_name, &updated.raw)?;
+    Ok(format!("draft {id} saved as version {}", updated.version))
+}
+
+pub fn approve(store: &mut Store, maildir: &Maildir, id: i64, now: DateTime<Utc>) -> Result<String> {
+    let draft = find(store, id)?;
+    let tokens = original_tokens(&draft);
+    store.approve(id, &tokens, now)?;
+    let delivered = outbox::flush(maildir, store, now)?;
+    Ok(if delivered.contains(&id) {
+        format!("draft {id} approved and delivered by the local transport to the Sent folder")
+    } else {
+        format!("draft {id} approved and queued; delivery will be retried on the next scan")
+    })
+}
+
+pub fn reject(
+    store: &mut Store,
+    maildir: &Maildir,
+    id: i64,
+    not_procurement: bool,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let draft = find(store, id)?;
+    let tokens = if not_procurement { original_tokens(&draft) } else { Vec::new() };
+    let rejected = store.reject(id, not_procurement, &tokens, now)?;
+    maildir.remove_draft(&rejected.folder_name)?;
+    Ok(if not_procurement {
+        format!("draft {id} rejected; the classifier will learn this was not procurement mail")
+    } else {
+        format!("draft {id} rejected")
+    })
+}
+
+fn find(store: &Store, id: i64) -> Result<DraftRecord> {
+    store
+        .draft(id)?
+        .with_context(|| format!("no draft with id {id}; `pushback drafts list` shows them"))
+}
+
+fn pending(store: &Store, id: i64) -> Result<DraftRecord> {
+    let draft = find(store, id)?;
+    if draft.status != DraftStatus::Pending {
+        bail!("cannot edit draft {id}: it is {}", draft.status.as_str());
+    }
+    Ok(draft)
+}
+
+/// Feedback is learnt from the original mail's words; a draft whose original cannot be parsed
+/// any more gives none rather than failing the rep's command.
+fn original_tokens(draft: &DraftRecord) -> Vec<String> {
+    crate::core::mail::Mail::parse(&draft.original)
+        .map(|mail| feedback_tokens(&mail))
+        .unwrap_or_default()
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut cut: String = text.chars().take(max - 1).collect();
+        cut.push('…');
+        cut
+    }
+}

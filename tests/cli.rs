@@ -1,0 +1,247 @@
+//! End to end through the real binary on a temp Maildir: demo, scan twice, list, show, edit,
+//! approve, reject, classify and draft. No network, no shared state: every test gets its own
+//! directories and HOME.
+
+use mail_parser::MessageParser;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// Runs `pushback demo` into a fresh directory and returns the sandbox around it.
+    fn with_demo() -> Sandbox {
+        let sandbox = Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = sandbox.ok(&["demo", "--dir", sandbox.demo().to_str().unwrap()]);
+        assert!(out.contains("drafts written"), "{out}");
+        sandbox
+    }
+
+    fn demo(&self) -> PathBuf {
+        self.dir.path().join("demo")
+    }
+
+    fn maildir(&self) -> PathBuf {
+        self.demo().join("Maildir")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pushback"));
+        command
+            .args(args)
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            .env("PUSHBACK_CONFIG", self.demo().join("config.toml"))
+            .env_remove("RUST_LOG")
+            .env_remove("VISUAL");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "pushback {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn drafts(&self) -> Vec<Value> {
+        json_lines(&self.ok(&["drafts", "list", "--json"]))
+    }
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[test]
+fn demo_writes_one_draft_per_procurement_mail_and_a_second_scan_adds_none() {
+    let sandbox = Sandbox::with_demo();
+    let drafts = sandbox.drafts();
+    // The demo inbox holds six procurement mails and three ordinary ones.
+    assert_eq!(drafts.len(), 6, "{drafts:#?}");
+    for draft in &drafts {
+        assert_eq!(draft["status"], "pending");
+        assert!(draft["in_reply_to"].as_str().unwrap().contains('@'));
+        assert!(draft["subject"].as_str().unwrap().starts_with("Re: "));
+    }
+    let draft_files = files_in(&sandbox.maildir().join(".Drafts/cur"));
+    assert_eq!(draft_files.len(), 6);
+    for file in &draft_files {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let flags = name.rsplit_once(":2,").unwrap().1;
+        assert!(flags.contains('D'), "draft without the D flag: {name}");
+        let raw = std::fs::read(file).unwrap();
+        let message = MessageParser::default().parse(&raw).unwrap();
+        assert!(message.in_reply_to().as_text().is_some());
+        assert!(message.subject().unwrap().starts_with("Re: "));
+    }
+
+    let rescan = sandbox.ok(&["scan", "--json"]);
+    let report: Value = serde_json::from_str(&rescan).unwrap();
+    assert_eq!(report["examined"], 9);
+    assert_eq!(report["already_seen"], 9);
+    assert_eq!(report["findings"].as_array().unwrap().len(), 0);
+    assert_eq!(sandbox.drafts().len(), 6);
+    assert_eq!(files_in(&sandbox.maildir().join(".Drafts/cur")).len(), 6);
+}
+
+#[test]
+fn new_mail_is_drafted_once_and_a_copy_with_the_same_message_id_is_not() {
+    let sandbox = Sandbox::with_demo();
+    let rfq = b"From: Buyer <buyer@acme.example>\r\nTo: alex@northwind.example\r\n\
+Subject: RFQ 7781 - sensor modules\r\nDate: Mon, 1 Mar 2027 09:00:00 +0000\r\n\
+Message-ID: <rfq-7781@acme.example>\r\n\r\n\
+Please find attached our Request for Quotation RFQ 7781. Quotes are due by\r\n\
+March 12, 2027. Please just send your best pricing; no calls needed.\r\n";
+    std::fs::write(sandbox.maildir().join("new/1700000000.a1.host"), rfq).unwrap();
+    std::fs::write(sandbox.maildir().join("new/1700000001.a2.host"), rfq).unwrap();
+    let report: Value = serde_json::from_str(&sandbox.ok(&["scan", "--json"])).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2);
+    let drafted = findings.iter().filter(|f| !f["draft_id"].is_null()).count();
+    assert_eq!(drafted, 1, "{report:#}");
+    assert_eq!(sandbox.drafts().len(), 7);
+}
+
+#[test]
+fn approve_delivers_once_to_sent_and_reject_records_feedback() {
+    let sandbox = Sandbox::with_demo();
+    let out = sandbox.ok(&["drafts", "approve", "1"]);
+    assert!(out.contains("approved"), "{out}");
+    let sent = files_in(&sandbox.maildir().join(".Sent/cur"));
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].to_str().unwrap().ends_with(":2,S"));
+    assert_eq!(files_in(&sandbox.maildir().join(".Drafts/cur")).len(), 5);
+
+    let again = sandbox.run(&["drafts", "approve", "1"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already"));
+    sandbox.ok(&["scan"]);
+    assert_eq!(files_in(&sandbox.maildir().join(".Sent/cur")).len(), 1);
+
+    sandbox.ok(&["drafts", "reject", "2", "--not-procurement"]);
+    let drafts = sandbox.drafts();
+    let status = |id: i64| drafts.iter().find(|d| d["id"] == id).unwrap()["status"].clone();
+    assert_eq!(status(1), "sent");
+    assert_eq!(status(2), "rejected");
+    assert_eq!(files_in(&sandbox.maildir().join(".Drafts/cur")).len(), 4);
+    let pending = json_lines(&sandbox.ok(&["drafts", "list", "--json", "--status", "pending"]));
+    assert_eq!(pending.len(), 4);
+}
+
+#[test]
+fn edit_runs_the_editor_and_the_new_text_is_what_gets_sent() {
+    let sandbox = Sandbox::with_demo();
+    let editor = sandbox.dir.path().join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nprintf 'Hi Dana,\\n\\nEdited by the rep.\\n' > \"$1\"\n").unwrap();
+    let mut chmod = Command::new("chmod");
+    assert!(chmod.args(["+x", editor.to_str().unwrap()]).status().unwrap().success());
+    let out = sandbox
+        .command(&["drafts", "edit", "1"])
+        .env("EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let show = sandbox.ok(&["drafts", "show", "1"]);
+    assert!(show.contains("Edited by the rep."), "{show}");
+    sandbox.ok(&["drafts", "approve", "1"]);
+    let sent = std::fs::read(&files_in(&sandbox.maildir().join(".Sent/cur"))[0]).unwrap();
+    let message = MessageParser::default().parse(&sent).unwrap();
+    assert!(message.body_text(0).unwrap().contains("Edited by the rep."));
+    assert!(message.in_reply_to().as_text().is_some());
+}
+
+#[test]
+fn classify_json_reports_every_file_and_errors_do_not_stop_the_run() {
+    let sandbox = Sandbox::with_demo();
+    let inbox = sandbox.dir.path().join("mails");
+    std::fs::create_dir_all(inbox.join("nested")).unwrap();
+    for (i, file) in files_in(&sandbox.maildir().join("new")).iter().enumerate() {
+        std::fs::copy(file, inbox.join("nested").join(format!("{i}.eml"))).unwrap();
+    }
+    std::fs::write(inbox.join("broken.eml"), b"\r\n\r\n").unwrap();
+    let lines = json_lines(&sandbox.ok(&["classify", "--json", inbox.to_str().unwrap()]));
+    assert_eq!(lines.len(), 10);
+    let broken = lines.iter().find(|l| l["path"].as_str().unwrap().ends_with("broken.eml")).unwrap();
+    assert!(broken["error"].as_str().is_some());
+    let verdicts: Vec<&Value> = lines.iter().filter(|l| l.get("label").is_some()).collect();
+    assert_eq!(verdicts.len(), 9);
+    for verdict in &verdicts {
+        for key in ["path", "label", "category", "score", "reasons", "facts"] {
+            assert!(verdict.get(key).is_some(), "missing {key}: {verdict}");
+        }
+    }
+    let procurement = verdicts.iter().filter(|v| v["label"] == "procurement").count();
+    assert_eq!(procurement, 6);
+    let tender = verdicts
+        .iter()
+        .find(|v| v["facts"]["references"].to_string().contains("2027-014"))
+        .expect("the city tender's reference number");
+    let deadlines = tender["facts"]["deadlines"].as_array().unwrap();
+    let submission = deadlines.iter().find(|d| d["kind"] == "submission").unwrap();
+    assert_eq!(submission["date"], "2027-03-15");
+    assert_eq!(submission["time"], "17:00");
+}
+
+#[test]
+fn draft_prints_a_reply_that_parses_back() {
+    let sandbox = Sandbox::with_demo();
+    let sample = files_in(&sandbox.maildir().join("new"))
+        .into_iter()
+        .find(|f| std::fs::read_to_string(f).unwrap().contains("RFP #2027-014"))
+        .unwrap();
+    let out = sandbox.run(&["draft", sample.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let message = MessageParser::default().parse(&out.stdout).unwrap();
+    assert_eq!(
+        message.in_reply_to().as_text(),
+        Some("rfp-2027-014.notice@purchasing.springfield.example.gov")
+    );
+    assert!(message.subject().unwrap().starts_with("Re: Request for Proposal"));
+    assert!(message.message_id().unwrap().ends_with("@northwind.example"));
+}
+
+#[test]
+fn mailbox_commands_without_a_config_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pushback"))
+        .args(["scan"])
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env_remove("PUSHBACK_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no config file") && stderr.contains("pushback demo"), "{stderr}");
+}
+
+#[test]
+fn config_check_prints_what_it_resolved() {
+    let sandbox = Sandbox::with_demo();
+    let out = sandbox.ok(&["config", "check"]);
+    assert!(out.contains("config ok"), "{out}");
+    assert!(out.contains("Europe/London"), "{out}");
+}
