@@ -13,13 +13,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open maildir {path}: it has no {missing}/ directory (a Maildir needs cur/, new/ and tmp/)")]
-    NotAMaildir { path: PathBuf, missing: &'static str },
-    #[error("cannot {action} {path}: {source}")]
+    #[error(
+        "cannot open maildir {path}: it has no {missing}/ directory (a Maildir needs cur/, new/ and tmp/)"
+    )]
+    NotAMaildir {
+        path: PathBuf,
+        missing: &'static str,
+    },
+    #[error("cannot {action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error(
         "cannot use {name:?} as a message name: it must be non-empty, must not start with '.' and must not contain '/' or ':'"
@@ -30,10 +35,10 @@ pub enum Error {
 }
 
 fn io_error<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> Error + 'p {
-    move |source| Error::Io {
+    move |cause| Error::Io {
         action,
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -389,7 +394,12 @@ mod tests {
         expected.sort_by(|x, y| x.key.cmp(&y.key));
         assert_eq!(inbox, expected);
         assert_eq!(md.read(&a).unwrap(), b"first");
-        assert!(fs::read_dir(md.root().join("tmp")).unwrap().next().is_none());
+        assert!(
+            fs::read_dir(md.root().join("tmp"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
     }
 
     #[test]
@@ -420,7 +430,7 @@ mod tests {
     fn write_draft_twice_replaces_instead_of_duplicating() {
         let (_dir, md) = maildir();
         let first = md.write_draft("pushback-42", b"v1").unwrap();
-        assert_eq!(names(&[first.clone()]), ["pushback-42:2,D"]);
+        assert_eq!(names(std::slice::from_ref(&first)), ["pushback-42:2,D"]);
         let second = md.write_draft("pushback-42", b"v2").unwrap();
         assert_eq!(first, second);
         assert_eq!(md.drafts().unwrap(), vec![second.clone()]);
