@@ -499,12 +499,17 @@ impl Parser<'_> {
         };
         match version.get_ref() {
             toml::Value::Integer(v) if SUPPORTED_VERSIONS.contains(v) => Ok(()),
-            other => Err(self.invalid(
+            toml::Value::Integer(other) => Err(self.invalid(
                 version.span(),
                 "version",
                 format!(
                     "version {other} is not supported; this pushback reads config version {supported}"
                 ),
+            )),
+            other => Err(self.invalid(
+                version.span(),
+                "version",
+                format!("must be a plain number such as `version = 1`, not {other}"),
             )),
         }
     }
@@ -774,13 +779,14 @@ impl Parser<'_> {
     fn toml_error(&self, error: &toml::de::Error) -> Error {
         let message = error.message().trim().to_owned();
         match error.span() {
-            Some(span) => Error::Invalid {
+            // A span starting at 0 is the whole document (a missing top-level table), not line 1.
+            Some(span) if span.start > 0 => Error::Invalid {
                 file: self.file.to_path_buf(),
                 line: Some(self.line(span.start)),
                 key: key_at(self.text, span.start),
                 message,
             },
-            None => Error::Invalid {
+            _ => Error::Invalid {
                 file: self.file.to_path_buf(),
                 line: None,
                 key: String::new(),
@@ -946,6 +952,11 @@ timezone = "Europe/London"
             "/etc/pb/config.toml line 1: version: version 2 is not supported; this pushback reads \
              config version 1"
         );
+        let message = err("version = \"1\"\n");
+        assert!(
+            message.contains("line 1: version: must be a plain number"),
+            "{message}"
+        );
         let message = err("[identity]\nname = \"x\"\n");
         assert!(
             message.contains("version: missing; put `version = 1`"),
@@ -1065,6 +1076,13 @@ timezone = "Europe/London"
         let message = err(&text);
         let expected = format!("line {line}: [mailbox] kind: unknown variant `pop3`");
         assert!(message.contains(&expected), "{message}");
+    }
+
+    #[test]
+    fn a_missing_table_names_no_line() {
+        // Regression: toml reports it at offset 0, which is not "line 1: version".
+        let message = err("version = 1\n[mailbox]\nkind = \"maildir\"\npath = \"/m\"\n");
+        assert_eq!(message, "/etc/pb/config.toml: missing field `identity`");
     }
 
     #[test]
