@@ -57,10 +57,10 @@ fn example_keys() -> BTreeSet<(String, String)> {
         if let Some(header) = line.strip_prefix('[') {
             section = header.trim_end_matches(']').to_owned();
             keys.insert((String::new(), section.clone()));
-        } else if let Some((key, _)) = line.split_once(" = ") {
-            if !key.contains(' ') {
-                keys.insert((section.clone(), key.to_owned()));
-            }
+        } else if let Some((key, _)) = line.split_once(" = ")
+            && !key.contains(' ')
+        {
+            keys.insert((section.clone(), key.to_owned()));
         }
     }
     keys
