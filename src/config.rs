@@ -514,7 +514,26 @@ impl Parser<'_> {
         }
     }
 
+    fn refuse_password(
+        &self,
+        table: &str,
+        password: Option<&Spanned<IgnoredAny>>,
+    ) -> Result<(), Error> {
+        match password {
+            None => Ok(()),
+            Some(password) => Err(self.invalid(
+                password.span(),
+                &format!("[{table}] password"),
+                "a password in the config file is refused; use password-command (a command that \
+                 prints it, e.g. \"pass show mail/work\") or password-env (the name of an \
+                 environment variable holding it)",
+            )),
+        }
+    }
+
     fn mailbox(&self, raw: RawMailbox) -> Result<Mailbox, Error> {
+        // Before the kind checks, so a maildir user learns where passwords go, too.
+        self.refuse_password("mailbox", raw.password.as_ref())?;
         let folder = |value: Option<Spanned<String>>, key: &str, default: &str| match value {
             None => Ok(default.to_owned()),
             Some(v) if v.get_ref().is_empty() || v.get_ref().contains('/') => Err(self.invalid(
@@ -556,7 +575,6 @@ impl Parser<'_> {
                         s.password_command.as_ref().map(Spanned::span),
                     ),
                     ("password-env", s.password_env.as_ref().map(Spanned::span)),
-                    ("password", s.password.as_ref().map(Spanned::span)),
                 ];
                 if let Some((key, Some(span))) = imap_only.into_iter().find(|(_, s)| s.is_some()) {
                     return Err(self.invalid(
@@ -603,15 +621,7 @@ impl Parser<'_> {
         login_required_at: Option<Range<usize>>,
     ) -> Result<Server, Error> {
         let key = |name: &str| format!("[{table}] {name}");
-        if let Some(password) = raw.password {
-            return Err(self.invalid(
-                password.span(),
-                &key("password"),
-                "a password in the config file is refused; use password-command (a command that \
-                 prints it, e.g. \"pass show mail/work\") or password-env (the name of an \
-                 environment variable holding it)",
-            ));
-        }
+        self.refuse_password(table, raw.password.as_ref())?;
         let is_imap = login_required_at.is_some();
         let host = raw.host.ok_or_else(|| Error::Invalid {
             file: self.file.to_path_buf(),
@@ -977,6 +987,8 @@ timezone = "Europe/London"
         );
         assert!(message.starts_with(&expected), "{message}");
         assert!(!message.contains("hunter2"));
+        let maildir = with_mailbox("kind = \"maildir\"\npath = \"/m\"\npassword = \"hunter2\"");
+        assert!(err(&maildir).contains("[mailbox] password: a password in the config file"));
         let smtp = with_mailbox("kind = \"maildir\"\npath = \"/m\"")
             + "[smtp]\nhost = \"smtp.example.com\"\npassword = \"hunter2\"\n";
         let message = err(&smtp);

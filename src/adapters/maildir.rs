@@ -187,8 +187,10 @@ impl Maildir {
         for path in &found {
             fs::remove_file(path).map_err(io_error("remove draft", path))?;
         }
-        if let Some(path) = found.first() {
-            sync_dir(path.parent().unwrap_or(&self.drafts))?;
+        let mut dirs: Vec<&Path> = found.iter().filter_map(|p| p.parent()).collect();
+        dirs.dedup();
+        for dir in dirs {
+            sync_dir(dir)?;
         }
         Ok(!found.is_empty())
     }
