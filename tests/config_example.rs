@@ -1,0 +1,97 @@
+//! The example config must parse, resolve to the defaults, and mention every key the config
+//! accepts, so that it cannot drift from the code.
+
+use pushback::config::{self, Config, MailboxAccess};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pushback.example.toml")
+}
+
+#[test]
+fn the_example_parses_strictly_and_resolves_to_the_defaults() {
+    let config = Config::load(&example_path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.identity.timezone, "Europe/London");
+    let MailboxAccess::Maildir { path } = &config.mailbox.access else {
+        panic!("the example's mailbox should be a maildir");
+    };
+    assert!(path.ends_with("Mail") && path.is_absolute(), "{path:?}");
+    assert_eq!(config.mailbox.drafts_folder, config::DEFAULT_DRAFTS_FOLDER);
+    assert_eq!(config.mailbox.sent_folder, config::DEFAULT_SENT_FOLDER);
+    assert_eq!(config.smtp, None);
+    assert_eq!(config.templates_dir, None);
+    assert_eq!(config.classifier_rules, None);
+    assert_eq!(config.max_message_bytes, config::DEFAULT_MAX_MESSAGE_BYTES);
+    assert!(config.state_dir.ends_with("pushback"));
+}
+
+/// The keys the config accepts in `table` (None: the top level), read from the error for an
+/// unknown key, which lists them.
+fn accepted_keys(table: Option<&str>) -> BTreeSet<String> {
+    let probe = match table {
+        None => "version = 1\nzz-probe = 1\n".to_owned(),
+        Some(table) => format!("version = 1\n[{table}]\nzz-probe = 1\n"),
+    };
+    let error = Config::from_toml(&probe, Path::new("probe.toml"))
+        .expect_err("an unknown key must be refused")
+        .to_string();
+    let (_, expected) = error
+        .split_once("unknown field `zz-probe`, expected")
+        .unwrap_or_else(|| panic!("no key list in {error:?}"));
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// (section, key) for every `key = value` line in the example, commented out or not.
+fn example_keys() -> BTreeSet<(String, String)> {
+    let text = std::fs::read_to_string(example_path()).unwrap();
+    let mut section = String::new();
+    let mut keys = BTreeSet::new();
+    for line in text.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if let Some(header) = line.strip_prefix('[') {
+            section = header.trim_end_matches(']').to_owned();
+            keys.insert((String::new(), section.clone()));
+        } else if let Some((key, _)) = line.split_once(" = ")
+            && !key.contains(' ')
+        {
+            keys.insert((section.clone(), key.to_owned()));
+        }
+    }
+    keys
+}
+
+#[test]
+fn the_example_mentions_every_accepted_key() {
+    let documented = example_keys();
+    let top = accepted_keys(None);
+    assert!(top.contains("identity"), "probe found {top:?}");
+    let mut checked = 0;
+    for table in &top {
+        assert!(
+            documented.contains(&(String::new(), table.clone())),
+            "the example does not mention `{table}`"
+        );
+        checked += 1;
+        if table == "version" {
+            continue;
+        }
+        for key in accepted_keys(Some(table)) {
+            // Accepted only to be refused with a pointer to password-command / password-env.
+            if key == "password" {
+                continue;
+            }
+            assert!(
+                documented.contains(&(table.clone(), key.clone())),
+                "the example does not mention [{table}] {key}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} keys checked");
+}
