@@ -136,11 +136,15 @@ pub struct NewDraft {
     /// The draft's own Message-ID.
     pub message_id: String,
     pub subject: String,
+    /// Where the reply goes: the original's Reply-To, else its From.
+    pub recipient: String,
     pub category: Category,
     /// The rendered text the rep edits.
     pub body: String,
     /// The full RFC 5322 message.
     pub raw: Vec<u8>,
+    /// The message replied to, kept so an edit can re-compose the reply around it.
+    pub original: Vec<u8>,
     pub notes: Vec<String>,
     /// Deterministic name in the Drafts folder.
     pub folder_name: String,
@@ -168,10 +172,12 @@ pub struct DraftRecord {
     pub in_reply_to: Option<String>,
     pub message_id: String,
     pub subject: String,
+    pub recipient: String,
     pub category: Category,
     pub status: DraftStatus,
     pub body: String,
     pub raw: Vec<u8>,
+    pub original: Vec<u8>,
     pub notes: Vec<String>,
     /// 1 when created, bumped by every edit.
     pub version: i64,
@@ -342,17 +348,19 @@ impl Store {
             None => None,
             Some(d) => {
                 tx.execute(
-                    "INSERT INTO drafts (message, in_reply_to, message_id, subject, category, body, raw,
-                                         notes, folder_name, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                    "INSERT INTO drafts (message, in_reply_to, message_id, subject, recipient, category,
+                                         body, raw, original, notes, folder_name, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
                     params![
                         message,
                         d.in_reply_to,
                         d.message_id,
                         d.subject,
+                        d.recipient,
                         d.category.as_str(),
                         d.body,
                         d.raw,
+                        d.original,
                         to_json("draft notes", &d.notes)?,
                         d.folder_name,
                         timestamp(now),
@@ -760,8 +768,8 @@ fn outbox_sent_at(
 }
 
 const DRAFT_SELECT: &str = "SELECT d.id, d.message, m.mailbox, m.key, d.in_reply_to, d.message_id,
-        d.subject, d.category, d.status, d.body, d.raw, d.notes, d.version, d.folder_name,
-        d.created_at, d.updated_at
+        d.subject, d.recipient, d.category, d.status, d.body, d.raw, d.original, d.notes, d.version,
+        d.folder_name, d.created_at, d.updated_at
     FROM drafts d JOIN messages m ON m.id = d.message";
 
 fn draft(conn: &Connection, id: i64) -> Result<Option<DraftRecord>, Error> {
@@ -785,10 +793,12 @@ struct DraftRow {
     in_reply_to: Option<String>,
     message_id: String,
     subject: String,
+    recipient: String,
     category: String,
     status: String,
     body: String,
     raw: Vec<u8>,
+    original: Vec<u8>,
     notes: String,
     version: i64,
     folder_name: String,
@@ -806,15 +816,17 @@ impl DraftRow {
             in_reply_to: r.get(4)?,
             message_id: r.get(5)?,
             subject: r.get(6)?,
-            category: r.get(7)?,
-            status: r.get(8)?,
-            body: r.get(9)?,
-            raw: r.get(10)?,
-            notes: r.get(11)?,
-            version: r.get(12)?,
-            folder_name: r.get(13)?,
-            created_at: r.get(14)?,
-            updated_at: r.get(15)?,
+            recipient: r.get(7)?,
+            category: r.get(8)?,
+            status: r.get(9)?,
+            body: r.get(10)?,
+            raw: r.get(11)?,
+            original: r.get(12)?,
+            notes: r.get(13)?,
+            version: r.get(14)?,
+            folder_name: r.get(15)?,
+            created_at: r.get(16)?,
+            updated_at: r.get(17)?,
         })
     }
 
@@ -827,10 +839,12 @@ impl DraftRow {
             in_reply_to: self.in_reply_to,
             message_id: self.message_id,
             subject: self.subject,
+            recipient: self.recipient,
             category: parse_category(&self.category)?,
             status: parse_status(&self.status)?,
             body: self.body,
             raw: self.raw,
+            original: self.original,
             notes: from_json("draft notes", &self.notes)?,
             version: self.version,
             folder_name: self.folder_name,
@@ -920,9 +934,11 @@ mod tests {
                 in_reply_to: Some(message_id.into()),
                 message_id: format!("<draft-{key}@northwind.example>"),
                 subject: "Re: RFP #2027-014 Managed Print Services".into(),
+                recipient: "pat@buyer.example".into(),
                 category: Category::Rfp,
                 body: "Hi Pat,\n\nThanks for thinking of us.".into(),
                 raw: b"Subject: Re: RFP\r\n\r\nHi Pat".to_vec(),
+                original: b"Subject: RFP\r\n\r\nPlease respond".to_vec(),
                 notes: vec!["submission deadline is ambiguous".into()],
                 folder_name: format!("pushback-{key}"),
             }),

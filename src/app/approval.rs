@@ -23,7 +23,7 @@ struct DraftLine<'a> {
     category: &'a str,
     to: &'a str,
     message_id: &'a str,
-    version: u32,
+    version: i64,
     created_at: String,
     updated_at: String,
 }
@@ -36,7 +36,7 @@ impl<'a> From<&'a DraftRecord> for DraftLine<'a> {
             in_reply_to: d.in_reply_to.as_deref(),
             subject: &d.subject,
             category: d.category.as_str(),
-            to: &d.to,
+            to: &d.recipient,
             message_id: &d.message_id,
             version: d.version,
             created_at: d.created_at.to_rfc3339(),
@@ -66,7 +66,7 @@ pub fn list(store: &Store, status: Option<DraftStatus>, json: bool) -> Result<St
             d.id,
             d.status.as_str(),
             d.category.as_str(),
-            truncate(&d.to, 30),
+            truncate(&d.recipient, 30),
             d.subject
         )?;
     }
@@ -133,7 +133,7 @@ pub fn edit(
     let analysis = pipeline
         .analyse(&draft.original)
         .context("cannot re-read the original message of this draft")?;
-    let reply = pipeline.compose_with_body(&analysis, &edited, now, draft.version + 1)?;
+    let reply = pipeline.compose_with_body(&analysis, &edited, now, u32::try_from(draft.version + 1)?)?;
     let updated = store.update_draft(id, &edited, &reply.raw, &reply.message_id, now)?;
     maildir.write_draft(&updated.folder_name, &updated.raw)?;
     Ok(format!("draft {id} saved as version {}", updated.version))

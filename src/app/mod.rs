@@ -9,9 +9,9 @@ pub mod outbox;
 pub mod pipeline;
 pub mod scan;
 
-use crate::adapters::maildir::Maildir;
+use crate::adapters::maildir::{Folders, Maildir};
 use crate::adapters::store::Store;
-use crate::config::{Config, MailboxConfig};
+use crate::config::{Config, MailboxAccess};
 use crate::core::classify::FeedbackModel;
 use anyhow::{Result, bail};
 use pipeline::Pipeline;
@@ -25,14 +25,18 @@ pub struct Session {
 
 impl Session {
     pub fn open(config: &Config) -> Result<Session> {
-        let maildir = match &config.mailbox {
-            MailboxConfig::Maildir { path } => Maildir::open(path)?,
-            MailboxConfig::Imap { .. } => bail!(
+        let folders = Folders {
+            drafts: config.mailbox.drafts_folder.clone(),
+            sent: config.mailbox.sent_folder.clone(),
+        };
+        let maildir = match &config.mailbox.access {
+            MailboxAccess::Maildir { path } => Maildir::open_with(path, &folders)?,
+            MailboxAccess::Imap(_) => bail!(
                 "cannot open the mailbox: IMAP support arrives in the next release; \
                  set [mailbox] kind = \"maildir\" for now"
             ),
         };
-        let store = Store::open(&config.state.path)?;
+        let store = Store::open(&config.state_dir)?;
         let feedback = FeedbackModel::train(&store.feedback_examples()?);
         let pipeline = pipeline_for(config)?.with_feedback(feedback);
         Ok(Session {
@@ -47,8 +51,9 @@ impl Session {
 pub fn pipeline_for(config: &Config) -> Result<Pipeline> {
     Pipeline::new(
         config.identity.clone(),
-        config.classifier.rules.as_deref(),
-        config.templates.dir.as_deref(),
-        config.limits.max_message_bytes,
+        config.timezone,
+        config.classifier_rules.as_deref(),
+        config.templates_dir.as_deref(),
+        usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX),
     )
 }

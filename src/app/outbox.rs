@@ -3,8 +3,8 @@
 //! taken out of `.Drafts`. Only rows in the store's outbox are delivered, and only approval puts
 //! them there: nothing leaves without the rep's say-so.
 //!
-//! Exactly-once: the `.Sent` file name is derived from the draft id and rewriting it replaces the
-//! file, so a crash between delivery and `mark_sent` repeats the write, never the message.
+//! Exactly-once: the `.Sent` file takes the draft's deterministic name and rewriting it replaces
+//! the file, so a crash between delivery and `mark_sent` repeats the write, never the message.
 
 use crate::adapters::maildir::Maildir;
 use crate::adapters::store::Store;
@@ -15,13 +15,11 @@ use chrono::{DateTime, Utc};
 pub fn flush(maildir: &Maildir, store: &mut Store, now: DateTime<Utc>) -> Result<Vec<i64>> {
     let mut delivered = Vec::new();
     for item in store.outbox_pending()? {
-        let sent_name = format!("pushback-sent.{}", item.draft_id);
-        match maildir.write_sent(&sent_name, &item.raw) {
+        // The Sent copy keeps the draft's deterministic name: rewriting it replaces, never adds.
+        match maildir.write_sent(&item.folder_name, &item.raw) {
             Ok(_) => {
                 store.mark_sent(item.draft_id, now)?;
-                if let Some(draft) = store.draft(item.draft_id)? {
-                    maildir.remove_draft(&draft.folder_name)?;
-                }
+                maildir.remove_draft(&item.folder_name)?;
                 delivered.push(item.draft_id);
             }
             Err(error) => {

@@ -10,6 +10,7 @@ use crate::core::mail::{self, Mail};
 use crate::core::model::{Classification, Facts, Identity, Label};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use std::path::Path;
 
 /// One message after parsing, classification and extraction.
@@ -36,6 +37,7 @@ pub struct Pipeline {
     classifier: Classifier,
     templates: Templates,
     identity: Identity,
+    timezone: Tz,
     feedback: Option<FeedbackModel>,
     max_message_bytes: usize,
 }
@@ -43,6 +45,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(
         identity: Identity,
+        timezone: Tz,
         rules_path: Option<&Path>,
         templates_dir: Option<&Path>,
         max_message_bytes: usize,
@@ -63,6 +66,7 @@ impl Pipeline {
             classifier: Classifier::new(&rules)?,
             templates,
             identity,
+            timezone,
             feedback: None,
             max_message_bytes,
         })
@@ -139,7 +143,7 @@ impl Pipeline {
             .clone()
             .unwrap_or_else(|| fallback_thread_key(&analysis.mail));
         let message_id = draft::reply_message_id(&self.identity, &original_id, version);
-        let date = now.with_timezone(&self.zone()?).fixed_offset();
+        let date = now.with_timezone(&self.timezone).fixed_offset();
         Ok(draft::compose_reply(
             &analysis.mail,
             &self.identity,
@@ -147,13 +151,6 @@ impl Pipeline {
             &message_id,
             date,
         )?)
-    }
-
-    fn zone(&self) -> Result<chrono_tz::Tz> {
-        self.identity
-            .timezone
-            .parse()
-            .map_err(|_| anyhow::anyhow!("unknown time zone {:?}", self.identity.timezone))
     }
 }
 

@@ -104,14 +104,14 @@ fn scan_one(
         None => false,
     };
     let draft = if analysis.is_procurement() && !duplicate {
-        Some(write_draft(maildir, pipeline, &analysis, entry, now)?)
+        Some(write_draft(maildir, pipeline, &analysis, entry, &raw, now)?)
     } else {
         None
     };
     let outcome = store.record_scan(&scanned(entry, &analysis, draft), now)?;
     let draft_id = match outcome {
         RecordOutcome::Recorded { draft_id } => draft_id,
-        RecordOutcome::AlreadySeen | RecordOutcome::DuplicateMessageId => None,
+        RecordOutcome::AlreadySeen | RecordOutcome::DuplicateMessageId { .. } => None,
     };
     report.findings.push(Finding {
         key: entry.key.clone(),
@@ -135,6 +135,7 @@ fn write_draft(
     pipeline: &Pipeline,
     analysis: &Analysis,
     entry: &InboxEntry,
+    raw: &[u8],
     now: DateTime<Utc>,
 ) -> Result<NewDraft> {
     let composed = pipeline.compose(analysis, now, 1)?;
@@ -144,9 +145,11 @@ fn write_draft(
         in_reply_to: composed.reply.in_reply_to.clone(),
         message_id: composed.reply.message_id.clone(),
         subject: composed.reply.subject.clone(),
+        recipient: composed.reply.to.clone(),
         category: analysis.classification.category,
         body: composed.body,
         raw: composed.reply.raw,
+        original: raw.to_vec(),
         notes: composed.notes,
         folder_name,
     })
@@ -159,7 +162,7 @@ fn scanned(entry: &InboxEntry, analysis: &Analysis, draft: Option<NewDraft>) -> 
         message_id: analysis.mail.message_id.clone(),
         subject: analysis.mail.subject.clone(),
         sender: analysis.mail.from.as_ref().map(|a| a.email.clone()),
-        date: analysis.mail.date.map(|d| d.with_timezone(&Utc)),
+        date: analysis.mail.date,
         classification: analysis.classification.clone(),
         facts: analysis.facts.clone(),
         draft,

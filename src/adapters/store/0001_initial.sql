@@ -40,11 +40,13 @@ CREATE TABLE drafts (
     in_reply_to TEXT,            -- the original's Message-ID
     message_id  TEXT NOT NULL,   -- the draft's own Message-ID
     subject     TEXT NOT NULL,
+    recipient   TEXT NOT NULL,   -- where the reply goes (Reply-To, else From)
     category    TEXT NOT NULL,
     status      TEXT NOT NULL DEFAULT 'pending'
                 CHECK (status IN ('pending', 'approved', 'rejected', 'sent')),
     body        TEXT NOT NULL,   -- the rendered text the rep edits
     raw         BLOB NOT NULL,   -- the full RFC 5322 message
+    original    BLOB NOT NULL,   -- the message replied to, for re-composing after an edit
     notes       TEXT NOT NULL,   -- JSON array of strings for the rep
     version     INTEGER NOT NULL DEFAULT 1,
     folder_name TEXT NOT NULL UNIQUE,  -- deterministic name in the Drafts folder
