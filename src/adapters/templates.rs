@@ -230,21 +230,12 @@ impl Templates {
         self.render_template(&file, ctx)
     }
 
-    /// Render every category against its sample context, against the sample with the
-    /// no-contact switch flipped and against a sparse context (nothing extracted), so every
-    /// branch a real mail can take is exercised. Returns the problems, fallbacks included.
+    /// Render every category against the contexts of `check_contexts`, so every branch a real
+    /// mail can take is exercised. Returns the problems, fallbacks included.
     pub fn check(&self) -> Vec<Problem> {
         let mut problems = self.notices.clone();
         for category in all_categories() {
-            let sample = DraftContext::sample(category);
-            let mut flipped = sample.clone();
-            flipped.no_contact.applies = !flipped.no_contact.applies;
-            let contexts = [
-                ("sample", sample),
-                ("sample with the no-contact switch flipped", flipped),
-                ("sparse", DraftContext::sparse(category)),
-            ];
-            for (which, ctx) in contexts {
+            for (which, ctx) in check_contexts(category) {
                 let problem = match self.render(category, &ctx) {
                     Ok(text) if text.contains("{{") || text.contains("{%") => Problem {
                         severity: Severity::Error,
@@ -353,6 +344,28 @@ fn describe(e: &minijinja::Error) -> String {
         .map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind()))
 }
 
+/// The sample for `category` and its variants: the no-contact switch flipped, written to a
+/// business owner with nobody else to invite, and sparse (nothing extracted) with and without a
+/// no-contact clause.
+fn check_contexts(category: Category) -> Vec<(&'static str, DraftContext)> {
+    let sample = DraftContext::sample(category);
+    let mut flipped = sample.clone();
+    flipped.no_contact.applies = !flipped.no_contact.applies;
+    let mut to_business_owner = sample.clone();
+    to_business_owner.no_contact.applies = false;
+    to_business_owner.stakeholders.business_names = None;
+    to_business_owner.buyer.contact.role = "business".to_string();
+    let mut sparse_no_contact = DraftContext::sparse(category);
+    sparse_no_contact.no_contact.applies = true;
+    vec![
+        ("sample", sample),
+        ("sample with the no-contact switch flipped", flipped),
+        ("business-owner contact", to_business_owner),
+        ("sparse", DraftContext::sparse(category)),
+        ("sparse no-contact", sparse_no_contact),
+    ]
+}
+
 fn all_categories() -> impl Iterator<Item = Category> {
     Category::PROCUREMENT.into_iter().chain([Category::None])
 }
@@ -367,20 +380,6 @@ fn template_file(category: Category) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn contexts(category: Category) -> Vec<(&'static str, DraftContext)> {
-        let sample = DraftContext::sample(category);
-        let mut flipped = sample.clone();
-        flipped.no_contact.applies = !flipped.no_contact.applies;
-        let mut sparse_no_contact = DraftContext::sparse(category);
-        sparse_no_contact.no_contact.applies = true;
-        vec![
-            ("sample", sample),
-            ("flipped", flipped),
-            ("sparse", DraftContext::sparse(category)),
-            ("sparse no-contact", sparse_no_contact),
-        ]
-    }
 
     fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -407,7 +406,7 @@ mod tests {
         let mut rendered = 0;
         for (name, _) in BUILTIN {
             for category in all_categories() {
-                for (which, ctx) in contexts(category) {
+                for (which, ctx) in check_contexts(category) {
                     let text = templates
                         .render_named(name, &ctx)
                         .unwrap_or_else(|e| panic!("{name}, {category}, {which}: {e}"));
@@ -420,14 +419,14 @@ mod tests {
                 }
             }
         }
-        assert_eq!(rendered, BUILTIN.len() * 10 * 4);
+        assert_eq!(rendered, BUILTIN.len() * 10 * 5);
     }
 
     #[test]
     fn drafts_are_brief_and_ask_for_a_conversation() {
         let templates = Templates::builtin();
         for category in all_categories() {
-            for (which, ctx) in contexts(category) {
+            for (which, ctx) in check_contexts(category) {
                 let text = templates.render(category, &ctx).unwrap();
                 let words = words_before_signature(&text);
                 assert!(words <= 180, "{category} {which}: {words} words\n{text}");
@@ -478,6 +477,12 @@ mod tests {
             "{text}"
         );
         assert!(text.starts_with("Hi team,"), "{text}");
+        let (_, ctx) = check_contexts(Category::Rfp).swap_remove(2);
+        let text = templates.render(Category::Rfp, &ctx).unwrap();
+        assert!(
+            text.contains("talk through what you want to achieve"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct PersonContext {
     pub title: Option<String>,
     /// "Name (Title)", or whichever of the two is known, or none.
     pub label: Option<String>,
+    /// business, procurement or unknown.
+    pub role: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -92,7 +94,8 @@ pub struct StakeholdersContext {
     pub business: Vec<PersonContext>,
     /// Procurement, purchasing, sourcing, contracts.
     pub procurement: Vec<PersonContext>,
-    /// The business stakeholders' labels joined for a sentence ("A (VP Ops) and B"), or none.
+    /// The labels of the business stakeholders other than the contact (the person the draft is
+    /// addressed to) joined for a sentence ("A (VP Ops) and B"), or none.
     pub business_names: Option<String>,
 }
 
@@ -172,7 +175,14 @@ impl DraftContext {
             .filter(|s| s.role == StakeholderRole::Procurement)
             .map(person)
             .collect();
-        let business_names = join_names(business.iter().filter_map(|p| p.label.clone()).collect());
+        let business_names = join_names(
+            facts
+                .stakeholders
+                .iter()
+                .filter(|s| s.role == StakeholderRole::Business && !is_contact(s, facts))
+                .filter_map(|s| person(s).label)
+                .collect(),
+        );
         let all: Vec<DeadlineContext> = facts.deadlines.iter().map(deadline).collect();
         let first_of = |kind: DeadlineKind| {
             facts
@@ -433,6 +443,7 @@ fn person(s: &Stakeholder) -> PersonContext {
         email: s.email.clone(),
         title,
         label,
+        role: role_name(s.role).to_string(),
     }
 }
 
@@ -446,7 +457,29 @@ fn person_from_address(address: Option<&Address>) -> PersonContext {
         name,
         email: address.map(|a| a.email.clone()),
         title: None,
+        role: role_name(StakeholderRole::Unknown).to_string(),
     }
+}
+
+fn role_name(role: StakeholderRole) -> &'static str {
+    match role {
+        StakeholderRole::Business => "business",
+        StakeholderRole::Procurement => "procurement",
+        StakeholderRole::Unknown => "unknown",
+    }
+}
+
+/// Whether `s` is the person the mail came from: the draft speaks to them, not about them.
+fn is_contact(s: &Stakeholder, facts: &Facts) -> bool {
+    let Some(contact) = &facts.contact else {
+        return false;
+    };
+    let same = |a: &Option<String>, b: &Option<String>| {
+        a.as_deref()
+            .zip(b.as_deref())
+            .is_some_and(|(a, b)| a.trim().eq_ignore_ascii_case(b.trim()))
+    };
+    same(&s.email, &contact.email) || same(&s.name, &contact.name)
 }
 
 /// A shared mailbox rather than a person: a display name there is a department, not a first name.
@@ -560,6 +593,14 @@ pub fn rep_notes(
         notes.push(format!("Title: {}.", facts.titles.join("; ")));
     }
     for d in &facts.deadlines {
+        if d.date.is_none() {
+            notes.push(format!(
+                "{}: \"{}\" (no date read).",
+                capitalise(deadline_kind_label(d.kind)),
+                d.text
+            ));
+            continue;
+        }
         let doubt = if d.ambiguous {
             " (ambiguous: confirm the date)"
         } else {
@@ -578,7 +619,7 @@ pub fn rep_notes(
     let business: Vec<String> = facts
         .stakeholders
         .iter()
-        .filter(|s| s.role == StakeholderRole::Business)
+        .filter(|s| s.role == StakeholderRole::Business && !is_contact(s, facts))
         .filter_map(|s| {
             let label = person(s).label?;
             Some(match &s.email {
@@ -587,9 +628,16 @@ pub fn rep_notes(
             })
         })
         .collect();
-    if business.is_empty() {
+    let contact = facts
+        .contact
+        .as_ref()
+        .filter(|c| c.role == StakeholderRole::Business);
+    if let Some(label) = contact.and_then(|c| person(c).label) {
+        notes.push(format!("The contact, {label}, owns the business problem."));
+    }
+    if business.is_empty() && contact.is_none() {
         notes.push("No business stakeholder named: the draft asks who owns the problem.".into());
-    } else {
+    } else if !business.is_empty() {
         notes.push(format!("Worth inviting: {}.", business.join("; ")));
     }
     if let Some(clause) = &facts.no_contact_clause {
@@ -1008,6 +1056,23 @@ Regards, Dana\r\n";
         assert_eq!(ctx.original.date.as_deref(), Some("15 February 2027"));
         assert!(!ctx.no_contact.applies);
         assert!(DraftContext::sample(Category::Tender).no_contact.applies);
+
+        // The contact is spoken to, not invited: a business-owner contact is not in the names.
+        let mut facts = sample_facts(Category::Rfp);
+        facts.contact = facts.stakeholders.get(1).cloned();
+        let ctx = DraftContext::new(
+            &mail(RFP),
+            &classification(Category::Rfp),
+            &facts,
+            &identity(),
+        );
+        assert_eq!(ctx.buyer.contact.role, "business");
+        assert_eq!(ctx.greeting, "Maria");
+        assert_eq!(
+            ctx.stakeholders.business_names.as_deref(),
+            Some("Tom Reed (Director of IT)")
+        );
+        assert_eq!(ctx.stakeholders.business.len(), 2);
     }
 
     #[test]
@@ -1268,8 +1333,7 @@ Regards, Dana\r\n";
             "Deadline for questions: Monday 1 March 2027, 17:00 -05:00, from \"3/1/2027 5pm\".",
             "Submission deadline: Thursday 4 March 2027, 17:00 -05:00 (ambiguous: confirm the \
              date), from \"3/4/2027 5pm\".",
-            "Pre-bid meeting: the pre-bid meeting next month (ambiguous: confirm the date), from \
-             \"the pre-bid meeting next month\".",
+            "Pre-bid meeting: \"the pre-bid meeting next month\" (no date read).",
             "Portal: https://suppliers.northwind.example",
             "Worth inviting: Maria Lopez (VP Operations) <maria@northwind.example>.",
             "Caution: the deadline for questions (Monday 1 March 2027, 17:00 -05:00) has already \
