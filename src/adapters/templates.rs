@@ -632,6 +632,38 @@ mod tests {
         assert!(err.to_string().contains("fuel"), "{err}");
     }
 
+    // Guards the documentation: a context field added without a README entry fails here.
+    #[test]
+    fn every_context_variable_is_documented() {
+        fn keys(value: &serde_json::Value, out: &mut Vec<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map {
+                        out.push(k.clone());
+                        keys(v, out);
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+                _ => {}
+            }
+        }
+        let readme = include_str!("../../templates/README.md");
+        let mut found = Vec::new();
+        keys(
+            &serde_json::to_value(DraftContext::sample(Category::Tender)).unwrap(),
+            &mut found,
+        );
+        assert!(found.len() > 30);
+        for key in found {
+            assert!(
+                [format!("`{key}`"), format!("`{key}."), format!(".{key}`")]
+                    .iter()
+                    .any(|form| readme.contains(form.as_str())),
+                "templates/README.md does not document `{key}`"
+            );
+        }
+    }
+
     #[test]
     fn a_missing_directory_is_an_io_error_naming_it() {
         let err = Templates::load(Path::new("/nonexistent/pushback-templates")).unwrap_err();

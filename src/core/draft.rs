@@ -1206,6 +1206,33 @@ Regards, Dana\r\n";
     }
 
     #[test]
+    fn long_references_are_folded_and_survive_the_round_trip() {
+        let mut m = mail(RFP);
+        m.references = (0..40)
+            .map(|i| format!("{i:02}.a-rather-long-message-identifier@mail.northwind.example"))
+            .collect();
+        let reply = compose_reply(
+            &m,
+            &identity(),
+            "Hi",
+            "r@acme",
+            date("2027-02-16T08:00:00Z"),
+        )
+        .unwrap();
+        let text = String::from_utf8(reply.raw.clone()).unwrap();
+        assert!(text.lines().all(|l| l.len() <= 998), "{text}");
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&reply.raw)
+            .unwrap();
+        let mail_parser::HeaderValue::TextList(refs) = parsed.references() else {
+            panic!("no References list in {text}");
+        };
+        assert_eq!(refs.len(), 41);
+        assert_eq!(refs[40], "rfp-14@northwind.example");
+        assert_eq!(reply.references.len(), 41);
+    }
+
+    #[test]
     fn compose_without_message_id_omits_threading_headers() {
         let m = mail("From: dana@northwind.example\r\nSubject: RFQ\r\n\r\nQuote please\r\n");
         let reply = compose_reply(
