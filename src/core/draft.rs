@@ -8,7 +8,8 @@ use crate::core::model::{
     Category, Classification, Deadline, DeadlineKind, Facts, Identity, Stakeholder, StakeholderRole,
 };
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
-use lettre::message::{Mailbox, header::ContentType};
+use lettre::message::Mailbox;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use serde::Serialize;
 
 /// Quoting the whole history of a long thread makes the draft hard to review; the buyer has it.
@@ -647,10 +648,10 @@ pub fn rep_notes(
         ));
     }
     for d in &facts.deadlines {
-        let (Some(date), label) = (d.date, deadline_kind_label(d.kind)) else {
+        let label = deadline_kind_label(d.kind);
+        let Some(date) = d.date else {
             notes.push(format!(
-                "Caution: a {} without a readable date (\"{}\"): confirm it.",
-                deadline_kind_label(d.kind),
+                "Caution: the {label} has no readable date (\"{}\"): confirm it.",
                 d.text
             ));
             continue;
@@ -663,7 +664,11 @@ pub fn rep_notes(
             ));
         } else if due - now <= Duration::days(URGENT_WITHIN_DAYS) {
             let hours = (due - now).num_hours();
-            let left = if hours < 48 {
+            let left = if hours < 1 {
+                "less than an hour".to_string()
+            } else if hours == 1 {
+                "1 hour".to_string()
+            } else if hours < 48 {
                 format!("{hours} hours")
             } else {
                 format!("{} days", hours / 24)
@@ -787,13 +792,18 @@ pub fn compose_reply(
         );
     }
     let text = format!("{}\n\n{}", body.trim_end(), quote_original(mail));
-    let message = builder
+    let mut message = builder
         .header(ContentType::TEXT_PLAIN)
         .body(text)
         .map_err(|source| Error::Build {
             message_id: label,
             source,
         })?;
+    // lettre writes every Date in UTC; the rep's own offset is what a mail client would show.
+    message.headers_mut().insert_raw(HeaderValue::new(
+        HeaderName::new_from_ascii_str("Date"),
+        date.to_rfc2822(),
+    ));
     Ok(Reply {
         message_id,
         subject,
@@ -1173,6 +1183,12 @@ Regards, Dana\r\n";
             parsed.date().unwrap().to_timestamp(),
             date("2027-02-16T08:00:00-05:00").timestamp()
         );
+        let raw = String::from_utf8_lossy(&reply.raw);
+        assert_eq!(raw.matches("\r\nDate: ").count(), 1, "{raw}");
+        assert!(
+            raw.contains("\r\nDate: Tue, 16 Feb 2027 08:00:00 -0500\r\n"),
+            "{raw}"
+        );
         let body = parsed.body_text(0).unwrap();
         assert_eq!(
             body.replace("\r\n", "\n"),
@@ -1368,7 +1384,7 @@ Regards, Dana\r\n";
             "Caution: the submission deadline (Thursday 4 March 2027, 17:00 -05:00) is in 2 days.",
             "Caution: \"3/4/2027 5pm\" can be read more than one way; confirm the submission \
              deadline with the buyer.",
-            "Caution: a pre-bid meeting without a readable date (\"the pre-bid meeting next \
+            "Caution: the pre-bid meeting has no readable date (\"the pre-bid meeting next \
              month\"): confirm it.",
         ];
         assert_eq!(notes, expected);
