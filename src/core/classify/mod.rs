@@ -1,0 +1,300 @@
+//! The explainable classifier: weighted signals from the rules file (in the spirit of
+//! SpamAssassin and rspamd) decide whether a message is a buyer's procurement-process demand and
+//! which kind. Every signal that fired comes back as a `Reason`, so a rep can see why a draft was
+//! proposed. Reading the rules file lives in `rules`, the rep's feedback layer in `feedback`;
+//! fetching mail and storing feedback are left to the adapters.
+//!
+//! How a verdict is reached: each signal fires at most once and adds its weight to the total; a
+//! signal with a category also adds its vote to that category. The label is procurement when the
+//! total reaches `thresholds.procurement` and at least one category has a positive vote; the
+//! category is the one with the largest vote (ties go to the earlier one in `Category::PROCUREMENT`).
+
+mod feedback;
+mod rules;
+
+pub use feedback::{FeedbackModel, feedback_tokens};
+pub use rules::{Error, FeedbackLimits, Field, RULES_VERSION, Rules, Signal, Thresholds};
+
+use crate::core::mail::Mail;
+use crate::core::model::{Category, Classification, Label, Reason};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+/// Matched text in a reason is cut to about this many characters.
+const MAX_MATCHED_CHARS: usize = 80;
+/// Compiled programs may grow this large; the default is too small for long phrase families.
+const REGEX_SIZE_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The rules, compiled once: one regex per signal, and per field one set that tells in a single
+/// pass which of its signals can fire, so a message is scanned once per field, not once per signal.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    signals: Vec<CompiledSignal>,
+    scans: Vec<FieldScan>,
+    threshold: f64,
+    feedback_limits: FeedbackLimits,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledSignal {
+    name: String,
+    field: Field,
+    /// `None` for flag fields.
+    regex: Option<Regex>,
+    weight: f64,
+    category: Option<Category>,
+    vote: f64,
+}
+
+#[derive(Debug, Clone)]
+struct FieldScan {
+    field: Field,
+    set: RegexSet,
+    /// Index into `Classifier::signals` for each pattern of `set`.
+    signal_of: Vec<usize>,
+}
+
+/// The lower-cased text of one message, made once per classification.
+struct MailText {
+    subject: String,
+    body: String,
+    sender: String,
+    sender_name: String,
+    attachments: String,
+}
+
+impl MailText {
+    fn new(mail: &Mail) -> MailText {
+        let from = mail.from.as_ref();
+        MailText {
+            subject: mail.subject.to_lowercase(),
+            body: mail.body.to_lowercase(),
+            sender: from.map(|a| a.email.to_lowercase()).unwrap_or_default(),
+            sender_name: from
+                .and_then(|a| a.name.as_deref())
+                .map(str::to_lowercase)
+                .unwrap_or_default(),
+            attachments: mail.attachment_names.join("\n").to_lowercase(),
+        }
+    }
+}
+
+impl Classifier {
+    pub fn new(rules: &Rules) -> Result<Classifier, Error> {
+        let signals = rules
+            .signals
+            .iter()
+            .map(compile_signal)
+            .collect::<Result<Vec<_>, Error>>()?;
+        let mut fields: Vec<Field> = signals
+            .iter()
+            .filter(|s| s.regex.is_some())
+            .map(|s| s.field)
+            .collect();
+        fields.sort();
+        fields.dedup();
+        let scans = fields
+            .into_iter()
+            .map(|field| {
+                let signal_of: Vec<usize> = signals
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.field == field && s.regex.is_some())
+                    .map(|(i, _)| i)
+                    .collect();
+                let patterns = signal_of
+                    .iter()
+                    .filter_map(|&i| signals[i].regex.as_ref().map(Regex::as_str));
+                let set = RegexSetBuilder::new(patterns)
+                    .unicode(false)
+                    .case_insensitive(true)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| Error::BadPattern {
+                        signal: format!("{field:?} field set"),
+                        message: e.to_string(),
+                    })?;
+                Ok(FieldScan {
+                    field,
+                    set,
+                    signal_of,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Classifier {
+            signals,
+            scans,
+            threshold: rules.thresholds.procurement,
+            feedback_limits: rules.feedback.clone(),
+        })
+    }
+
+    pub fn classify(&self, mail: &Mail, feedback: Option<&FeedbackModel>) -> Classification {
+        let text = MailText::new(mail);
+        // Which signals fired, with their matched text, indexed like `self.signals`.
+        let mut fired: Vec<Option<String>> = vec![None; self.signals.len()];
+        for (i, signal) in self.signals.iter().enumerate() {
+            let flagged = match signal.field {
+                Field::Bulk => mail.is_bulk,
+                Field::AutoSubmitted => mail.is_auto_submitted,
+                _ => false,
+            };
+            if flagged {
+                fired[i] = Some(format!("{:?}", signal.field).to_lowercase());
+            }
+        }
+        for scan in &self.scans {
+            for haystack in haystacks(&text, scan.field) {
+                for pattern in scan.set.matches(haystack.as_bytes()).iter() {
+                    let i = scan.signal_of[pattern];
+                    if fired[i].is_some() {
+                        continue;
+                    }
+                    let regex = self.signals[i].regex.as_ref();
+                    if let Some(m) = regex.and_then(|r| r.find(haystack.as_bytes())) {
+                        fired[i] = Some(readable_match(m.as_bytes()));
+                    }
+                }
+            }
+        }
+
+        let mut reasons = Vec::new();
+        let mut score = 0.0;
+        let mut votes = [0.0; Category::PROCUREMENT.len()];
+        for (signal, matched) in self.signals.iter().zip(fired) {
+            let Some(matched) = matched else { continue };
+            score += signal.weight;
+            if let Some(slot) = signal
+                .category
+                .and_then(|c| Category::PROCUREMENT.iter().position(|&p| p == c))
+            {
+                votes[slot] += signal.vote;
+            }
+            reasons.push(Reason {
+                signal: signal.name.clone(),
+                weight: signal.weight,
+                matched,
+            });
+        }
+        if let Some(reason) =
+            feedback.and_then(|m| m.nudge(&feedback_tokens(mail), &self.feedback_limits))
+        {
+            score += reason.weight;
+            reasons.push(reason);
+        }
+
+        let category = votes
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v > 0.0)
+            // `max_by` keeps the last of equals; iterating in reverse makes ties go to the first.
+            .rev()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| Category::PROCUREMENT[i]);
+        let score = (score * 1000.0).round() / 1000.0;
+        match category {
+            Some(category) if score >= self.threshold => Classification {
+                label: Label::Procurement,
+                category,
+                score,
+                reasons,
+            },
+            _ => Classification {
+                label: Label::Other,
+                category: Category::None,
+                score,
+                reasons,
+            },
+        }
+    }
+}
+
+/// The texts a field reads, in the order they are searched.
+fn haystacks(text: &MailText, field: Field) -> impl Iterator<Item = &str> {
+    let (first, second) = match field {
+        Field::Subject => (Some(&text.subject), None),
+        Field::Body => (Some(&text.body), None),
+        Field::Text => (Some(&text.subject), Some(&text.body)),
+        Field::Sender => (Some(&text.sender), None),
+        Field::SenderName => (Some(&text.sender_name), None),
+        Field::Attachments => (Some(&text.attachments), None),
+        Field::Bulk | Field::AutoSubmitted => (None, None),
+    };
+    first.into_iter().chain(second).map(String::as_str)
+}
+
+fn compile_signal(signal: &Signal) -> Result<CompiledSignal, Error> {
+    let pattern = match (&signal.pattern, signal.phrases.as_slice()) {
+        _ if signal.field.is_flag() => None,
+        (Some(pattern), _) => Some(pattern.clone()),
+        (None, []) => {
+            return Err(Error::NothingToMatch {
+                signal: signal.name.clone(),
+            });
+        }
+        (None, phrases) => Some(phrase_pattern(phrases)),
+    };
+    let regex = pattern
+        .map(|p| {
+            RegexBuilder::new(&p)
+                // Text is lower-cased already; ASCII classes keep every pattern on the fast DFA.
+                .unicode(false)
+                .case_insensitive(true)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| Error::BadPattern {
+                    signal: signal.name.clone(),
+                    message: e.to_string(),
+                })
+        })
+        .transpose()?;
+    Ok(CompiledSignal {
+        name: signal.name.clone(),
+        field: signal.field,
+        regex,
+        weight: signal.weight,
+        category: signal.category,
+        vote: signal.category_vote(),
+    })
+}
+
+/// Phrases as one whole-word alternation; spaces in a phrase match any run of whitespace, since
+/// mail bodies wrap lines anywhere.
+fn phrase_pattern(phrases: &[String]) -> String {
+    let alternatives: Vec<String> = phrases
+        .iter()
+        .map(|p| {
+            let words = p
+                .to_lowercase()
+                .split_whitespace()
+                .map(regex::escape)
+                .collect::<Vec<_>>()
+                .join(r"\s+");
+            // A boundary only where the phrase has a word character to bound, so "@" or "#"
+            // at either end still matches.
+            let word_at = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            let start = if word_at(p.trim().chars().next()) {
+                r"\b"
+            } else {
+                ""
+            };
+            let end = if word_at(p.trim().chars().last()) {
+                r"\b"
+            } else {
+                ""
+            };
+            format!("{start}{words}{end}")
+        })
+        .collect();
+    format!("(?:{})", alternatives.join("|"))
+}
+
+/// Matched bytes as one readable line of at most `MAX_MATCHED_CHARS` characters.
+fn readable_match(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some((cut, _)) = line.char_indices().nth(MAX_MATCHED_CHARS) {
+        line.truncate(cut);
+        line.push('…');
+    }
+    line
+}
