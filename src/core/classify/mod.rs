@@ -133,14 +133,13 @@ impl Classifier {
         // Which signals fired, with their matched text, indexed like `self.signals`.
         let mut fired: Vec<Option<String>> = vec![None; self.signals.len()];
         for (i, signal) in self.signals.iter().enumerate() {
-            let flagged = match signal.field {
-                Field::Bulk => mail.is_bulk,
-                Field::AutoSubmitted => mail.is_auto_submitted,
-                _ => false,
+            let flag = match signal.field {
+                Field::Bulk if mail.is_bulk => Some("list or bulk headers"),
+                Field::AutoSubmitted if mail.is_auto_submitted => Some("auto-submitted header"),
+                Field::Internal if is_internal(mail) => Some("sender and recipients share a domain"),
+                _ => None,
             };
-            if flagged {
-                fired[i] = Some(format!("{:?}", signal.field).to_lowercase());
-            }
+            fired[i] = flag.map(str::to_string);
         }
         for scan in &self.scans {
             for haystack in haystacks(&text, scan.field) {
@@ -217,9 +216,35 @@ fn haystacks(text: &MailText, field: Field) -> impl Iterator<Item = &str> {
         Field::Sender => (Some(&text.sender), None),
         Field::SenderName => (Some(&text.sender_name), None),
         Field::Attachments => (Some(&text.attachments), None),
-        Field::Bulk | Field::AutoSubmitted => (None, None),
+        Field::Bulk | Field::AutoSubmitted | Field::Internal => (None, None),
     };
     first.into_iter().chain(second).map(String::as_str)
+}
+
+/// True when the sender and every To/Cc recipient belong to one organisation.
+fn is_internal(mail: &Mail) -> bool {
+    let Some(from) = &mail.from else { return false };
+    let home = organisation_domain(from.domain());
+    let mut recipients = mail.to.iter().chain(&mail.cc).peekable();
+    !home.is_empty()
+        && recipients.peek().is_some()
+        && recipients.all(|a| organisation_domain(a.domain()).eq_ignore_ascii_case(home))
+}
+
+/// The registrable part of a domain, so `mail.sales.example.com` and `example.com` count as one
+/// organisation. Country domains with a second-level label (`example.co.uk`) keep three labels.
+fn organisation_domain(domain: &str) -> &str {
+    let labels: Vec<&str> = domain.rsplitn(4, '.').collect();
+    let keep = match labels.as_slice() {
+        [tld, sld, ..]
+            if tld.len() == 2 && matches!(*sld, "co" | "com" | "ac" | "gov" | "org" | "net" | "edu") =>
+        {
+            3
+        }
+        _ => 2,
+    };
+    let cut: usize = labels.iter().take(keep).map(|l| l.len() + 1).sum();
+    &domain[domain.len().saturating_sub(cut.saturating_sub(1))..]
 }
 
 fn compile_signal(signal: &Signal) -> Result<CompiledSignal, Error> {

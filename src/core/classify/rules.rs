@@ -72,12 +72,15 @@ pub enum Field {
     Bulk,
     /// Fires when the message is an autoresponder or system notification; takes no pattern.
     AutoSubmitted,
+    /// Fires when the sender and every recipient share one organisation's domain: colleagues
+    /// talking among themselves, not a buyer writing to us; takes no pattern.
+    Internal,
 }
 
 impl Field {
     /// Flag fields fire on a header marker, not on text.
     pub fn is_flag(self) -> bool {
-        matches!(self, Field::Bulk | Field::AutoSubmitted)
+        matches!(self, Field::Bulk | Field::AutoSubmitted | Field::Internal)
     }
 }
 
