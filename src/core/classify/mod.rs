@@ -221,14 +221,30 @@ fn haystacks(text: &MailText, field: Field) -> impl Iterator<Item = &str> {
     first.into_iter().chain(second).map(String::as_str)
 }
 
-/// True when the sender and every To/Cc recipient belong to one organisation.
+/// True when the sender, every To/Cc recipient and every address quoted in the body belong to one
+/// organisation: colleagues talking among themselves. A forward that carries an outside party's
+/// mail names that party's address, so it does not count as internal.
 fn is_internal(mail: &Mail) -> bool {
     let Some(from) = &mail.from else { return false };
     let home = organisation_domain(from.domain());
+    let same = |domain: &str| organisation_domain(domain).eq_ignore_ascii_case(home);
     let mut recipients = mail.to.iter().chain(&mail.cc).peekable();
     !home.is_empty()
         && recipients.peek().is_some()
-        && recipients.all(|a| organisation_domain(a.domain()).eq_ignore_ascii_case(home))
+        && recipients.all(|a| same(a.domain()))
+        && quoted_domains(&mail.body).all(same)
+}
+
+/// The domains of e-mail addresses written in a text (`name@host.tld`); bare `@word` is skipped.
+fn quoted_domains(text: &str) -> impl Iterator<Item = &str> {
+    text.match_indices('@').filter_map(|(at, _)| {
+        let rest = &text[at + 1..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+            .unwrap_or(rest.len());
+        let domain = rest[..end].trim_end_matches('.');
+        domain.contains('.').then_some(domain)
+    })
 }
 
 /// The registrable part of a domain, so `mail.sales.example.com` and `example.com` count as one
