@@ -15,7 +15,7 @@ mod rules;
 pub use feedback::{FeedbackModel, feedback_tokens};
 pub use rules::{Error, FeedbackLimits, Field, RULES_VERSION, Rules, Signal, Thresholds};
 
-use crate::core::mail::Mail;
+use crate::core::mail::{Address, Mail};
 use crate::core::model::{Category, Classification, Label, Reason};
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
@@ -231,8 +231,21 @@ fn is_internal(mail: &Mail) -> bool {
     let mut recipients = mail.to.iter().chain(&mail.cc).peekable();
     !home.is_empty()
         && recipients.peek().is_some()
-        && recipients.all(|a| same(a.domain()))
+        && recipients.all(|a| same(a.domain()) && a.email != from.email && !is_distribution_list(a))
         && quoted_domains(&mail.body).all(same)
+}
+
+/// Buyers blind-copy a supplier list and address the mail to themselves or to a list mailbox
+/// ("bidders@", "rfp.participants@"): such a mail only looks internal.
+fn is_distribution_list(address: &Address) -> bool {
+    const LIST_WORDS: &[&str] = &[
+        "all", "bidders", "bids", "distribution", "list", "participants", "recipients", "rfp",
+        "rfq", "suppliers", "undisclosed", "vendors",
+    ];
+    address
+        .local_part()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .any(|word| LIST_WORDS.contains(&word))
 }
 
 /// The domains of e-mail addresses written in a text (`name@host.tld`); bare `@word` is skipped.
