@@ -32,6 +32,8 @@ pub struct Classifier {
     scans: Vec<FieldScan>,
     threshold: f64,
     feedback_limits: FeedbackLimits,
+    /// (group name, cap), in name order.
+    group_caps: Vec<(String, f64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ struct CompiledSignal {
     weight: f64,
     category: Option<Category>,
     vote: f64,
+    /// Index into `Classifier::group_caps`.
+    group: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,10 +84,12 @@ impl MailText {
 
 impl Classifier {
     pub fn new(rules: &Rules) -> Result<Classifier, Error> {
+        let group_caps: Vec<(String, f64)> =
+            rules.groups.iter().map(|(g, cap)| (g.clone(), *cap)).collect();
         let signals = rules
             .signals
             .iter()
-            .map(compile_signal)
+            .map(|s| compile_signal(s, &group_caps))
             .collect::<Result<Vec<_>, Error>>()?;
         let mut fields: Vec<Field> = signals
             .iter()
@@ -125,6 +131,7 @@ impl Classifier {
             scans,
             threshold: rules.thresholds.procurement,
             feedback_limits: rules.feedback.clone(),
+            group_caps,
         })
     }
 
@@ -159,9 +166,13 @@ impl Classifier {
         let mut reasons = Vec::new();
         let mut score = 0.0;
         let mut votes = [0.0; Category::PROCUREMENT.len()];
+        let mut group_sums = vec![0.0; self.group_caps.len()];
         for (signal, matched) in self.signals.iter().zip(fired) {
             let Some(matched) = matched else { continue };
             score += signal.weight;
+            if let Some(g) = signal.group {
+                group_sums[g] += signal.weight.max(0.0);
+            }
             if let Some(slot) = signal
                 .category
                 .and_then(|c| Category::PROCUREMENT.iter().position(|&p| p == c))
@@ -173,6 +184,17 @@ impl Classifier {
                 weight: signal.weight,
                 matched,
             });
+        }
+        for ((group, cap), sum) in self.group_caps.iter().zip(group_sums) {
+            if sum > *cap {
+                // Shown as its own reason so the explanation still adds up to the score.
+                score += cap - sum;
+                reasons.push(Reason {
+                    signal: format!("group-cap:{group}"),
+                    weight: cap - sum,
+                    matched: format!("{group} signals add {sum} together, capped at {cap}"),
+                });
+            }
         }
         if let Some(reason) =
             feedback.and_then(|m| m.nudge(&feedback_tokens(mail), &self.feedback_limits))
@@ -276,7 +298,19 @@ fn organisation_domain(domain: &str) -> &str {
     &domain[domain.len().saturating_sub(cut.saturating_sub(1))..]
 }
 
-fn compile_signal(signal: &Signal) -> Result<CompiledSignal, Error> {
+fn compile_signal(signal: &Signal, group_caps: &[(String, f64)]) -> Result<CompiledSignal, Error> {
+    let group = match &signal.group {
+        None => None,
+        Some(name) => Some(
+            group_caps
+                .iter()
+                .position(|(g, _)| g == name)
+                .ok_or_else(|| Error::UnknownGroup {
+                    signal: signal.name.clone(),
+                    group: name.clone(),
+                })?,
+        ),
+    };
     let pattern = match (&signal.pattern, signal.phrases.as_slice()) {
         _ if signal.field.is_flag() => None,
         (Some(pattern), _) => Some(pattern.clone()),
@@ -308,6 +342,7 @@ fn compile_signal(signal: &Signal) -> Result<CompiledSignal, Error> {
         weight: signal.weight,
         category: signal.category,
         vote: signal.category_vote(),
+        group,
     })
 }
 

@@ -5,7 +5,7 @@
 
 use crate::core::model::Category;
 use serde::Deserialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The only rules-file format this build reads; an older or newer file fails loudly.
@@ -21,6 +21,10 @@ pub struct Rules {
     pub thresholds: Thresholds,
     #[serde(default)]
     pub feedback: FeedbackLimits,
+    /// Group name -> the most its signals may add together. Signals that restate one fact
+    /// ("this mail is about an RFP") are grouped so the fact counts once, not once per wording.
+    #[serde(default)]
+    pub groups: BTreeMap<String, f64>,
     #[serde(rename = "signal", default)]
     pub signals: Vec<Signal>,
 }
@@ -100,6 +104,8 @@ pub struct Signal {
     pub category: Option<Category>,
     /// The size of the category vote; defaults to `weight`.
     pub vote: Option<f64>,
+    /// A group from `[groups]` whose cap limits this signal's positive contribution.
+    pub group: Option<String>,
 }
 
 impl Signal {
@@ -119,6 +125,8 @@ pub enum Error {
     },
     #[error("cannot compile signal `{signal}`: {message}")]
     BadPattern { signal: String, message: String },
+    #[error("cannot compile signal `{signal}`: group `{group}` is not defined")]
+    UnknownGroup { signal: String, group: String },
     #[error("cannot compile signal `{signal}`: it has neither a pattern nor phrases")]
     NothingToMatch { signal: String },
 }
@@ -186,6 +194,15 @@ impl Rules {
                 "max-nudge and scale must be finite and not negative".into(),
             ));
         }
+        for (group, cap) in &self.groups {
+            if !(cap.is_finite() && *cap >= 0.0) {
+                return Err(invalid(
+                    line_of_key(text, group, 0),
+                    group,
+                    format!("group `{group}`: the cap must be a finite number, not negative"),
+                ));
+            }
+        }
         let mut names = BTreeSet::new();
         for signal in &self.signals {
             let line = line_of_signal(text, &signal.name);
@@ -211,6 +228,15 @@ impl Rules {
                         "signal `{}`: `none` is not a category to vote for; leave the key out",
                         signal.name
                     ),
+                ));
+            }
+            if let Some(group) = &signal.group
+                && !self.groups.contains_key(group)
+            {
+                return Err(invalid(
+                    line,
+                    "group",
+                    format!("signal `{}`: group `{group}` is not defined in [groups]", signal.name),
                 ));
             }
             let has_pattern = signal.pattern.is_some();
