@@ -139,12 +139,14 @@ fn sentences(text: &str) -> Vec<Range<usize>> {
 }
 
 fn line_ends_sentence(text: &str, sentence_start: usize, newline: usize) -> bool {
-    let line_start = text[..newline].rfind('\n').map_or(0, |p| p + 1).max(sentence_start);
-    let line = text[line_start..newline].trim();
+    let line_start = text[..newline].rfind('\n').map_or(0, |p| p + 1);
+    // The whole line decides whether it was wrapped; only its tail belongs to this sentence.
+    let whole_line = text[line_start..newline].trim();
+    let line = text[line_start.max(sentence_start)..newline].trim();
     let next_line = text[newline + 1..].lines().next().unwrap_or("").trim();
     line.is_empty()
         || next_line.is_empty()
-        || line.len() < 45
+        || whole_line.len() < 45
         || line.ends_with(':')
         || LIST_OR_LABEL.is_match(next_line)
 }
@@ -178,6 +180,8 @@ struct Mention {
     ambiguous: bool,
     /// The date carried its own year (so a past one is history, not a deadline).
     explicit_year: bool,
+    /// "today", "this afternoon": as often a report of what happened as a deadline.
+    today_like: bool,
 }
 
 fn deadlines_in_sentence(
@@ -214,7 +218,7 @@ fn deadlines_in_sentence(
             .map_or(sentence.len(), |n| n.span.start)
             .min(floor_boundary(sentence, m.span.end + KIND_REACH_RIGHT));
         let right = &sentence[m.span.end..right_end];
-        if NOT_A_DEADLINE.is_match(tail(left, 40)) {
+        if !is_demand(sentence, left, right, m) {
             continue;
         }
         let Some(kind) = kind_of(left, right) else {
@@ -291,7 +295,7 @@ fn is_part_of_range(sentence: &str, m: &Mention, next: Option<&Mention>) -> bool
 }
 
 static RANGE_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:from|through|thru|to|until|till|between|beginning|starting|commencing|effective|and)\s+(?:on\s+)?$|[-\u{2013}]\s*$")
+    Regex::new(r"(?i)\b(?:from|through|thru|between|beginning|starting|commencing|effective)\s+(?:on\s+|the\s+)?$|[-\u{2013}]\s*$")
         .expect("range regex")
 });
 
@@ -299,9 +303,56 @@ static RANGE_BETWEEN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\s*(?:-|\u{2013}|to|through|thru|until|till|and)\s*$").expect("range regex")
 });
 
+/// Whether the words around a date make it something the supplier must meet rather than a
+/// report of the past: "received your question today", "the RFP received Friday", "intends to
+/// issue an RFP on July 13", "SAN FRANCISCO, Nov. 26, 2001 -" (a press dateline).
+fn is_demand(sentence: &str, left: &str, right: &str, m: &Mention) -> bool {
+    if NOT_A_DEADLINE.is_match(tail(left, 40)) || DATELINE.is_match(&sentence[..m.span.start]) {
+        return false;
+    }
+    if let Some(caps) = PARTICIPLE_BEFORE.captures(left) {
+        let word = caps.name("word").map_or("", |w| w.as_str()).to_ascii_lowercase();
+        if !PLANNED.contains(&word.as_str()) {
+            return false;
+        }
+    }
+    if m.today_like
+        && (PAST_TENSE.is_match(tail(left, 60)) || PAST_TENSE.is_match(right.get(..15).unwrap_or(right)))
+    {
+        return false;
+    }
+    if let Some(issue) = ISSUE.find_iter(left).last() {
+        if !GENERIC_DEADLINE.is_match(&left[issue.end()..]) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Participles that put a date in the future ("scheduled on", "extended to").
+const PLANNED: [&str; 9] = [
+    "scheduled", "rescheduled", "planned", "extended", "postponed", "moved", "required", "requested", "expected",
+];
+
+static PARTICIPLE_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?P<word>[a-z]{3,}ed)\s+(?:on\s+)?$").expect("participle regex")
+});
+
+static PAST_TENSE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b[a-z]{3,}ed\b").expect("past tense regex")
+});
+
+static ISSUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:issue|release|publish|post|advertise)[sd]?\b").expect("issue regex")
+});
+
+static DATELINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*[A-Z][A-Z .'&-]{2,},\s*$").expect("dateline regex")
+});
+
 /// Words just before a date that make it the past or a fact rather than a demand on the supplier.
 static NOT_A_DEADLINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:issued?|released?|dated|sent|posted|published|advertised|signed|executed|spoke|talked|discussed|received on|provided on|submitted on|as of|since|letter of|born|founded|last)\b[^.]{0,30}$")
+    Regex::new(r"(?i)\b(?:issued?|released?|dated|sent|posted|published|advertised|signed|executed|spoke|talked|discussed|received on|provided on|submitted on|as of|since|letters? of|born|founded|last)\b[^.]{0,30}$")
         .expect("past regex")
 });
 
@@ -353,7 +404,7 @@ static KIND: LazyLock<Regex> = LazyLock::new(|| {
         r"(?P<prebid>pre-?\s?(?:bid|proposal|submission|tender|quote|bidders?|offerors?)\b|(?:bidders?|offerors?|proposers?|vendors?|suppliers?)'?s?'?\s+(?:conference|meeting|briefing)|site\s+(?:visit|walk|inspection|tour|meeting)|walk-?\s?through|information\s+session|industry\s+day)",
         r"|(?P<intent>intent(?:ion)?\s+to\s+(?:bid|propose|respond|submit|participate|tender|quote)|notice\s+of\s+intent|letter\s+of\s+intent|intent-to-bid)",
         r"|(?P<questions>questions?|inquiries|inquiry|enquiries|enquiry|clarifications?|rfis?\s+questions)",
-        r"|(?P<submission>proposals?|bids?|bidding|responses?|respond|quotes?|quotations?|quoting|submissions?|submit(?:ted|tal)?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|solicitations?|closing|closes|buy(?:ing)?|purchas(?:e|ing)|refresh(?:ed)?|applications?|registration|register|returned|complet(?:e|ed|ion))",
+        r"|(?P<submission>proposals?|bids?|bidding|responses?|respond|quotes?|quotations?|quoting|submissions?|submit(?:ted|tal)?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|solicitations?|closing|closes|buying|purchasing|refresh(?:ed)?|applications?|registration|register|returned|complet(?:e|ed|ion))",
         r"|(?P<other>decisions?|decide|award(?:ed)?|select(?:ion)?|shortlist|approval|notif(?:y|ied|ication)|advise|meet(?:ing)?s?|presentations?|interviews?|pitch|demo(?:nstration)?s?|kick-?off|start\s+date)",
         r")\b"
     ))
@@ -401,7 +452,15 @@ fn mention(
     if before.is_some_and(|c| c == '/' || c == '-' || c.is_ascii_digit())
         || after.is_some_and(|c| c == '/' || c.is_ascii_digit())
         || (after == Some('-') && sentence[span.end + 1..].starts_with(|c: char| c.is_ascii_digit()))
+        || (after == Some('.') && sentence[span.end + 1..].starts_with(|c: char| c.is_alphanumeric()))
     {
+        return None;
+    }
+    // "Friday's meeting", "Today's headlines": a name, not a date.
+    if POSSESSIVE.is_match(&sentence[span.end..]) {
+        return None;
+    }
+    if is_month_and_year(sentence, caps, base) {
         return None;
     }
     let num = |name: &str| caps.name(name).and_then(|m| m.as_str().parse::<u32>().ok());
@@ -439,13 +498,57 @@ fn mention(
         // "Tuesday, March 3" when March 3 is a Wednesday: one of the two is wrong.
         ambiguous |= d.weekday() != wd;
     }
+    let today_like = caps
+        .name("rel")
+        .is_some_and(|r| TODAY_LIKE.is_match(r.as_str()));
     Some(Mention {
         span,
         date,
         ambiguous,
         explicit_year,
+        today_like,
     })
 }
+
+static POSSESSIVE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^['\u{2019}]s\b").expect("possessive regex"));
+
+/// Traders and buyers write months with two-digit years: "Nov01", "Apr02-Oct02", "quote for
+/// Nov 01", "request for quote 12/01". A zero-padded number glued to a month, after "for/of/in",
+/// or a number/number whose second half is this year's or next year's two digits, is a month.
+fn is_month_and_year(sentence: &str, caps: &regex::Captures<'_>, base: Option<NaiveDate>) -> bool {
+    if let (Some(m), Some(d)) = (caps.name("mdm"), caps.name("mdd")) {
+        if caps.name("mdy").is_some() {
+            return false;
+        }
+        let glued = d.start() == m.end();
+        let suffixed = sentence[d.end()..]
+            .get(..2)
+            .is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "st" | "nd" | "rd" | "th"));
+        let padded = d.as_str().starts_with('0');
+        let period_word = MONTH_PERIOD_WORD.is_match(&sentence[..m.start()]);
+        return !suffixed && ((glued && !d.as_str().is_empty()) || (padded && period_word));
+    }
+    if let (Some(a), Some(b), None) = (caps.name("na"), caps.name("nb"), caps.name("ny")) {
+        let (Ok(month), Ok(yy), Some(base)) = (a.as_str().parse::<i32>(), b.as_str().parse::<i32>(), base) else {
+            return false;
+        };
+        let this_year = base.year() % 100;
+        return b.as_str().len() == 2
+            && b.as_str().starts_with('0')
+            && (1..=12).contains(&month)
+            && (yy == this_year || yy == this_year + 1);
+    }
+    false
+}
+
+static MONTH_PERIOD_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:for|of|in|during|through|thru|since|from)\s+$").expect("period word regex")
+});
+
+static TODAY_LIKE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(?:today|tonight|this\s+(?:morning|afternoon|evening))$").expect("today regex")
+});
 
 type Reading = (Option<NaiveDate>, bool, bool);
 
