@@ -783,3 +783,172 @@ fn nearest_time<'a>(times: &'a [TimeOfDay], m: &Mention) -> Option<&'a TimeOfDay
         .min_by_key(|(gap, _)| *gap)
         .map(|(_, t)| t)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    /// Monday 1 March 2027: the Date header the relative phrases are resolved against.
+    fn monday() -> Option<NaiveDate> {
+        Some(day(2027, 3, 1))
+    }
+
+    fn one(body: &str, base: Option<NaiveDate>) -> Deadline {
+        let found = find_deadlines("", body, base, None);
+        assert_eq!(found.len(), 1, "{body}: {found:#?}");
+        found.into_iter().next().unwrap()
+    }
+
+    fn hm(h: u32, m: u32) -> Option<NaiveTime> {
+        NaiveTime::from_hms_opt(h, m, 0)
+    }
+
+    #[test]
+    fn reads_deadline_phrases() {
+        use DeadlineKind::*;
+        let ny = Some("America/New_York");
+        let table: [(&str, Option<NaiveDate>, DeadlineKind, NaiveDate, Option<NaiveTime>, Option<&str>); 16] = [
+            ("Proposals are due March 3, 2027 at 5:00 PM EST.", monday(), Submission, day(2027, 3, 3), hm(17, 0), ny),
+            ("Tenders must arrive no later than 2 p.m. local time on 14 June.", monday(), Submission, day(2027, 6, 14), hm(14, 0), None),
+            ("Please send your quote by close of business Friday.", monday(), Submission, day(2027, 3, 5), None, None),
+            ("Due date: Friday, November16th, 2001 3:00 PM EST", Some(day(2001, 11, 13)), Submission, day(2001, 11, 16), hm(15, 0), ny),
+            ("Please review and respond to the attached RFQ by 10/23/01.", Some(day(2001, 10, 15)), Submission, day(2001, 10, 23), None, None),
+            ("Request for Information are due this Friday, November 9.", Some(day(2001, 11, 5)), Submission, day(2001, 11, 9), None, None),
+            ("Responses will be due no later than 5:00 Eastern Daylight Time on Monday, July 24, 2000.", Some(day(2000, 7, 14)), Submission, day(2000, 7, 24), hm(17, 0), ny),
+            ("Bids due Tuesday June 12,2001", Some(day(2001, 6, 1)), Submission, day(2001, 6, 12), None, None),
+            ("Submissions close 2027-04-15 at 17:00 CET.", monday(), Submission, day(2027, 4, 15), hm(17, 0), Some("Europe/Berlin")),
+            ("Tenders must be received by 3rd March 2027 at 12:00 noon GMT.", monday(), Submission, day(2027, 3, 3), hm(12, 0), Some("Europe/London")),
+            ("A pre-bid conference will be held on March 8, 2027 at 10 AM (CST).", monday(), PreBid, day(2027, 3, 8), hm(10, 0), Some("America/Chicago")),
+            ("A mandatory site visit is scheduled for March 9.", monday(), PreBid, day(2027, 3, 9), None, None),
+            ("A notice of intent to bid must be returned by March 5.", monday(), IntentToBid, day(2027, 3, 5), None, None),
+            ("Offers are due at 17:00 UTC+5:30 on 20 March 2027.", monday(), Submission, day(2027, 3, 20), hm(17, 0), Some("+05:30")),
+            ("Proposals are due 1400 hrs PST on 20.03.2027.", monday(), Submission, day(2027, 3, 20), hm(14, 0), Some("America/Los_Angeles")),
+            ("Could you send pricing tomorrow?", monday(), Submission, day(2027, 3, 2), None, None),
+        ];
+        for (body, base, kind, date, time, zone) in table {
+            let d = one(body, base);
+            assert_eq!((d.kind, d.date, d.time, d.zone.as_deref()), (kind, Some(date), time, zone), "{body}");
+            assert!(!d.ambiguous, "{body}");
+        }
+    }
+
+    #[test]
+    fn reads_dates_in_the_subject() {
+        let found = find_deadlines("RE: RFP DUE TUESDAY!", "", monday(), None);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].kind, found[0].date), (DeadlineKind::Submission, Some(day(2027, 3, 2))));
+    }
+
+    #[test]
+    fn resolves_relative_dates_against_the_date_header() {
+        let table = [
+            ("Bids are due by end of month.", day(2027, 3, 31)),
+            ("Quotes are due by end of week.", day(2027, 3, 5)),
+            ("Please have your bid in this afternoon.", day(2027, 3, 1)),
+            ("We'll be buying gas on Tuesday the 29th.", day(2027, 3, 29)),
+            ("Proposals are due March 3.", day(2027, 3, 3)),
+            // Month and day without a year: the next one on or after the mail date.
+            ("Proposals are due February 3.", day(2028, 2, 3)),
+        ];
+        for (body, want) in table {
+            assert_eq!(one(body, monday()).date, Some(want), "{body}");
+        }
+    }
+
+    #[test]
+    fn splits_kinds_within_one_sentence() {
+        let found = find_deadlines("", "Questions are due March 10 and proposals are due March 24.", monday(), None);
+        let kinds: Vec<_> = found.iter().map(|d| (d.kind, d.date.unwrap())).collect();
+        assert_eq!(
+            kinds,
+            vec![(DeadlineKind::Questions, day(2027, 3, 10)), (DeadlineKind::Submission, day(2027, 3, 24))]
+        );
+    }
+
+    #[test]
+    fn flags_ambiguous_dates_instead_of_guessing() {
+        let numeric = one("Bids are due 04/05/2027.", monday());
+        assert_eq!((numeric.date, numeric.ambiguous), (Some(day(2027, 4, 5)), true));
+        let uk = &find_deadlines("", "Bids are due 04/05/2027.", monday(), Some(DateOrder::DayFirst))[0];
+        assert_eq!((uk.date, uk.ambiguous), (Some(day(2027, 5, 4)), false));
+        // 4 March 2027 is a Thursday.
+        let clash = one("Proposals are due Tuesday, March 4, 2027.", monday());
+        assert_eq!((clash.date, clash.ambiguous), (Some(day(2027, 3, 4)), true));
+        let next = one("We need your quote next Tuesday.", monday());
+        assert_eq!((next.date, next.ambiguous), (Some(day(2027, 3, 2)), true));
+        for body in ["Proposals are due Friday.", "Proposals are due March 3.", "Send pricing tomorrow."] {
+            let d = one(body, None);
+            assert_eq!((d.date, d.ambiguous), (None, true), "{body}");
+        }
+        let noon_or_not = one("Bids are due at midnight on March 3, 2027.", monday());
+        assert!(noon_or_not.ambiguous);
+    }
+
+    #[test]
+    fn leaves_out_dates_that_are_not_deadlines() {
+        let table = [
+            "Sent: Monday, March 1, 2027 9:00 AM\nSubject: proposals due",
+            "On Mon, 1 Mar 2027 at 09:00, Pat Buyer wrote:\n",
+            "---------------------- Forwarded by Kim on 03/01/2027 08:20 AM ---------------------------",
+            "The RFP was issued on February 1, 2027 for all bidders.",
+            "We received your bid on March 1, 2020.",
+            "Thanks, we received your question today regarding the RFP.",
+            "See Today's headlines for RFP news.",
+            "Please quote for Nov 01 and Dec01-Oct02 deliveries.",
+            "Friday's meeting about the bid went well.",
+            "The RFP received Friday from the county is attached.",
+            "Have a good weekend.",
+        ];
+        for body in table {
+            assert_eq!(find_deadlines("", body, monday(), None), vec![], "{body}");
+        }
+        // "12/01" sent in 2001 is December 2001, not a deadline on the 1st.
+        let quote = find_deadlines("", "Attached is our request for quote 12/01.", Some(day(2001, 11, 20)), None);
+        assert_eq!(quote, vec![]);
+        let term = find_deadlines(
+            "",
+            "Service term from April 1, 2027 through March 31, 2028; bids due March 20, 2027.",
+            monday(),
+            None,
+        );
+        assert_eq!(term.iter().map(|d| d.date).collect::<Vec<_>>(), vec![Some(day(2027, 3, 20))]);
+    }
+
+    #[test]
+    fn keeps_one_deadline_per_date_and_kind() {
+        let found = find_deadlines(
+            "RFP due March 3",
+            "Reminder: proposals are due March 3.\n\nProposals are due March 3, 2027 at 5 PM EST.",
+            monday(),
+            None,
+        );
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!((found[0].time, found[0].zone.as_deref()), (hm(17, 0), Some("America/New_York")));
+    }
+
+    #[test]
+    fn odd_text_does_not_panic() {
+        let odd = [
+            "",
+            "due",
+            "\u{fc}/12/\u{df} due",
+            "Proposals due March 32, 2027",
+            "bids due 99/99/99",
+            "due 2027-13-45",
+            "due Friday\u{2019}s",
+            "due 31/02",
+            "RFP due 12:99 pm on 3/3",
+            "bids\n\n\ndue\n.\n!\n?",
+            "proposals due \u{1f600} March \u{1f600} 3",
+            "due 0/0/0000 and 00:00 and 29 February",
+        ];
+        for text in odd {
+            let _ = find_deadlines(text, text, monday(), None);
+            let _ = find_deadlines(text, text, None, Some(DateOrder::DayFirst));
+        }
+    }
+}

@@ -25,8 +25,11 @@ pub fn find_parties(mail: &Mail) -> Parties {
             .name
             .as_deref()
             .map(natural_name)
-            .or_else(|| signature.as_ref().map(|s| s.name.clone()));
-        let title = signature.as_ref().and_then(|s| s.title.clone());
+            .or_else(|| signature.as_ref().filter(|s| s.is_sender).map(|s| s.name.clone()));
+        let title = signature
+            .as_ref()
+            .filter(|s| s.is_sender)
+            .and_then(|s| s.title.clone());
         Stakeholder {
             role: role_of(title.as_deref(), from),
             name,
@@ -140,6 +143,8 @@ struct Signature {
     name: String,
     title: Option<String>,
     company: Option<String>,
+    /// The block carries the sender's own name, so its title is the sender's.
+    is_sender: bool,
 }
 
 /// The sender's signature block in the new part of the body (above any quoted history): the line
@@ -151,7 +156,15 @@ fn signature(body: &str, from: &Address) -> Option<Signature> {
         .map(str::trim)
         .collect();
     let tokens = name_tokens(from);
-    let name_at = lines.iter().rposition(|line| is_name_line(line, &tokens))?;
+    let (name_at, is_sender) = match lines.iter().rposition(|line| is_name_line(line, &tokens)) {
+        Some(at) => (at, true),
+        // A team mailbox ("Supplier Onboarding") signs with a person's name under the closing.
+        None => {
+            let closing = lines.iter().rposition(|line| CLOSING.is_match(line))?;
+            let at = lines[closing + 1..].iter().position(|l| !l.is_empty())? + closing + 1;
+            (at, false)
+        }
+    };
     let name = lines[name_at].trim_end_matches(',').to_string();
     let block = lines[name_at + 1..]
         .iter()
@@ -173,6 +186,7 @@ fn signature(body: &str, from: &Address) -> Option<Signature> {
         name,
         title,
         company,
+        is_sender,
     })
 }
 
@@ -206,6 +220,11 @@ fn is_name_line(line: &str, tokens: &[String]) -> bool {
 static QUOTE_START: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\s*(?:>|-{2,}\s*original message|-{5,}\s*forwarded|on\b.{0,120}\bwrote:?\s*$|from:\s)")
         .expect("quote start regex")
+});
+
+static CLOSING: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(?:(?:kind|best|warm|many)\s+)?(?:regards|thanks|thank\s+you|sincerely|cheers|best|respectfully)[,.!]?$")
+        .expect("closing regex")
 });
 
 static TITLE_WORD: LazyLock<Regex> = LazyLock::new(|| {

@@ -38,19 +38,19 @@ pub fn find_references(subject: &str, body: &str) -> References {
             }
         }
     }
-    for text in [subject, body] {
-        for caps in TITLE.captures_iter(text) {
-            if let Some(title) = caps.name("title").map(|t| clean_title(t.as_str())) {
-                push_unique(&mut found.titles, title);
-            }
-        }
-    }
     if let Some(title) = SUBJECT_TITLE
         .captures(subject)
         .and_then(|c| c.name("title"))
         .map(|t| clean_title(t.as_str()))
     {
-        push_unique(&mut found.titles, title);
+        push_title(&mut found.titles, title);
+    }
+    for text in [subject, body] {
+        for caps in TITLE.captures_iter(text) {
+            if let Some(title) = caps.name("title").map(|t| clean_title(t.as_str())) {
+                push_title(&mut found.titles, title);
+            }
+        }
     }
     for m in URL.find_iter(body) {
         let url = m.as_str().trim_end_matches(['.', ',', ';', ':', ')', ']', '>', '!', '?', '\'', '"']);
@@ -58,7 +58,19 @@ pub fn find_references(subject: &str, body: &str) -> References {
             push_unique(&mut found.portal_urls, url.to_string());
         }
     }
-    found.no_contact_clause = NO_CONTACT.find(body).map(|m| sentence_around(body, m.start(), m.end()));
+    // The clause often runs over two sentences ("A cone of silence applies. Proposers shall not
+    // contact..."): keep both so the drafter sees what exactly is forbidden.
+    let mut clause: Vec<String> = Vec::new();
+    for m in NO_CONTACT.find_iter(body) {
+        let sentence = sentence_around(body, m.start(), m.end());
+        if !clause.contains(&sentence) && clause.len() < 2 {
+            clause.push(sentence);
+        }
+    }
+    if !clause.is_empty() {
+        let joined = clause.join(" ");
+        found.no_contact_clause = Some(joined.chars().take(MAX_CLAUSE_CHARS).collect());
+    }
     found
 }
 
@@ -66,6 +78,22 @@ fn push_unique(list: &mut Vec<String>, item: String) {
     if item.chars().count() >= 3 && !list.iter().any(|x| x.eq_ignore_ascii_case(&item)) {
         list.push(item);
     }
+}
+
+/// "Managed Print Services across all departments" after "Managed Print Services" is the same
+/// title with the sentence running on: keep the shorter.
+fn push_title(titles: &mut Vec<String>, title: String) {
+    let lower = title.to_lowercase();
+    if let Some(existing) = titles.iter_mut().find(|t| {
+        let t = t.to_lowercase();
+        lower.starts_with(&t) || t.starts_with(&lower)
+    }) {
+        if title.len() < existing.len() && title.chars().count() >= 3 {
+            *existing = title;
+        }
+        return;
+    }
+    push_unique(titles, title);
 }
 
 /// An identifier carries a digit and is not a file name, a year alone or a price.
@@ -175,7 +203,9 @@ mod tests {
     #[test]
     fn reads_titles_from_body_and_subject() {
         let r = find_references("RFP 2027-014 - Fleet Telematics", "This RFP for Managed Print Services is due soon.");
-        assert_eq!(r.titles, vec!["Managed Print Services", "Fleet Telematics"]);
+        assert_eq!(r.titles, vec!["Fleet Telematics", "Managed Print Services"]);
+        let run_on = find_references("RFP - Managed Print Services", "A Request for Proposals for Managed Print Services across all sites.");
+        assert_eq!(run_on.titles, vec!["Managed Print Services"]);
     }
 
     #[test]
@@ -195,7 +225,10 @@ mod tests {
     fn finds_no_contact_clause() {
         let body = "Thanks for your interest.\n\nFrom issue until award, a cone of silence applies. Vendors shall not contact any staff other than the designated procurement officer.\n";
         let r = find_references("", body);
-        assert_eq!(r.no_contact_clause.as_deref(), Some("From issue until award, a cone of silence applies."));
+        assert_eq!(
+            r.no_contact_clause.as_deref(),
+            Some("From issue until award, a cone of silence applies. Vendors shall not contact any staff other than the designated procurement officer.")
+        );
         let directed = find_references("", "All communication regarding this RFP must be directed to Jane Roe, Buyer.");
         assert!(directed.no_contact_clause.unwrap().starts_with("All communication"));
         assert!(find_references("", "Call me anytime.").no_contact_clause.is_none());
