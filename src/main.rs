@@ -27,6 +27,8 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Eval { dir, rules, json } => pushback::app::eval::run(&dir, rules.as_deref(), json),
+        Command::Eval { dir, rules, json } => {
+            pushback::app::eval::run(&dir, rules.as_deref(), json)
+        }
     }
 }

@@ -32,13 +32,18 @@ fn fixtures_match_expected_facts() {
         let actual = extract(&mail);
         let expected_path = path.with_extension("expected.json");
         let actual_path = path.with_extension("actual.json");
-        let expected: Option<Facts> = fs::read_to_string(&expected_path)
-            .ok()
-            .map(|text| serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", expected_path.display())));
+        let expected: Option<Facts> = fs::read_to_string(&expected_path).ok().map(|text| {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()))
+        });
         if expected.as_ref() == Some(&actual) {
             let _ = fs::remove_file(&actual_path);
         } else {
-            fs::write(&actual_path, serde_json::to_string_pretty(&actual).unwrap() + "\n").unwrap();
+            fs::write(
+                &actual_path,
+                serde_json::to_string_pretty(&actual).unwrap() + "\n",
+            )
+            .unwrap();
             failures.push(format!(
                 "{}: facts differ; diff {} {}",
                 path.display(),
@@ -82,7 +87,9 @@ fn corpus_deadline_score() {
                     "{name}\t{}\t{}\t{}\t{}\t{}\t{}",
                     d.kind.as_str(),
                     d.date.map(|x| x.to_string()).unwrap_or_default(),
-                    d.time.map(|x| x.format("%H:%M").to_string()).unwrap_or_default(),
+                    d.time
+                        .map(|x| x.format("%H:%M").to_string())
+                        .unwrap_or_default(),
                     d.zone.as_deref().unwrap_or(""),
                     if d.ambiguous { "AMBIG" } else { "" },
                     d.text

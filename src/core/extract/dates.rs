@@ -119,7 +119,8 @@ fn sentences(text: &str) -> Vec<Range<usize>> {
                 let next = text[i + 1..].chars().next();
                 let after = text[i + 1..].trim_start_matches([' ', '\t']);
                 next.is_none_or(char::is_whitespace)
-                    && (after.starts_with(|c: char| c.is_uppercase() || c == '\n') || after.is_empty())
+                    && (after.starts_with(|c: char| c.is_uppercase() || c == '\n')
+                        || after.is_empty())
                     && !(b == b'.' && ends_with_abbreviation(&text[start..i]))
             }
             _ => false,
@@ -166,9 +167,36 @@ fn ends_with_abbreviation(before: &str) -> bool {
         || word.ends_with("p.m")
         || matches!(
             word.as_str(),
-            "a.m" | "p.m" | "no" | "nos" | "inc" | "co" | "corp" | "ltd" | "mr" | "mrs" | "ms"
-                | "dr" | "st" | "jan" | "feb" | "mar" | "apr" | "jun" | "jul" | "aug" | "sep"
-                | "sept" | "oct" | "nov" | "dec" | "e.g" | "i.e" | "vs" | "approx" | "u.s"
+            "a.m"
+                | "p.m"
+                | "no"
+                | "nos"
+                | "inc"
+                | "co"
+                | "corp"
+                | "ltd"
+                | "mr"
+                | "mrs"
+                | "ms"
+                | "dr"
+                | "st"
+                | "jan"
+                | "feb"
+                | "mar"
+                | "apr"
+                | "jun"
+                | "jul"
+                | "aug"
+                | "sep"
+                | "sept"
+                | "oct"
+                | "nov"
+                | "dec"
+                | "e.g"
+                | "i.e"
+                | "vs"
+                | "approx"
+                | "u.s"
         )
 }
 
@@ -211,7 +239,10 @@ fn deadlines_in_sentence(
         let left_bound = index
             .checked_sub(1)
             .map_or(0, |p| mentions[p].span.end)
-            .max(floor_boundary(sentence, m.span.start.saturating_sub(KIND_REACH_LEFT)));
+            .max(floor_boundary(
+                sentence,
+                m.span.start.saturating_sub(KIND_REACH_LEFT),
+            ));
         let left = &sentence[left_bound..m.span.start];
         let right_end = mentions
             .get(index + 1)
@@ -243,9 +274,9 @@ fn deadlines_in_sentence(
 /// Same date and kind twice (subject and body, or a reminder line) is one deadline; the later
 /// mention may add the time or zone the first lacked.
 fn add_deduplicated(found: &mut Vec<Deadline>, new: Deadline) {
-    let same = found
-        .iter_mut()
-        .find(|d| d.kind == new.kind && d.date == new.date && (d.date.is_some() || d.text == new.text));
+    let same = found.iter_mut().find(|d| {
+        d.kind == new.kind && d.date == new.date && (d.date.is_some() || d.text == new.text)
+    });
     match same {
         Some(existing) => {
             if existing.time.is_none() && new.time.is_some() {
@@ -311,44 +342,53 @@ fn is_demand(sentence: &str, left: &str, right: &str, m: &Mention) -> bool {
         return false;
     }
     if let Some(caps) = PARTICIPLE_BEFORE.captures(left) {
-        let word = caps.name("word").map_or("", |w| w.as_str()).to_ascii_lowercase();
+        let word = caps
+            .name("word")
+            .map_or("", |w| w.as_str())
+            .to_ascii_lowercase();
         if !PLANNED.contains(&word.as_str()) {
             return false;
         }
     }
     if m.today_like
-        && (PAST_TENSE.is_match(tail(left, 60)) || PAST_TENSE.is_match(right.get(..15).unwrap_or(right)))
+        && (PAST_TENSE.is_match(tail(left, 60))
+            || PAST_TENSE.is_match(right.get(..15).unwrap_or(right)))
     {
         return false;
     }
-    if let Some(issue) = ISSUE.find_iter(left).last() {
-        if !GENERIC_DEADLINE.is_match(&left[issue.end()..]) {
-            return false;
-        }
-    }
-    true
+    // "intends to issue an RFP ... on July 13": the issue date, unless a deadline word follows.
+    ISSUE
+        .find_iter(left)
+        .last()
+        .is_none_or(|issue| GENERIC_DEADLINE.is_match(&left[issue.end()..]))
 }
 
 /// Participles that put a date in the future ("scheduled on", "extended to").
 const PLANNED: [&str; 9] = [
-    "scheduled", "rescheduled", "planned", "extended", "postponed", "moved", "required", "requested", "expected",
+    "scheduled",
+    "rescheduled",
+    "planned",
+    "extended",
+    "postponed",
+    "moved",
+    "required",
+    "requested",
+    "expected",
 ];
 
 static PARTICIPLE_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(?P<word>[a-z]{3,}ed)\s+(?:on\s+)?$").expect("participle regex")
 });
 
-static PAST_TENSE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b[a-z]{3,}ed\b").expect("past tense regex")
-});
+static PAST_TENSE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b[a-z]{3,}ed\b").expect("past tense regex"));
 
 static ISSUE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(?:issue|release|publish|post|advertise)[sd]?\b").expect("issue regex")
 });
 
-static DATELINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*[A-Z][A-Z .'&-]{2,},\s*$").expect("dateline regex")
-});
+static DATELINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*[A-Z][A-Z .'&-]{2,},\s*$").expect("dateline regex"));
 
 /// Words just before a date that make it the past or a fact rather than a demand on the supplier.
 static NOT_A_DEADLINE: LazyLock<Regex> = LazyLock::new(|| {
@@ -451,8 +491,10 @@ fn mention(
     let after = sentence[span.end..].chars().next();
     if before.is_some_and(|c| c == '/' || c == '-' || c.is_ascii_digit())
         || after.is_some_and(|c| c == '/' || c.is_ascii_digit())
-        || (after == Some('-') && sentence[span.end + 1..].starts_with(|c: char| c.is_ascii_digit()))
-        || (after == Some('.') && sentence[span.end + 1..].starts_with(|c: char| c.is_alphanumeric()))
+        || (after == Some('-')
+            && sentence[span.end + 1..].starts_with(|c: char| c.is_ascii_digit()))
+        || (after == Some('.')
+            && sentence[span.end + 1..].starts_with(|c: char| c.is_alphanumeric()))
     {
         return None;
     }
@@ -470,19 +512,35 @@ fn mention(
         .and_then(|m| weekday(m.as_str()));
 
     let (date, mut ambiguous, explicit_year) = if let Some(y) = num("iy") {
-        (NaiveDate::from_ymd_opt(y as i32, num("im")?, num("id")?), false, true)
+        (
+            NaiveDate::from_ymd_opt(y as i32, num("im")?, num("id")?),
+            false,
+            true,
+        )
     } else if let Some(m) = caps.name("mdm") {
         month_day(month(m.as_str())?, num("mdd")?, num("mdy"), base)?
     } else if let Some(m) = caps.name("dmm") {
         month_day(month(m.as_str())?, num("dmd")?, num("dmy"), base)?
     } else if let Some(a) = num("na") {
-        numeric(a, num("nb")?, caps.name("ny").map(|y| y.as_str()), base, order)?
+        numeric(
+            a,
+            num("nb")?,
+            caps.name("ny").map(|y| y.as_str()),
+            base,
+            order,
+        )?
     } else if let Some(d) = num("ea") {
         // Dotted dates ("14.06.2027") are written day first wherever they are used.
-        (NaiveDate::from_ymd_opt(num("ey")? as i32, num("eb")?, d), false, true)
+        (
+            NaiveDate::from_ymd_opt(num("ey")? as i32, num("eb")?, d),
+            false,
+            true,
+        )
     } else if let Some(w) = caps.name("wd") {
         let day = weekday(w.as_str())?;
-        let next = caps.name("wpre").is_some_and(|p| p.as_str().to_ascii_lowercase().starts_with("next"));
+        let next = caps
+            .name("wpre")
+            .is_some_and(|p| p.as_str().to_ascii_lowercase().starts_with("next"));
         match num("wdd") {
             Some(dom) => day_of_month(dom, base)?,
             None => weekday_date(day, next, base),
@@ -493,7 +551,8 @@ fn mention(
     if date.is_none() && explicit_year {
         return None;
     }
-    let checked_weekday = weekday_named.or_else(|| caps.name("wd").and_then(|w| weekday(w.as_str())));
+    let checked_weekday =
+        weekday_named.or_else(|| caps.name("wd").and_then(|w| weekday(w.as_str())));
     if let (Some(wd), Some(d)) = (checked_weekday, date) {
         // "Tuesday, March 3" when March 3 is a Wednesday: one of the two is wrong.
         ambiguous |= d.weekday() != wd;
@@ -530,7 +589,9 @@ fn is_month_and_year(sentence: &str, caps: &regex::Captures<'_>, base: Option<Na
         return !suffixed && ((glued && !d.as_str().is_empty()) || (padded && period_word));
     }
     if let (Some(a), Some(b), None) = (caps.name("na"), caps.name("nb"), caps.name("ny")) {
-        let (Ok(month), Ok(yy), Some(base)) = (a.as_str().parse::<i32>(), b.as_str().parse::<i32>(), base) else {
+        let (Ok(month), Ok(yy), Some(base)) =
+            (a.as_str().parse::<i32>(), b.as_str().parse::<i32>(), base)
+        else {
             return false;
         };
         let this_year = base.year() % 100;
@@ -543,18 +604,24 @@ fn is_month_and_year(sentence: &str, caps: &regex::Captures<'_>, base: Option<Na
 }
 
 static MONTH_PERIOD_WORD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:for|of|in|during|through|thru|since|from)\s+$").expect("period word regex")
+    Regex::new(r"(?i)\b(?:for|of|in|during|through|thru|since|from)\s+$")
+        .expect("period word regex")
 });
 
 static TODAY_LIKE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^(?:today|tonight|this\s+(?:morning|afternoon|evening))$").expect("today regex")
+    Regex::new(r"(?i)^(?:today|tonight|this\s+(?:morning|afternoon|evening))$")
+        .expect("today regex")
 });
 
 type Reading = (Option<NaiveDate>, bool, bool);
 
 fn month_day(month: u32, day: u32, year: Option<u32>, base: Option<NaiveDate>) -> Option<Reading> {
     match year {
-        Some(y) => Some((Some(NaiveDate::from_ymd_opt(y as i32, month, day)?), false, true)),
+        Some(y) => Some((
+            Some(NaiveDate::from_ymd_opt(y as i32, month, day)?),
+            false,
+            true,
+        )),
         None => {
             // Validate against a leap year so "February 29" survives until a year is known.
             NaiveDate::from_ymd_opt(2028, month, day)?;
@@ -580,7 +647,11 @@ fn numeric(
 ) -> Option<Reading> {
     let year = year.map(|y| {
         let n: i32 = y.parse().unwrap_or(0);
-        if y.len() == 2 { if n < 70 { 2000 + n } else { 1900 + n } } else { n }
+        if y.len() == 2 {
+            if n < 70 { 2000 + n } else { 1900 + n }
+        } else {
+            n
+        }
     });
     let (month, day, ambiguous) = match (a <= 12, b <= 12) {
         (true, false) => (a, b, false),
@@ -597,10 +668,18 @@ fn numeric(
         return None;
     }
     match year {
-        Some(y) => Some((Some(NaiveDate::from_ymd_opt(y, month, day)?), ambiguous, true)),
+        Some(y) => Some((
+            Some(NaiveDate::from_ymd_opt(y, month, day)?),
+            ambiguous,
+            true,
+        )),
         None => {
             NaiveDate::from_ymd_opt(2028, month, day)?;
-            Some((next_occurrence(month, day, base), ambiguous || base.is_none(), false))
+            Some((
+                next_occurrence(month, day, base),
+                ambiguous || base.is_none(),
+                false,
+            ))
         }
     }
 }
@@ -642,7 +721,11 @@ fn relative(word: &str, base: Option<NaiveDate>) -> Reading {
     let date = if word.starts_with("tomorrow") {
         base.succ_opt()
     } else if word.ends_with("week") || word == "eow" {
-        Some(weekday_date(Weekday::Fri, false, Some(base)).0.unwrap_or(base))
+        Some(
+            weekday_date(Weekday::Fri, false, Some(base))
+                .0
+                .unwrap_or(base),
+        )
     } else if word.ends_with("month") || word == "eom" {
         base.with_day(1)
             .and_then(|d| d.checked_add_months(Months::new(1)))
@@ -669,7 +752,9 @@ fn weekday(word: &str) -> Option<Weekday> {
 
 fn month(word: &str) -> Option<u32> {
     let w = word.to_ascii_lowercase();
-    let names = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    let names = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
     names
         .iter()
         .position(|n| w.starts_with(n))
@@ -729,13 +814,25 @@ fn clock(caps: &regex::Captures<'_>) -> Option<(NaiveTime, bool)> {
         };
     }
     let (hour, minute, meridiem) = if let Some(h) = num("rh") {
-        (h, num("rm").unwrap_or(0), caps.name("rap").map(|m| m.as_str()))
+        (
+            h,
+            num("rm").unwrap_or(0),
+            caps.name("rap").map(|m| m.as_str()),
+        )
     } else if let Some(h) = num("h") {
-        (h, num("m").unwrap_or(0), caps.name("ap").map(|m| m.as_str()))
+        (
+            h,
+            num("m").unwrap_or(0),
+            caps.name("ap").map(|m| m.as_str()),
+        )
     } else if let Some(h) = num("h24") {
         if let Some(word) = caps.name("noon") {
             let midnight = word.as_str().eq_ignore_ascii_case("midnight");
-            let t = if midnight { NaiveTime::from_hms_opt(23, 59, 0) } else { NaiveTime::from_hms_opt(12, 0, 0) };
+            let t = if midnight {
+                NaiveTime::from_hms_opt(23, 59, 0)
+            } else {
+                NaiveTime::from_hms_opt(12, 0, 0)
+            };
             return Some((t?, midnight));
         }
         let minute = num("m24")?;
@@ -807,31 +904,157 @@ mod tests {
         NaiveTime::from_hms_opt(h, m, 0)
     }
 
+    /// Text, mail date, then the expected kind, date, time and zone.
+    type Row = (
+        &'static str,
+        Option<NaiveDate>,
+        DeadlineKind,
+        NaiveDate,
+        Option<NaiveTime>,
+        Option<&'static str>,
+    );
+
     #[test]
     fn reads_deadline_phrases() {
         use DeadlineKind::*;
         let ny = Some("America/New_York");
-        let table: [(&str, Option<NaiveDate>, DeadlineKind, NaiveDate, Option<NaiveTime>, Option<&str>); 16] = [
-            ("Proposals are due March 3, 2027 at 5:00 PM EST.", monday(), Submission, day(2027, 3, 3), hm(17, 0), ny),
-            ("Tenders must arrive no later than 2 p.m. local time on 14 June.", monday(), Submission, day(2027, 6, 14), hm(14, 0), None),
-            ("Please send your quote by close of business Friday.", monday(), Submission, day(2027, 3, 5), None, None),
-            ("Due date: Friday, November16th, 2001 3:00 PM EST", Some(day(2001, 11, 13)), Submission, day(2001, 11, 16), hm(15, 0), ny),
-            ("Please review and respond to the attached RFQ by 10/23/01.", Some(day(2001, 10, 15)), Submission, day(2001, 10, 23), None, None),
-            ("Request for Information are due this Friday, November 9.", Some(day(2001, 11, 5)), Submission, day(2001, 11, 9), None, None),
-            ("Responses will be due no later than 5:00 Eastern Daylight Time on Monday, July 24, 2000.", Some(day(2000, 7, 14)), Submission, day(2000, 7, 24), hm(17, 0), ny),
-            ("Bids due Tuesday June 12,2001", Some(day(2001, 6, 1)), Submission, day(2001, 6, 12), None, None),
-            ("Submissions close 2027-04-15 at 17:00 CET.", monday(), Submission, day(2027, 4, 15), hm(17, 0), Some("Europe/Berlin")),
-            ("Tenders must be received by 3rd March 2027 at 12:00 noon GMT.", monday(), Submission, day(2027, 3, 3), hm(12, 0), Some("Europe/London")),
-            ("A pre-bid conference will be held on March 8, 2027 at 10 AM (CST).", monday(), PreBid, day(2027, 3, 8), hm(10, 0), Some("America/Chicago")),
-            ("A mandatory site visit is scheduled for March 9.", monday(), PreBid, day(2027, 3, 9), None, None),
-            ("A notice of intent to bid must be returned by March 5.", monday(), IntentToBid, day(2027, 3, 5), None, None),
-            ("Offers are due at 17:00 UTC+5:30 on 20 March 2027.", monday(), Submission, day(2027, 3, 20), hm(17, 0), Some("+05:30")),
-            ("Proposals are due 1400 hrs PST on 20.03.2027.", monday(), Submission, day(2027, 3, 20), hm(14, 0), Some("America/Los_Angeles")),
-            ("Could you send pricing tomorrow?", monday(), Submission, day(2027, 3, 2), None, None),
+        let table: [Row; 16] = [
+            (
+                "Proposals are due March 3, 2027 at 5:00 PM EST.",
+                monday(),
+                Submission,
+                day(2027, 3, 3),
+                hm(17, 0),
+                ny,
+            ),
+            (
+                "Tenders must arrive no later than 2 p.m. local time on 14 June.",
+                monday(),
+                Submission,
+                day(2027, 6, 14),
+                hm(14, 0),
+                None,
+            ),
+            (
+                "Please send your quote by close of business Friday.",
+                monday(),
+                Submission,
+                day(2027, 3, 5),
+                None,
+                None,
+            ),
+            (
+                "Due date: Friday, November16th, 2001 3:00 PM EST",
+                Some(day(2001, 11, 13)),
+                Submission,
+                day(2001, 11, 16),
+                hm(15, 0),
+                ny,
+            ),
+            (
+                "Please review and respond to the attached RFQ by 10/23/01.",
+                Some(day(2001, 10, 15)),
+                Submission,
+                day(2001, 10, 23),
+                None,
+                None,
+            ),
+            (
+                "Request for Information are due this Friday, November 9.",
+                Some(day(2001, 11, 5)),
+                Submission,
+                day(2001, 11, 9),
+                None,
+                None,
+            ),
+            (
+                "Responses will be due no later than 5:00 Eastern Daylight Time on Monday, July 24, 2000.",
+                Some(day(2000, 7, 14)),
+                Submission,
+                day(2000, 7, 24),
+                hm(17, 0),
+                ny,
+            ),
+            (
+                "Bids due Tuesday June 12,2001",
+                Some(day(2001, 6, 1)),
+                Submission,
+                day(2001, 6, 12),
+                None,
+                None,
+            ),
+            (
+                "Submissions close 2027-04-15 at 17:00 CET.",
+                monday(),
+                Submission,
+                day(2027, 4, 15),
+                hm(17, 0),
+                Some("Europe/Berlin"),
+            ),
+            (
+                "Tenders must be received by 3rd March 2027 at 12:00 noon GMT.",
+                monday(),
+                Submission,
+                day(2027, 3, 3),
+                hm(12, 0),
+                Some("Europe/London"),
+            ),
+            (
+                "A pre-bid conference will be held on March 8, 2027 at 10 AM (CST).",
+                monday(),
+                PreBid,
+                day(2027, 3, 8),
+                hm(10, 0),
+                Some("America/Chicago"),
+            ),
+            (
+                "A mandatory site visit is scheduled for March 9.",
+                monday(),
+                PreBid,
+                day(2027, 3, 9),
+                None,
+                None,
+            ),
+            (
+                "A notice of intent to bid must be returned by March 5.",
+                monday(),
+                IntentToBid,
+                day(2027, 3, 5),
+                None,
+                None,
+            ),
+            (
+                "Offers are due at 17:00 UTC+5:30 on 20 March 2027.",
+                monday(),
+                Submission,
+                day(2027, 3, 20),
+                hm(17, 0),
+                Some("+05:30"),
+            ),
+            (
+                "Proposals are due 1400 hrs PST on 20.03.2027.",
+                monday(),
+                Submission,
+                day(2027, 3, 20),
+                hm(14, 0),
+                Some("America/Los_Angeles"),
+            ),
+            (
+                "Could you send pricing tomorrow?",
+                monday(),
+                Submission,
+                day(2027, 3, 2),
+                None,
+                None,
+            ),
         ];
         for (body, base, kind, date, time, zone) in table {
             let d = one(body, base);
-            assert_eq!((d.kind, d.date, d.time, d.zone.as_deref()), (kind, Some(date), time, zone), "{body}");
+            assert_eq!(
+                (d.kind, d.date, d.time, d.zone.as_deref()),
+                (kind, Some(date), time, zone),
+                "{body}"
+            );
             assert!(!d.ambiguous, "{body}");
         }
     }
@@ -840,7 +1063,10 @@ mod tests {
     fn reads_dates_in_the_subject() {
         let found = find_deadlines("RE: RFP DUE TUESDAY!", "", monday(), None);
         assert_eq!(found.len(), 1);
-        assert_eq!((found[0].kind, found[0].date), (DeadlineKind::Submission, Some(day(2027, 3, 2))));
+        assert_eq!(
+            (found[0].kind, found[0].date),
+            (DeadlineKind::Submission, Some(day(2027, 3, 2)))
+        );
     }
 
     #[test]
@@ -861,26 +1087,46 @@ mod tests {
 
     #[test]
     fn splits_kinds_within_one_sentence() {
-        let found = find_deadlines("", "Questions are due March 10 and proposals are due March 24.", monday(), None);
+        let found = find_deadlines(
+            "",
+            "Questions are due March 10 and proposals are due March 24.",
+            monday(),
+            None,
+        );
         let kinds: Vec<_> = found.iter().map(|d| (d.kind, d.date.unwrap())).collect();
         assert_eq!(
             kinds,
-            vec![(DeadlineKind::Questions, day(2027, 3, 10)), (DeadlineKind::Submission, day(2027, 3, 24))]
+            vec![
+                (DeadlineKind::Questions, day(2027, 3, 10)),
+                (DeadlineKind::Submission, day(2027, 3, 24))
+            ]
         );
     }
 
     #[test]
     fn flags_ambiguous_dates_instead_of_guessing() {
         let numeric = one("Bids are due 04/05/2027.", monday());
-        assert_eq!((numeric.date, numeric.ambiguous), (Some(day(2027, 4, 5)), true));
-        let uk = &find_deadlines("", "Bids are due 04/05/2027.", monday(), Some(DateOrder::DayFirst))[0];
+        assert_eq!(
+            (numeric.date, numeric.ambiguous),
+            (Some(day(2027, 4, 5)), true)
+        );
+        let uk = &find_deadlines(
+            "",
+            "Bids are due 04/05/2027.",
+            monday(),
+            Some(DateOrder::DayFirst),
+        )[0];
         assert_eq!((uk.date, uk.ambiguous), (Some(day(2027, 5, 4)), false));
         // 4 March 2027 is a Thursday.
         let clash = one("Proposals are due Tuesday, March 4, 2027.", monday());
         assert_eq!((clash.date, clash.ambiguous), (Some(day(2027, 3, 4)), true));
         let next = one("We need your quote next Tuesday.", monday());
         assert_eq!((next.date, next.ambiguous), (Some(day(2027, 3, 2)), true));
-        for body in ["Proposals are due Friday.", "Proposals are due March 3.", "Send pricing tomorrow."] {
+        for body in [
+            "Proposals are due Friday.",
+            "Proposals are due March 3.",
+            "Send pricing tomorrow.",
+        ] {
             let d = one(body, None);
             assert_eq!((d.date, d.ambiguous), (None, true), "{body}");
         }
@@ -907,7 +1153,12 @@ mod tests {
             assert_eq!(find_deadlines("", body, monday(), None), vec![], "{body}");
         }
         // "12/01" sent in 2001 is December 2001, not a deadline on the 1st.
-        let quote = find_deadlines("", "Attached is our request for quote 12/01.", Some(day(2001, 11, 20)), None);
+        let quote = find_deadlines(
+            "",
+            "Attached is our request for quote 12/01.",
+            Some(day(2001, 11, 20)),
+            None,
+        );
         assert_eq!(quote, vec![]);
         let term = find_deadlines(
             "",
@@ -915,7 +1166,10 @@ mod tests {
             monday(),
             None,
         );
-        assert_eq!(term.iter().map(|d| d.date).collect::<Vec<_>>(), vec![Some(day(2027, 3, 20))]);
+        assert_eq!(
+            term.iter().map(|d| d.date).collect::<Vec<_>>(),
+            vec![Some(day(2027, 3, 20))]
+        );
     }
 
     #[test]
@@ -927,7 +1181,10 @@ mod tests {
             None,
         );
         assert_eq!(found.len(), 1, "{found:#?}");
-        assert_eq!((found[0].time, found[0].zone.as_deref()), (hm(17, 0), Some("America/New_York")));
+        assert_eq!(
+            (found[0].time, found[0].zone.as_deref()),
+            (hm(17, 0), Some("America/New_York"))
+        );
     }
 
     #[test]

@@ -78,7 +78,11 @@ impl fmt::Display for DeadlineScore {
         writeln!(f, "  undated gold (skipped) {:>3}", self.undated_gold)?;
         writeln!(f, "  false positives        {:>3}", self.false_positives)?;
         writeln!(f, "  right date, wrong kind {:>3}", self.wrong_kind)?;
-        write!(f, "  on unlabelled files    {:>3}", self.on_unlabelled_files)
+        write!(
+            f,
+            "  on unlabelled files    {:>3}",
+            self.on_unlabelled_files
+        )
     }
 }
 
@@ -144,14 +148,19 @@ pub fn score_deadlines(
                     .map_err(|e| format!("cannot read time {:?} for {file}: {e}", row.time))?;
                 let right = hit.is_some_and(|d| {
                     d.time == Some(time)
-                        && d.zone.as_deref().is_some_and(|z| same_zone(&row.zone, z, date, time))
+                        && d.zone
+                            .as_deref()
+                            .is_some_and(|z| same_zone(&row.zone, z, date, time))
                 });
                 score.timed_found += usize::from(right);
             }
         }
         for d in extracted {
             let Some(date) = d.date else { continue };
-            if gold_dates.iter().any(|(k, g)| *g == date && *k == d.kind.as_str()) {
+            if gold_dates
+                .iter()
+                .any(|(k, g)| *g == date && *k == d.kind.as_str())
+            {
                 continue;
             }
             if gold_dates.iter().any(|(_, g)| *g == date) {
@@ -163,7 +172,6 @@ pub fn score_deadlines(
     }
     Ok(score)
 }
-
 
 fn parse_date(text: &str, file: &str) -> Result<Option<NaiveDate>, String> {
     if text.is_empty() {
@@ -205,7 +213,12 @@ a.eml,questions,2027-02-20,,,,y\n\
 b.eml,pre_bid,,,,early March,z\n\
 c.eml,none,,,,,\n";
 
-    fn deadline(kind: DeadlineKind, date: &str, time: Option<&str>, zone: Option<&str>) -> Deadline {
+    fn deadline(
+        kind: DeadlineKind,
+        date: &str,
+        time: Option<&str>,
+        zone: Option<&str>,
+    ) -> Deadline {
         Deadline {
             kind,
             date: NaiveDate::parse_from_str(date, "%Y-%m-%d").ok(),
@@ -223,7 +236,12 @@ c.eml,none,,,,,\n";
             "a.eml".to_string(),
             vec![
                 // EST in winter is -05:00, so an offset counts as the same zone.
-                deadline(DeadlineKind::Submission, "2027-03-03", Some("17:00"), Some("-05:00")),
+                deadline(
+                    DeadlineKind::Submission,
+                    "2027-03-03",
+                    Some("17:00"),
+                    Some("-05:00"),
+                ),
                 deadline(DeadlineKind::Submission, "2027-02-20", None, None),
                 deadline(DeadlineKind::Other, "2027-04-01", None, None),
             ],
@@ -237,7 +255,10 @@ c.eml,none,,,,,\n";
         assert_eq!((s.files, s.submission_gold, s.submission_found), (2, 1, 1));
         assert_eq!((s.all_gold, s.all_found, s.undated_gold), (2, 1, 1));
         assert_eq!((s.timed_gold, s.timed_found), (1, 1));
-        assert_eq!((s.false_positives, s.wrong_kind, s.on_unlabelled_files), (1, 1, 1));
+        assert_eq!(
+            (s.false_positives, s.wrong_kind, s.on_unlabelled_files),
+            (1, 1, 1)
+        );
         assert!(s.to_string().contains("submission kind+date"));
     }
 
@@ -245,7 +266,12 @@ c.eml,none,,,,,\n";
     fn zones_compare_by_meaning() {
         let date = NaiveDate::from_ymd_opt(2000, 7, 24).unwrap();
         let time = NaiveTime::from_hms_opt(17, 0, 0).unwrap();
-        assert!(same_zone("Eastern Daylight Time", "America/New_York", date, time));
+        assert!(same_zone(
+            "Eastern Daylight Time",
+            "America/New_York",
+            date,
+            time
+        ));
         assert!(same_zone("EDT", "-04:00", date, time));
         assert!(!same_zone("EDT", "America/Chicago", date, time));
     }

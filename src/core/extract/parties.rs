@@ -19,13 +19,17 @@ pub struct Parties {
 }
 
 pub fn find_parties(mail: &Mail) -> Parties {
-    let signature = mail.from.as_ref().and_then(|from| signature(&mail.body, from));
+    let signature = mail
+        .from
+        .as_ref()
+        .and_then(|from| signature(&mail.body, from));
     let contact = mail.from.as_ref().map(|from| {
-        let name = from
-            .name
-            .as_deref()
-            .map(natural_name)
-            .or_else(|| signature.as_ref().filter(|s| s.is_sender).map(|s| s.name.clone()));
+        let name = from.name.as_deref().map(natural_name).or_else(|| {
+            signature
+                .as_ref()
+                .filter(|s| s.is_sender)
+                .map(|s| s.name.clone())
+        });
         let title = signature
             .as_ref()
             .filter(|s| s.is_sender)
@@ -47,12 +51,18 @@ pub fn find_parties(mail: &Mail) -> Parties {
                 .filter(|n| ORGANISATION.is_match(n))
                 .map(String::from)
         })
-        .or_else(|| mail.from.as_ref().and_then(|f| organisation_domain(f.domain())));
+        .or_else(|| {
+            mail.from
+                .as_ref()
+                .and_then(|f| organisation_domain(f.domain()))
+        });
     let sender = mail.from.as_ref().map(|f| f.email.as_str());
     let mut stakeholders: Vec<Stakeholder> = Vec::new();
     for address in mail.to.iter().chain(&mail.cc) {
         if Some(address.email.as_str()) == sender
-            || stakeholders.iter().any(|s| s.email.as_deref() == Some(&address.email))
+            || stakeholders
+                .iter()
+                .any(|s| s.email.as_deref() == Some(&address.email))
         {
             continue;
         }
@@ -100,8 +110,10 @@ static BUSINESS_TITLE: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static PROCUREMENT_MAILBOX: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)procure|purchas|sourcing|tender|bids?\b|rfp|rfq|contracts|buyer|supplier|vendor")
-        .expect("mailbox regex")
+    Regex::new(
+        r"(?i)procure|purchas|sourcing|tender|bids?\b|rfp|rfq|contracts|buyer|supplier|vendor",
+    )
+    .expect("mailbox regex")
 });
 
 static ORGANISATION: LazyLock<Regex> = LazyLock::new(|| {
@@ -112,8 +124,19 @@ static ORGANISATION: LazyLock<Regex> = LazyLock::new(|| {
 /// Free-mail domains say nothing about the buyer.
 fn organisation_domain(domain: &str) -> Option<String> {
     let free = [
-        "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "aol.com",
-        "live.com", "msn.com", "icloud.com", "proton.me", "protonmail.com", "gmx.com", "gmx.de",
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "hotmail.com",
+        "outlook.com",
+        "aol.com",
+        "live.com",
+        "msn.com",
+        "icloud.com",
+        "proton.me",
+        "protonmail.com",
+        "gmx.com",
+        "gmx.de",
     ];
     if domain.is_empty() || free.contains(&domain) {
         return None;
@@ -173,12 +196,23 @@ fn signature(body: &str, from: &Address) -> Option<Signature> {
     let mut title = None;
     let mut company = None;
     for line in block {
-        if line.contains('@') || line.contains("http") || line.contains("www.") || line.chars().filter(char::is_ascii_digit).count() >= 3 {
+        if line.contains('@')
+            || line.contains("http")
+            || line.contains("www.")
+            || line.chars().filter(char::is_ascii_digit).count() >= 3
+        {
             continue;
         }
-        if title.is_none() && company.is_none() && TITLE_WORD.is_match(line) && !ORGANISATION.is_match(line) {
+        if title.is_none()
+            && company.is_none()
+            && TITLE_WORD.is_match(line)
+            && !ORGANISATION.is_match(line)
+        {
             title = Some(line.to_string());
-        } else if company.is_none() && ORGANISATION.is_match(line) && line.split_whitespace().count() <= 8 {
+        } else if company.is_none()
+            && ORGANISATION.is_match(line)
+            && line.split_whitespace().count() <= 8
+        {
             company = Some(line.trim_end_matches(['.', ',']).to_string());
         }
     }
@@ -208,12 +242,22 @@ fn is_name_line(line: &str, tokens: &[String]) -> bool {
     if words.is_empty() || words.len() > 5 || line.chars().any(|c| c.is_ascii_digit() || c == '@') {
         return false;
     }
-    if !words.iter().all(|w| w.starts_with(|c: char| c.is_uppercase())) {
+    if !words
+        .iter()
+        .all(|w| w.starts_with(|c: char| c.is_uppercase()))
+    {
         return false;
     }
     words.iter().any(|w| {
-        let w: String = w.chars().filter(|c| c.is_alphabetic()).collect::<String>().to_lowercase();
-        w.len() >= 3 && tokens.iter().any(|t| t == &w || (t.len() > w.len() && t.contains(&w)))
+        let w: String = w
+            .chars()
+            .filter(|c| c.is_alphabetic())
+            .collect::<String>()
+            .to_lowercase();
+        w.len() >= 3
+            && tokens
+                .iter()
+                .any(|t| t == &w || (t.len() > w.len() && t.contains(&w)))
     })
 }
 
@@ -280,6 +324,9 @@ mod tests {
     #[test]
     fn free_mail_is_no_buyer() {
         assert_eq!(organisation_domain("gmail.com"), None);
-        assert_eq!(organisation_domain("mail.cityofexample.gov").as_deref(), Some("cityofexample.gov"));
+        assert_eq!(
+            organisation_domain("mail.cityofexample.gov").as_deref(),
+            Some("cityofexample.gov")
+        );
     }
 }

@@ -29,7 +29,8 @@ pub fn find_references(subject: &str, body: &str) -> References {
             if !is_reference_id(id) {
                 continue;
             }
-            let label = text[whole.start()..id.as_ptr() as usize - text.as_ptr() as usize + id.len()]
+            let label = text
+                [whole.start()..id.as_ptr() as usize - text.as_ptr() as usize + id.len()]
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ");
@@ -53,7 +54,9 @@ pub fn find_references(subject: &str, body: &str) -> References {
         }
     }
     for m in URL.find_iter(body) {
-        let url = m.as_str().trim_end_matches(['.', ',', ';', ':', ')', ']', '>', '!', '?', '\'', '"']);
+        let url = m
+            .as_str()
+            .trim_end_matches(['.', ',', ';', ':', ')', ']', '>', '!', '?', '\'', '"']);
         if PORTAL.is_match(url) {
             push_unique(&mut found.portal_urls, url.to_string());
         }
@@ -126,7 +129,10 @@ fn sentence_around(text: &str, start: usize, end: usize) -> String {
         .filter_map(|s| text[end..].find(s).map(|p| end + p + 1))
         .min()
         .unwrap_or(text.len());
-    let joined = text[from..to].split_whitespace().collect::<Vec<_>>().join(" ");
+    let joined = text[from..to]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     joined.chars().take(MAX_CLAUSE_CHARS).collect()
 }
 
@@ -153,9 +159,8 @@ static SUBJECT_TITLE: LazyLock<Regex> = LazyLock::new(|| {
         .expect("subject title regex")
 });
 
-static URL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)\b(?:https?://|www\.)[^\s<>"'\]\)]+"#).expect("url regex")
-});
+static URL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"(?i)\b(?:https?://|www\.)[^\s<>"'\]\)]+"#).expect("url regex"));
 
 static PORTAL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)ariba|coupa|jaggaer|sciquest|bonfirehub|bonfire|network\.sap|business\s*network|oracle(?:cloud)?\.com/.*(?:supplier|sourcing)|supplier\.?portal|ivalua|proactis|bidnet|periscope|bidsync|negometrix|tenders?\.|e-?sourcing|e-?procurement|eprocure|supplier[-_]?(?:registration|portal|login)|vendor[-_]?(?:registration|portal|login|self-?service)|isupplier|opengov|planetbids|demandstar|publicpurchase|govspend|procurement")
@@ -195,16 +200,27 @@ mod tests {
 
     #[test]
     fn ignores_numbers_that_are_not_references() {
-        for text in ["Bids due 12 June", "See 0601RFQ1.xls", "RFP 2001 season", "the RFP process"] {
+        for text in [
+            "Bids due 12 June",
+            "See 0601RFQ1.xls",
+            "RFP 2001 season",
+            "the RFP process",
+        ] {
             assert!(find_references("", text).references.is_empty(), "{text}");
         }
     }
 
     #[test]
     fn reads_titles_from_body_and_subject() {
-        let r = find_references("RFP 2027-014 - Fleet Telematics", "This RFP for Managed Print Services is due soon.");
+        let r = find_references(
+            "RFP 2027-014 - Fleet Telematics",
+            "This RFP for Managed Print Services is due soon.",
+        );
         assert_eq!(r.titles, vec!["Fleet Telematics", "Managed Print Services"]);
-        let run_on = find_references("RFP - Managed Print Services", "A Request for Proposals for Managed Print Services across all sites.");
+        let run_on = find_references(
+            "RFP - Managed Print Services",
+            "A Request for Proposals for Managed Print Services across all sites.",
+        );
         assert_eq!(run_on.titles, vec!["Managed Print Services"]);
     }
 
@@ -227,10 +243,24 @@ mod tests {
         let r = find_references("", body);
         assert_eq!(
             r.no_contact_clause.as_deref(),
-            Some("From issue until award, a cone of silence applies. Vendors shall not contact any staff other than the designated procurement officer.")
+            Some(
+                "From issue until award, a cone of silence applies. Vendors shall not contact any staff other than the designated procurement officer."
+            )
         );
-        let directed = find_references("", "All communication regarding this RFP must be directed to Jane Roe, Buyer.");
-        assert!(directed.no_contact_clause.unwrap().starts_with("All communication"));
-        assert!(find_references("", "Call me anytime.").no_contact_clause.is_none());
+        let directed = find_references(
+            "",
+            "All communication regarding this RFP must be directed to Jane Roe, Buyer.",
+        );
+        assert!(
+            directed
+                .no_contact_clause
+                .unwrap()
+                .starts_with("All communication")
+        );
+        assert!(
+            find_references("", "Call me anytime.")
+                .no_contact_clause
+                .is_none()
+        );
     }
 }
