@@ -3,11 +3,11 @@
 
 #![deny(unsafe_code, unused_must_use, rust_2018_idioms)]
 
-/// Pure domain logic: parse, classify, extract, draft (no IO, no clock).
-pub mod core;
 /// Mailbox, state store and template adapters.
 pub mod adapters;
 /// Use cases the binary exposes: scan, demo, approval, eval.
 pub mod app;
 /// Raw TOML config validated into a typed `Config`.
 pub mod config;
+/// Pure domain logic: parse, classify, extract, draft (no IO, no clock).
+pub mod core;

@@ -79,7 +79,9 @@ impl Mail {
                 limit: max_bytes,
             });
         }
-        let message = MessageParser::default().parse(raw).ok_or(Error::NoHeaders)?;
+        let message = MessageParser::default()
+            .parse(raw)
+            .ok_or(Error::NoHeaders)?;
         if message.headers().is_empty() {
             return Err(Error::NoHeaders);
         }
@@ -103,7 +105,10 @@ impl Mail {
             message_id: message.message_id().map(clean_header_value),
             in_reply_to: text_list(message.in_reply_to()),
             references: text_list(message.references()),
-            subject: message.subject().map(clean_header_value).unwrap_or_default(),
+            subject: message
+                .subject()
+                .map(clean_header_value)
+                .unwrap_or_default(),
             from: first_address(message.from()),
             reply_to: first_address(message.reply_to()),
             to: all_addresses(message.to()),
@@ -202,7 +207,10 @@ Proposals are due March 3.\r\n";
         assert_eq!(mail.message_id.as_deref(), Some("abc@buyer.example"));
         assert_eq!(mail.references, vec!["one@x", "two@x"]);
         assert_eq!(mail.from.as_ref().unwrap().email, "pat@buyer.example");
-        assert_eq!(mail.from.as_ref().unwrap().name.as_deref(), Some("Pat Buyer"));
+        assert_eq!(
+            mail.from.as_ref().unwrap().name.as_deref(),
+            Some("Pat Buyer")
+        );
         assert_eq!(mail.reply_address().unwrap().email, "rfp@buyer.example");
         assert_eq!(mail.to.len(), 2);
         assert_eq!(mail.date.unwrap().to_rfc3339(), "2027-03-02T10:00:00-05:00");
@@ -214,7 +222,11 @@ Proposals are due March 3.\r\n";
     fn html_only_mail_yields_text() {
         let raw = b"From: a@b.example\r\nSubject: x\r\nContent-Type: text/html\r\n\r\n<p>Submit your <b>bid</b> by Friday</p>";
         let mail = Mail::parse(raw).unwrap();
-        assert!(mail.body.contains("Submit your bid by Friday"), "{}", mail.body);
+        assert!(
+            mail.body.contains("Submit your bid by Friday"),
+            "{}",
+            mail.body
+        );
     }
 
     #[test]
@@ -233,7 +245,11 @@ Proposals are due March 3.\r\n";
 
     #[test]
     fn garbage_does_not_panic() {
-        for raw in [&b"\xff\xfe\x00garbage"[..], b"::::\n\n", b"Content-Type: multipart/mixed; boundary=\"\"\n\n--\n--"] {
+        for raw in [
+            &b"\xff\xfe\x00garbage"[..],
+            b"::::\n\n",
+            b"Content-Type: multipart/mixed; boundary=\"\"\n\n--\n--",
+        ] {
             let _ = Mail::parse(raw);
         }
     }

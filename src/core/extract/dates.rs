@@ -1,0 +1,1211 @@
+//! Deadline phrases: finds the dates a buyer sets for the supplier ("Proposals are due March 3,
+//! 2027 at 5:00 PM EST", "RFP DUE TUESDAY!", "questions by 10/23/01") and reads their kind, time
+//! and zone from the words around them. Relative and partial dates are resolved against the
+//! message's Date header, the only clock the core has. Dates that are not the buyer's deadlines
+//! (quoted header dates, issue dates, historic dates, contract terms) are left out, because every
+//! false submission deadline becomes a false reminder for the rep.
+
+use super::zones::{self, ZoneReading};
+use crate::core::model::{Deadline, DeadlineKind};
+use chrono::{Datelike, Days, Months, NaiveDate, NaiveTime, Weekday};
+use regex::Regex;
+use std::ops::Range;
+use std::sync::LazyLock;
+
+/// How to read a numeric date whose two first numbers are both 12 or less ("04/05/2027").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateOrder {
+    MonthFirst,
+    DayFirst,
+}
+
+/// How far a time may sit from its date and still belong to it, in bytes.
+const TIME_REACH: usize = 48;
+/// How much text before a date is read for its kind, in bytes.
+const KIND_REACH_LEFT: usize = 160;
+/// How much text after a date is read for its kind when nothing before it names one.
+const KIND_REACH_RIGHT: usize = 80;
+/// Longest sentence kept as a deadline's `text`.
+const MAX_TEXT_CHARS: usize = 240;
+
+/// Every deadline in the subject and the body. `base` is the local date of the Date header;
+/// `order` is the clue for day/month order of numeric dates, when the sender gives one.
+pub fn find_deadlines(
+    subject: &str,
+    body: &str,
+    base: Option<NaiveDate>,
+    order: Option<DateOrder>,
+) -> Vec<Deadline> {
+    let mut found: Vec<Deadline> = Vec::new();
+    let subject = strip_reply_prefixes(subject);
+    let body = drop_header_lines(body);
+    for text in [subject, body.as_str()] {
+        if !might_hold_a_date(text) {
+            continue;
+        }
+        for sentence in sentences(text) {
+            deadlines_in_sentence(&text[sentence], base, order, &mut found);
+        }
+    }
+    found
+}
+
+/// Cheap test before any regex runs: a date needs a digit, a weekday or a relative word.
+fn might_hold_a_date(text: &str) -> bool {
+    text.bytes().any(|b| b.is_ascii_digit()) || PREFILTER.is_match(text)
+}
+
+static PREFILTER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)day\b|tomorrow|tonight|this (?:morning|afternoon|evening)|end of")
+        .expect("prefilter regex")
+});
+
+fn strip_reply_prefixes(subject: &str) -> &str {
+    let mut s = subject.trim();
+    loop {
+        let lower = s.get(..4).map(str::to_ascii_lowercase).unwrap_or_default();
+        if lower.starts_with("re:") || lower.starts_with("fw:") {
+            s = s[3..].trim_start();
+        } else if lower == "fwd:" {
+            s = s[4..].trim_start();
+        } else {
+            return s;
+        }
+    }
+}
+
+/// Removes the lines of quoted and forwarded header blocks ("Sent: Monday, September 24, 2001",
+/// "On Tue, 2 Mar 2027 Pat wrote:", "Forwarded by X on 07/14/2000"): their dates are when mail
+/// was sent, never a deadline. Quote markers are stripped so quoted buyer text is still read.
+fn drop_header_lines(body: &str) -> String {
+    let mut kept = String::with_capacity(body.len());
+    for line in body.lines() {
+        let unquoted = line.trim_start_matches(|c: char| c == '>' || c.is_whitespace());
+        if HEADER_LINE.is_match(unquoted) {
+            kept.push('\n');
+            continue;
+        }
+        kept.push_str(unquoted);
+        kept.push('\n');
+    }
+    kept
+}
+
+static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)^(?:(?:sent|date|from|to|cc|bcc|subject|x-[\w-]+)\s*:",
+        r"|on\b.{0,120}\bwrote:?\s*$",
+        r"|.*(?:original message|forwarded by|forwarded message)",
+        r"|.*\bon \d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}",
+        r"|\d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}(?::\d{2})?\s*(?:[ap]m)?\s*$",
+        r")"
+    ))
+    .expect("header line regex")
+});
+
+/// Splits text into sentences as byte ranges. Wrapped lines of a paragraph are joined; short
+/// lines, list items and "Label: value" lines stand alone, since deadline schedules are often
+/// written as one line per date.
+fn sentences(text: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let end_here = match b {
+            b'\n' => line_ends_sentence(text, start, i),
+            b'.' | b'!' | b'?' => {
+                let next = text[i + 1..].chars().next();
+                let after = text[i + 1..].trim_start_matches([' ', '\t']);
+                next.is_none_or(char::is_whitespace)
+                    && (after.starts_with(|c: char| c.is_uppercase() || c == '\n')
+                        || after.is_empty())
+                    && !(b == b'.' && ends_with_abbreviation(&text[start..i]))
+            }
+            _ => false,
+        };
+        if end_here {
+            if text[start..=i].trim().len() > 1 {
+                out.push(start..i + 1);
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    if text[start..].trim().len() > 1 {
+        out.push(start..text.len());
+    }
+    out
+}
+
+fn line_ends_sentence(text: &str, sentence_start: usize, newline: usize) -> bool {
+    let line_start = text[..newline].rfind('\n').map_or(0, |p| p + 1);
+    // The whole line decides whether it was wrapped; only its tail belongs to this sentence.
+    let whole_line = text[line_start..newline].trim();
+    let line = text[line_start.max(sentence_start)..newline].trim();
+    let next_line = text[newline + 1..].lines().next().unwrap_or("").trim();
+    line.is_empty()
+        || next_line.is_empty()
+        || whole_line.len() < 45
+        || line.ends_with(':')
+        || LIST_OR_LABEL.is_match(next_line)
+}
+
+static LIST_OR_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:[-*\u{2022}]|\d{1,2}[.)]\s|[A-Z][A-Za-z /&-]{0,40}:)").expect("list regex")
+});
+
+fn ends_with_abbreviation(before: &str) -> bool {
+    let word = before
+        .rsplit(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    word.len() == 1
+        || word.ends_with("a.m")
+        || word.ends_with("p.m")
+        || matches!(
+            word.as_str(),
+            "a.m"
+                | "p.m"
+                | "no"
+                | "nos"
+                | "inc"
+                | "co"
+                | "corp"
+                | "ltd"
+                | "mr"
+                | "mrs"
+                | "ms"
+                | "dr"
+                | "st"
+                | "jan"
+                | "feb"
+                | "mar"
+                | "apr"
+                | "jun"
+                | "jul"
+                | "aug"
+                | "sep"
+                | "sept"
+                | "oct"
+                | "nov"
+                | "dec"
+                | "e.g"
+                | "i.e"
+                | "vs"
+                | "approx"
+                | "u.s"
+        )
+}
+
+/// A date found in a sentence, before its kind is known.
+#[derive(Debug)]
+struct Mention {
+    span: Range<usize>,
+    date: Option<NaiveDate>,
+    ambiguous: bool,
+    /// The date carried its own year (so a past one is history, not a deadline).
+    explicit_year: bool,
+    /// "today", "this afternoon": as often a report of what happened as a deadline.
+    today_like: bool,
+}
+
+fn deadlines_in_sentence(
+    sentence: &str,
+    base: Option<NaiveDate>,
+    order: Option<DateOrder>,
+    found: &mut Vec<Deadline>,
+) {
+    let mentions: Vec<Mention> = DATE
+        .captures_iter(sentence)
+        .filter_map(|caps| mention(sentence, &caps, base, order))
+        .collect();
+    if mentions.is_empty() {
+        return;
+    }
+    let times = times_in(sentence, &mentions);
+    for (index, m) in mentions.iter().enumerate() {
+        if is_part_of_range(sentence, m, mentions.get(index + 1)) {
+            continue;
+        }
+        if let (Some(date), Some(base), true) = (m.date, base, m.explicit_year) {
+            // History, or the issue date of the solicitation: not something the supplier must meet.
+            if date < base - Days::new(1) {
+                continue;
+            }
+        }
+        let left_bound = index
+            .checked_sub(1)
+            .map_or(0, |p| mentions[p].span.end)
+            .max(floor_boundary(
+                sentence,
+                m.span.start.saturating_sub(KIND_REACH_LEFT),
+            ));
+        let left = &sentence[left_bound..m.span.start];
+        let right_end = mentions
+            .get(index + 1)
+            .map_or(sentence.len(), |n| n.span.start)
+            .min(floor_boundary(sentence, m.span.end + KIND_REACH_RIGHT));
+        let right = &sentence[m.span.end..right_end];
+        if !is_demand(sentence, left, right, m) {
+            continue;
+        }
+        let Some(kind) = kind_of(left, right) else {
+            continue;
+        };
+        let (time, zone, time_doubt) = match nearest_time(&times, m) {
+            Some(t) => (Some(t.time), t.zone.clone(), t.ambiguous),
+            None => (None, None, false),
+        };
+        let deadline = Deadline {
+            kind,
+            date: m.date,
+            time,
+            zone,
+            text: clip(sentence),
+            ambiguous: m.ambiguous || time_doubt,
+        };
+        add_deduplicated(found, deadline);
+    }
+}
+
+/// Same date and kind twice (subject and body, or a reminder line) is one deadline; the later
+/// mention may add the time or zone the first lacked.
+fn add_deduplicated(found: &mut Vec<Deadline>, new: Deadline) {
+    let same = found.iter_mut().find(|d| {
+        d.kind == new.kind && d.date == new.date && (d.date.is_some() || d.text == new.text)
+    });
+    match same {
+        Some(existing) => {
+            if existing.time.is_none() && new.time.is_some() {
+                existing.time = new.time;
+                existing.zone = new.zone;
+                existing.text = new.text;
+            } else if existing.zone.is_none() && new.zone.is_some() && existing.time == new.time {
+                existing.zone = new.zone;
+            }
+        }
+        None => found.push(new),
+    }
+}
+
+fn clip(sentence: &str) -> String {
+    let joined = sentence.split_whitespace().collect::<Vec<_>>().join(" ");
+    match joined.char_indices().nth(MAX_TEXT_CHARS) {
+        Some((cut, _)) => format!("{}...", &joined[..cut]),
+        None => joined,
+    }
+}
+
+fn floor_boundary(s: &str, mut index: usize) -> usize {
+    index = index.min(s.len());
+    while !s.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+fn tail(s: &str, bytes: usize) -> &str {
+    let start = s.len().saturating_sub(bytes);
+    let mut start = start;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// "from June 1 through August 31", "January 1, 2002 - December 31, 2002": a contract or
+/// delivery period, not a deadline.
+fn is_part_of_range(sentence: &str, m: &Mention, next: Option<&Mention>) -> bool {
+    if RANGE_BEFORE.is_match(tail(&sentence[..m.span.start], 24)) {
+        return true;
+    }
+    next.is_some_and(|n| RANGE_BETWEEN.is_match(&sentence[m.span.end..n.span.start]))
+}
+
+static RANGE_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:from|through|thru|between|beginning|starting|commencing|effective)\s+(?:on\s+|the\s+)?$|[-\u{2013}]\s*$")
+        .expect("range regex")
+});
+
+static RANGE_BETWEEN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(?:-|\u{2013}|to|through|thru|until|till|and)\s*$").expect("range regex")
+});
+
+/// Whether the words around a date make it something the supplier must meet rather than a
+/// report of the past: "received your question today", "the RFP received Friday", "intends to
+/// issue an RFP on July 13", "SAN FRANCISCO, Nov. 26, 2001 -" (a press dateline).
+fn is_demand(sentence: &str, left: &str, right: &str, m: &Mention) -> bool {
+    if NOT_A_DEADLINE.is_match(tail(left, 40)) || DATELINE.is_match(&sentence[..m.span.start]) {
+        return false;
+    }
+    if let Some(caps) = PARTICIPLE_BEFORE.captures(left) {
+        let word = caps
+            .name("word")
+            .map_or("", |w| w.as_str())
+            .to_ascii_lowercase();
+        if !PLANNED.contains(&word.as_str()) {
+            return false;
+        }
+    }
+    if m.today_like
+        && (PAST_TENSE.is_match(tail(left, 60))
+            || PAST_TENSE.is_match(right.get(..15).unwrap_or(right)))
+    {
+        return false;
+    }
+    // "intends to issue an RFP ... on July 13": the issue date, unless a deadline word follows.
+    ISSUE
+        .find_iter(left)
+        .last()
+        .is_none_or(|issue| GENERIC_DEADLINE.is_match(&left[issue.end()..]))
+}
+
+/// Participles that put a date in the future ("scheduled on", "extended to").
+const PLANNED: [&str; 9] = [
+    "scheduled",
+    "rescheduled",
+    "planned",
+    "extended",
+    "postponed",
+    "moved",
+    "required",
+    "requested",
+    "expected",
+];
+
+static PARTICIPLE_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?P<word>[a-z]{3,}ed)\s+(?:on\s+)?$").expect("participle regex")
+});
+
+static PAST_TENSE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b[a-z]{3,}ed\b").expect("past tense regex"));
+
+static ISSUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:issue|release|publish|post|advertise)[sd]?\b").expect("issue regex")
+});
+
+static DATELINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*[A-Z][A-Z .'&-]{2,},\s*$").expect("dateline regex"));
+
+/// Words just before a date that make it the past or a fact rather than a demand on the supplier.
+static NOT_A_DEADLINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:issued?|released?|dated|sent|posted|published|advertised|signed|executed|spoke|talked|discussed|received on|provided on|submitted on|as of|since|letters? of|born|founded|last)\b[^.]{0,30}$")
+        .expect("past regex")
+});
+
+/// The kind of deadline, from the words nearest before the date (a process step named anywhere
+/// before it wins, since "pre-bid conference call meeting" ends in a generic word), else from
+/// the words after it. `None` when nothing says this date is a deadline at all.
+fn kind_of(left: &str, right: &str) -> Option<DeadlineKind> {
+    let mut nearest_left = None;
+    for caps in KIND.captures_iter(left) {
+        let kind = kind_from_caps(&caps);
+        if matches!(kind, Some(DeadlineKind::PreBid | DeadlineKind::IntentToBid)) {
+            return kind;
+        }
+        if kind.is_some() {
+            nearest_left = kind;
+        }
+    }
+    if nearest_left.is_some() {
+        return nearest_left;
+    }
+    let right_kind = KIND.captures_iter(right).find_map(|c| kind_from_caps(&c));
+    if right_kind.is_some() {
+        return right_kind;
+    }
+    // "Due date: Friday", "your deadline is July 17": a deadline with no noun is the submission.
+    (GENERIC_DEADLINE.is_match(left) || GENERIC_DEADLINE.is_match(right))
+        .then_some(DeadlineKind::Submission)
+}
+
+fn kind_from_caps(caps: &regex::Captures<'_>) -> Option<DeadlineKind> {
+    if caps.name("prebid").is_some() {
+        Some(DeadlineKind::PreBid)
+    } else if caps.name("intent").is_some() {
+        Some(DeadlineKind::IntentToBid)
+    } else if caps.name("questions").is_some() {
+        Some(DeadlineKind::Questions)
+    } else if caps.name("submission").is_some() {
+        Some(DeadlineKind::Submission)
+    } else if caps.name("other").is_some() {
+        Some(DeadlineKind::Other)
+    } else {
+        None
+    }
+}
+
+static KIND: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)\b(?:",
+        r"(?P<prebid>pre-?\s?(?:bid|proposal|submission|tender|quote|bidders?|offerors?)\b|(?:bidders?|offerors?|proposers?|vendors?|suppliers?)'?s?'?\s+(?:conference|meeting|briefing)|site\s+(?:visit|walk|inspection|tour|meeting)|walk-?\s?through|information\s+session|industry\s+day)",
+        r"|(?P<intent>intent(?:ion)?\s+to\s+(?:bid|propose|respond|submit|participate|tender|quote)|notice\s+of\s+intent|letter\s+of\s+intent|intent-to-bid)",
+        r"|(?P<questions>questions?|inquiries|inquiry|enquiries|enquiry|clarifications?|rfis?\s+questions)",
+        r"|(?P<submission>proposals?|bids?|bidding|responses?|respond|quotes?|quotations?|quoting|submissions?|submit(?:ted|tal)?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|solicitations?|closing|closes|buying|purchasing|refresh(?:ed)?|applications?|registration|register|returned|complet(?:e|ed|ion))",
+        r"|(?P<other>decisions?|decide|award(?:ed)?|select(?:ion)?|shortlist|approval|notif(?:y|ied|ication)|advise|meet(?:ing)?s?|presentations?|interviews?|pitch|demo(?:nstration)?s?|kick-?off|start\s+date)",
+        r")\b"
+    ))
+    .expect("kind regex")
+});
+
+static GENERIC_DEADLINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:due|deadline|no\s+later\s+than|not\s+later\s+than|on\s+or\s+before|cut-?\s?off|close\s+of\s+business|cob|eod|latest|expires?)\b")
+        .expect("generic deadline regex")
+});
+
+/// Date mentions. Leftmost-first: the forms with a weekday prefix come before the bare weekday.
+static DATE: LazyLock<Regex> = LazyLock::new(|| {
+    let wd = r"(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:day)?\.?";
+    let month = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)";
+    Regex::new(&format!(
+        concat!(
+            r"(?i)\b(?:",
+            r"(?P<iy>\d{{4}})-(?P<im>\d{{1,2}})-(?P<id>\d{{1,2}})\b",
+            r"|(?:(?P<mdw>{wd}),?\s+(?:the\s+)?)?(?P<mdm>{month})\.?\s*(?P<mdd>\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s*(?P<mdy>\d{{4}})\b)?",
+            r"|(?:(?P<dmw>{wd}),?\s+(?:the\s+)?)?(?P<dmd>\d{{1,2}})(?:st|nd|rd|th)?(?:\s+of)?\s*(?P<dmm>{month})\b\.?(?:,?\s*(?P<dmy>\d{{4}})\b)?",
+            r"|(?:(?P<nw>{wd}),?\s+)?(?P<na>\d{{1,2}})/(?P<nb>\d{{1,2}})(?:/(?P<ny>\d{{4}}|\d{{2}}))?\b",
+            r"|(?P<ea>\d{{1,2}})\.(?P<eb>\d{{1,2}})\.(?P<ey>\d{{4}})\b",
+            r"|(?P<wpre>(?:this|next|coming)\s+)?(?P<wd>monday|tuesday|wednesday|thursday|friday|saturday|sunday)(?:\s+the\s+(?P<wdd>\d{{1,2}})(?:st|nd|rd|th)?\b)?",
+            r"|(?P<rel>today|tonight|tomorrow|this\s+(?:morning|afternoon|evening)|end\s+of\s+(?:the\s+)?(?:day|week|month)|eod|eow|eom)",
+            r")"
+        ),
+        wd = wd,
+        month = month
+    ))
+    .expect("date regex")
+});
+
+fn mention(
+    sentence: &str,
+    caps: &regex::Captures<'_>,
+    base: Option<NaiveDate>,
+    order: Option<DateOrder>,
+) -> Option<Mention> {
+    let whole = caps.get(0)?;
+    let span = whole.range();
+    // Reference numbers and file names ("ABC/2027/05", "RFQ1.xls") are not dates.
+    let before = sentence[..span.start].chars().next_back();
+    let after = sentence[span.end..].chars().next();
+    if before.is_some_and(|c| c == '/' || c == '-' || c.is_ascii_digit())
+        || after.is_some_and(|c| c == '/' || c.is_ascii_digit())
+        || (after == Some('-')
+            && sentence[span.end + 1..].starts_with(|c: char| c.is_ascii_digit()))
+        || (after == Some('.')
+            && sentence[span.end + 1..].starts_with(|c: char| c.is_alphanumeric()))
+    {
+        return None;
+    }
+    // "Friday's meeting", "Today's headlines": a name, not a date.
+    if POSSESSIVE.is_match(&sentence[span.end..]) {
+        return None;
+    }
+    if is_month_and_year(sentence, caps, base) {
+        return None;
+    }
+    let num = |name: &str| caps.name(name).and_then(|m| m.as_str().parse::<u32>().ok());
+    let weekday_named = ["mdw", "dmw", "nw"]
+        .iter()
+        .find_map(|n| caps.name(n))
+        .and_then(|m| weekday(m.as_str()));
+
+    let (date, mut ambiguous, explicit_year) = if let Some(y) = num("iy") {
+        (
+            NaiveDate::from_ymd_opt(y as i32, num("im")?, num("id")?),
+            false,
+            true,
+        )
+    } else if let Some(m) = caps.name("mdm") {
+        month_day(month(m.as_str())?, num("mdd")?, num("mdy"), base)?
+    } else if let Some(m) = caps.name("dmm") {
+        month_day(month(m.as_str())?, num("dmd")?, num("dmy"), base)?
+    } else if let Some(a) = num("na") {
+        numeric(
+            a,
+            num("nb")?,
+            caps.name("ny").map(|y| y.as_str()),
+            base,
+            order,
+        )?
+    } else if let Some(d) = num("ea") {
+        // Dotted dates ("14.06.2027") are written day first wherever they are used.
+        (
+            NaiveDate::from_ymd_opt(num("ey")? as i32, num("eb")?, d),
+            false,
+            true,
+        )
+    } else if let Some(w) = caps.name("wd") {
+        let day = weekday(w.as_str())?;
+        let next = caps
+            .name("wpre")
+            .is_some_and(|p| p.as_str().to_ascii_lowercase().starts_with("next"));
+        match num("wdd") {
+            Some(dom) => day_of_month(dom, base)?,
+            None => weekday_date(day, next, base),
+        }
+    } else {
+        relative(&caps.name("rel")?.as_str().to_ascii_lowercase(), base)
+    };
+    if date.is_none() && explicit_year {
+        return None;
+    }
+    let checked_weekday =
+        weekday_named.or_else(|| caps.name("wd").and_then(|w| weekday(w.as_str())));
+    if let (Some(wd), Some(d)) = (checked_weekday, date) {
+        // "Tuesday, March 3" when March 3 is a Wednesday: one of the two is wrong.
+        ambiguous |= d.weekday() != wd;
+    }
+    let today_like = caps
+        .name("rel")
+        .is_some_and(|r| TODAY_LIKE.is_match(r.as_str()));
+    Some(Mention {
+        span,
+        date,
+        ambiguous,
+        explicit_year,
+        today_like,
+    })
+}
+
+static POSSESSIVE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^['\u{2019}]s\b").expect("possessive regex"));
+
+/// Traders and buyers write months with two-digit years: "Nov01", "Apr02-Oct02", "quote for
+/// Nov 01", "request for quote 12/01". A zero-padded number glued to a month, after "for/of/in",
+/// or a number/number whose second half is this year's or next year's two digits, is a month.
+fn is_month_and_year(sentence: &str, caps: &regex::Captures<'_>, base: Option<NaiveDate>) -> bool {
+    if let (Some(m), Some(d)) = (caps.name("mdm"), caps.name("mdd")) {
+        if caps.name("mdy").is_some() {
+            return false;
+        }
+        let glued = d.start() == m.end();
+        let suffixed = sentence[d.end()..]
+            .get(..2)
+            .is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "st" | "nd" | "rd" | "th"));
+        let padded = d.as_str().starts_with('0');
+        let period_word = MONTH_PERIOD_WORD.is_match(&sentence[..m.start()]);
+        return !suffixed && ((glued && !d.as_str().is_empty()) || (padded && period_word));
+    }
+    if let (Some(a), Some(b), None) = (caps.name("na"), caps.name("nb"), caps.name("ny")) {
+        let (Ok(month), Ok(yy), Some(base)) =
+            (a.as_str().parse::<i32>(), b.as_str().parse::<i32>(), base)
+        else {
+            return false;
+        };
+        let this_year = base.year() % 100;
+        return b.as_str().len() == 2
+            && b.as_str().starts_with('0')
+            && (1..=12).contains(&month)
+            && (yy == this_year || yy == this_year + 1);
+    }
+    false
+}
+
+static MONTH_PERIOD_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:for|of|in|during|through|thru|since|from)\s+$")
+        .expect("period word regex")
+});
+
+static TODAY_LIKE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(?:today|tonight|this\s+(?:morning|afternoon|evening))$")
+        .expect("today regex")
+});
+
+type Reading = (Option<NaiveDate>, bool, bool);
+
+fn month_day(month: u32, day: u32, year: Option<u32>, base: Option<NaiveDate>) -> Option<Reading> {
+    match year {
+        Some(y) => Some((
+            Some(NaiveDate::from_ymd_opt(y as i32, month, day)?),
+            false,
+            true,
+        )),
+        None => {
+            // Validate against a leap year so "February 29" survives until a year is known.
+            NaiveDate::from_ymd_opt(2028, month, day)?;
+            Some((next_occurrence(month, day, base), base.is_none(), false))
+        }
+    }
+}
+
+/// Year inference: the next occurrence on or after the mail date.
+fn next_occurrence(month: u32, day: u32, base: Option<NaiveDate>) -> Option<NaiveDate> {
+    let base = base?;
+    (base.year()..=base.year() + 4)
+        .filter_map(|y| NaiveDate::from_ymd_opt(y, month, day))
+        .find(|d| *d >= base)
+}
+
+fn numeric(
+    a: u32,
+    b: u32,
+    year: Option<&str>,
+    base: Option<NaiveDate>,
+    order: Option<DateOrder>,
+) -> Option<Reading> {
+    let year = year.map(|y| {
+        let n: i32 = y.parse().unwrap_or(0);
+        if y.len() == 2 {
+            if n < 70 { 2000 + n } else { 1900 + n }
+        } else {
+            n
+        }
+    });
+    let (month, day, ambiguous) = match (a <= 12, b <= 12) {
+        (true, false) => (a, b, false),
+        (false, true) => (b, a, false),
+        (true, true) if a == b => (a, b, false),
+        (true, true) => match order {
+            Some(DateOrder::DayFirst) => (b, a, false),
+            Some(DateOrder::MonthFirst) => (a, b, false),
+            None => (a, b, true),
+        },
+        (false, false) => return None,
+    };
+    if day == 0 || month == 0 {
+        return None;
+    }
+    match year {
+        Some(y) => Some((
+            Some(NaiveDate::from_ymd_opt(y, month, day)?),
+            ambiguous,
+            true,
+        )),
+        None => {
+            NaiveDate::from_ymd_opt(2028, month, day)?;
+            Some((
+                next_occurrence(month, day, base),
+                ambiguous || base.is_none(),
+                false,
+            ))
+        }
+    }
+}
+
+/// "Tuesday the 29th": the next 29th on or after the mail date.
+fn day_of_month(day: u32, base: Option<NaiveDate>) -> Option<Reading> {
+    if !(1..=31).contains(&day) {
+        return None;
+    }
+    let Some(base) = base else {
+        return Some((None, true, false));
+    };
+    let date = (0..13u32)
+        .filter_map(|k| {
+            let first = base.with_day(1)?.checked_add_months(Months::new(k))?;
+            first.with_day(day)
+        })
+        .find(|d| *d >= base);
+    Some((date, false, false))
+}
+
+/// A bare weekday: the next one on or after the mail date; "next Friday" is the first one after
+/// it, flagged when it falls in the mail's own week (people mean either that one or a week on).
+fn weekday_date(day: Weekday, next: bool, base: Option<NaiveDate>) -> Reading {
+    let Some(base) = base else {
+        return (None, true, false);
+    };
+    let ahead = (day.num_days_from_monday() + 7 - base.weekday().num_days_from_monday()) % 7;
+    let ahead = if next && ahead == 0 { 7 } else { ahead };
+    let date = base + Days::new(u64::from(ahead));
+    let same_week = date.iso_week() == base.iso_week();
+    (Some(date), next && same_week, false)
+}
+
+fn relative(word: &str, base: Option<NaiveDate>) -> Reading {
+    let Some(base) = base else {
+        return (None, true, false);
+    };
+    let date = if word.starts_with("tomorrow") {
+        base.succ_opt()
+    } else if word.ends_with("week") || word == "eow" {
+        Some(
+            weekday_date(Weekday::Fri, false, Some(base))
+                .0
+                .unwrap_or(base),
+        )
+    } else if word.ends_with("month") || word == "eom" {
+        base.with_day(1)
+            .and_then(|d| d.checked_add_months(Months::new(1)))
+            .and_then(|d| d.pred_opt())
+    } else {
+        Some(base)
+    };
+    (date, false, false)
+}
+
+fn weekday(word: &str) -> Option<Weekday> {
+    let w = word.to_ascii_lowercase();
+    Some(match w.get(..3)? {
+        "mon" => Weekday::Mon,
+        "tue" => Weekday::Tue,
+        "wed" => Weekday::Wed,
+        "thu" => Weekday::Thu,
+        "fri" => Weekday::Fri,
+        "sat" => Weekday::Sat,
+        "sun" => Weekday::Sun,
+        _ => return None,
+    })
+}
+
+fn month(word: &str) -> Option<u32> {
+    let w = word.to_ascii_lowercase();
+    let names = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    names
+        .iter()
+        .position(|n| w.starts_with(n))
+        .map(|i| i as u32 + 1)
+}
+
+/// A clock time in a sentence, with the zone written right after it.
+#[derive(Debug)]
+struct TimeOfDay {
+    span: Range<usize>,
+    time: NaiveTime,
+    zone: Option<String>,
+    ambiguous: bool,
+}
+
+fn times_in(sentence: &str, mentions: &[Mention]) -> Vec<TimeOfDay> {
+    TIME.captures_iter(sentence)
+        .filter_map(|caps| {
+            let whole = caps.get(0)?;
+            if mentions
+                .iter()
+                .any(|m| m.span.start < whole.end() && whole.start() < m.span.end)
+            {
+                return None;
+            }
+            let (time, ambiguous) = clock(&caps)?;
+            let mut end = whole.end();
+            let zone = match zones::zone_at_start(&sentence[end..]) {
+                Some((reading, used)) => {
+                    end += used;
+                    match reading {
+                        ZoneReading::Resolved(name) => Some(name),
+                        ZoneReading::Local => None,
+                    }
+                }
+                None => None,
+            };
+            Some(TimeOfDay {
+                span: whole.start()..end,
+                time,
+                zone,
+                ambiguous,
+            })
+        })
+        .collect()
+}
+
+fn clock(caps: &regex::Captures<'_>) -> Option<(NaiveTime, bool)> {
+    let num = |name: &str| caps.name(name).and_then(|m| m.as_str().parse::<u32>().ok());
+    if let Some(word) = caps.name("word") {
+        let w = word.as_str().to_ascii_lowercase();
+        return if w == "midnight" {
+            // "Midnight on March 3" is read both as the start and the end of that day.
+            Some((NaiveTime::from_hms_opt(23, 59, 0)?, true))
+        } else {
+            Some((NaiveTime::from_hms_opt(12, 0, 0)?, false))
+        };
+    }
+    let (hour, minute, meridiem) = if let Some(h) = num("rh") {
+        (
+            h,
+            num("rm").unwrap_or(0),
+            caps.name("rap").map(|m| m.as_str()),
+        )
+    } else if let Some(h) = num("h") {
+        (
+            h,
+            num("m").unwrap_or(0),
+            caps.name("ap").map(|m| m.as_str()),
+        )
+    } else if let Some(h) = num("h24") {
+        if let Some(word) = caps.name("noon") {
+            let midnight = word.as_str().eq_ignore_ascii_case("midnight");
+            let t = if midnight {
+                NaiveTime::from_hms_opt(23, 59, 0)
+            } else {
+                NaiveTime::from_hms_opt(12, 0, 0)
+            };
+            return Some((t?, midnight));
+        }
+        let minute = num("m24")?;
+        // "5:00" with no a.m./p.m. in a business deadline is the afternoon: nobody sets a 5 a.m. cut-off.
+        let hour = if (1..=6).contains(&h) { h + 12 } else { h };
+        (hour, minute, None)
+    } else {
+        (num("hh")?, num("mm")?, None)
+    };
+    let hour = match meridiem.map(str::to_ascii_lowercase).as_deref() {
+        Some("p") if hour < 12 => hour + 12,
+        Some("a") if hour == 12 => 0,
+        Some(_) if hour > 12 || hour == 0 => return None,
+        _ => hour,
+    };
+    Some((NaiveTime::from_hms_opt(hour, minute, 0)?, false))
+}
+
+static TIME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)\b(?:",
+        r"(?P<rh>\d{1,2})(?::(?P<rm>\d{2}))?\s*(?:-|\u{2013}|to)\s*\d{1,2}(?::\d{2})?\s*(?P<rap>[ap])\.?\s?m\b\.?",
+        r"|(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ap>[ap])\.?\s?m\b\.?",
+        r"|(?P<h24>\d{1,2}):(?P<m24>\d{2})(?:\s*(?P<noon>noon|midnight))?\b(?:\s*(?:hrs|hours|h)\b)?",
+        r"|(?P<hh>[01]\d|2[0-3])(?P<mm>[0-5]\d)\s*(?:hrs|hours|h)\b",
+        r"|(?P<word>noon|midday|midnight)\b",
+        r")"
+    ))
+    .expect("time regex")
+});
+
+/// The time nearest to a date in the same sentence, when close enough to belong to it.
+fn nearest_time<'a>(times: &'a [TimeOfDay], m: &Mention) -> Option<&'a TimeOfDay> {
+    times
+        .iter()
+        .map(|t| {
+            let gap = if t.span.start >= m.span.end {
+                t.span.start - m.span.end
+            } else {
+                m.span.start.saturating_sub(t.span.end)
+            };
+            (gap, t)
+        })
+        .filter(|(gap, _)| *gap <= TIME_REACH)
+        .min_by_key(|(gap, _)| *gap)
+        .map(|(_, t)| t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    /// Monday 1 March 2027: the Date header the relative phrases are resolved against.
+    fn monday() -> Option<NaiveDate> {
+        Some(day(2027, 3, 1))
+    }
+
+    fn one(body: &str, base: Option<NaiveDate>) -> Deadline {
+        let found = find_deadlines("", body, base, None);
+        assert_eq!(found.len(), 1, "{body}: {found:#?}");
+        found.into_iter().next().unwrap()
+    }
+
+    fn hm(h: u32, m: u32) -> Option<NaiveTime> {
+        NaiveTime::from_hms_opt(h, m, 0)
+    }
+
+    /// Text, mail date, then the expected kind, date, time and zone.
+    type Row = (
+        &'static str,
+        Option<NaiveDate>,
+        DeadlineKind,
+        NaiveDate,
+        Option<NaiveTime>,
+        Option<&'static str>,
+    );
+
+    #[test]
+    fn reads_deadline_phrases() {
+        use DeadlineKind::*;
+        let ny = Some("America/New_York");
+        let table: [Row; 16] = [
+            (
+                "Proposals are due March 3, 2027 at 5:00 PM EST.",
+                monday(),
+                Submission,
+                day(2027, 3, 3),
+                hm(17, 0),
+                ny,
+            ),
+            (
+                "Tenders must arrive no later than 2 p.m. local time on 14 June.",
+                monday(),
+                Submission,
+                day(2027, 6, 14),
+                hm(14, 0),
+                None,
+            ),
+            (
+                "Please send your quote by close of business Friday.",
+                monday(),
+                Submission,
+                day(2027, 3, 5),
+                None,
+                None,
+            ),
+            (
+                "Due date: Friday, November16th, 2001 3:00 PM EST",
+                Some(day(2001, 11, 13)),
+                Submission,
+                day(2001, 11, 16),
+                hm(15, 0),
+                ny,
+            ),
+            (
+                "Please review and respond to the attached RFQ by 10/23/01.",
+                Some(day(2001, 10, 15)),
+                Submission,
+                day(2001, 10, 23),
+                None,
+                None,
+            ),
+            (
+                "Request for Information are due this Friday, November 9.",
+                Some(day(2001, 11, 5)),
+                Submission,
+                day(2001, 11, 9),
+                None,
+                None,
+            ),
+            (
+                "Responses will be due no later than 5:00 Eastern Daylight Time on Monday, July 24, 2000.",
+                Some(day(2000, 7, 14)),
+                Submission,
+                day(2000, 7, 24),
+                hm(17, 0),
+                ny,
+            ),
+            (
+                "Bids due Tuesday June 12,2001",
+                Some(day(2001, 6, 1)),
+                Submission,
+                day(2001, 6, 12),
+                None,
+                None,
+            ),
+            (
+                "Submissions close 2027-04-15 at 17:00 CET.",
+                monday(),
+                Submission,
+                day(2027, 4, 15),
+                hm(17, 0),
+                Some("Europe/Berlin"),
+            ),
+            (
+                "Tenders must be received by 3rd March 2027 at 12:00 noon GMT.",
+                monday(),
+                Submission,
+                day(2027, 3, 3),
+                hm(12, 0),
+                Some("Europe/London"),
+            ),
+            (
+                "A pre-bid conference will be held on March 8, 2027 at 10 AM (CST).",
+                monday(),
+                PreBid,
+                day(2027, 3, 8),
+                hm(10, 0),
+                Some("America/Chicago"),
+            ),
+            (
+                "A mandatory site visit is scheduled for March 9.",
+                monday(),
+                PreBid,
+                day(2027, 3, 9),
+                None,
+                None,
+            ),
+            (
+                "A notice of intent to bid must be returned by March 5.",
+                monday(),
+                IntentToBid,
+                day(2027, 3, 5),
+                None,
+                None,
+            ),
+            (
+                "Offers are due at 17:00 UTC+5:30 on 20 March 2027.",
+                monday(),
+                Submission,
+                day(2027, 3, 20),
+                hm(17, 0),
+                Some("+05:30"),
+            ),
+            (
+                "Proposals are due 1400 hrs PST on 20.03.2027.",
+                monday(),
+                Submission,
+                day(2027, 3, 20),
+                hm(14, 0),
+                Some("America/Los_Angeles"),
+            ),
+            (
+                "Could you send pricing tomorrow?",
+                monday(),
+                Submission,
+                day(2027, 3, 2),
+                None,
+                None,
+            ),
+        ];
+        for (body, base, kind, date, time, zone) in table {
+            let d = one(body, base);
+            assert_eq!(
+                (d.kind, d.date, d.time, d.zone.as_deref()),
+                (kind, Some(date), time, zone),
+                "{body}"
+            );
+            assert!(!d.ambiguous, "{body}");
+        }
+    }
+
+    #[test]
+    fn reads_dates_in_the_subject() {
+        let found = find_deadlines("RE: RFP DUE TUESDAY!", "", monday(), None);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].kind, found[0].date),
+            (DeadlineKind::Submission, Some(day(2027, 3, 2)))
+        );
+    }
+
+    #[test]
+    fn resolves_relative_dates_against_the_date_header() {
+        let table = [
+            ("Bids are due by end of month.", day(2027, 3, 31)),
+            ("Quotes are due by end of week.", day(2027, 3, 5)),
+            ("Please have your bid in this afternoon.", day(2027, 3, 1)),
+            ("We'll be buying gas on Tuesday the 29th.", day(2027, 3, 29)),
+            ("Proposals are due March 3.", day(2027, 3, 3)),
+            // Month and day without a year: the next one on or after the mail date.
+            ("Proposals are due February 3.", day(2028, 2, 3)),
+        ];
+        for (body, want) in table {
+            assert_eq!(one(body, monday()).date, Some(want), "{body}");
+        }
+    }
+
+    #[test]
+    fn splits_kinds_within_one_sentence() {
+        let found = find_deadlines(
+            "",
+            "Questions are due March 10 and proposals are due March 24.",
+            monday(),
+            None,
+        );
+        let kinds: Vec<_> = found.iter().map(|d| (d.kind, d.date.unwrap())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (DeadlineKind::Questions, day(2027, 3, 10)),
+                (DeadlineKind::Submission, day(2027, 3, 24))
+            ]
+        );
+    }
+
+    #[test]
+    fn flags_ambiguous_dates_instead_of_guessing() {
+        let numeric = one("Bids are due 04/05/2027.", monday());
+        assert_eq!(
+            (numeric.date, numeric.ambiguous),
+            (Some(day(2027, 4, 5)), true)
+        );
+        let uk = &find_deadlines(
+            "",
+            "Bids are due 04/05/2027.",
+            monday(),
+            Some(DateOrder::DayFirst),
+        )[0];
+        assert_eq!((uk.date, uk.ambiguous), (Some(day(2027, 5, 4)), false));
+        // 4 March 2027 is a Thursday.
+        let clash = one("Proposals are due Tuesday, March 4, 2027.", monday());
+        assert_eq!((clash.date, clash.ambiguous), (Some(day(2027, 3, 4)), true));
+        let next = one("We need your quote next Tuesday.", monday());
+        assert_eq!((next.date, next.ambiguous), (Some(day(2027, 3, 2)), true));
+        for body in [
+            "Proposals are due Friday.",
+            "Proposals are due March 3.",
+            "Send pricing tomorrow.",
+        ] {
+            let d = one(body, None);
+            assert_eq!((d.date, d.ambiguous), (None, true), "{body}");
+        }
+        let noon_or_not = one("Bids are due at midnight on March 3, 2027.", monday());
+        assert!(noon_or_not.ambiguous);
+    }
+
+    #[test]
+    fn leaves_out_dates_that_are_not_deadlines() {
+        let table = [
+            "Sent: Monday, March 1, 2027 9:00 AM\nSubject: proposals due",
+            "On Mon, 1 Mar 2027 at 09:00, Pat Buyer wrote:\n",
+            "---------------------- Forwarded by Kim on 03/01/2027 08:20 AM ---------------------------",
+            "The RFP was issued on February 1, 2027 for all bidders.",
+            "We received your bid on March 1, 2020.",
+            "Thanks, we received your question today regarding the RFP.",
+            "See Today's headlines for RFP news.",
+            "Please quote for Nov 01 and Dec01-Oct02 deliveries.",
+            "Friday's meeting about the bid went well.",
+            "The RFP received Friday from the county is attached.",
+            "Have a good weekend.",
+        ];
+        for body in table {
+            assert_eq!(find_deadlines("", body, monday(), None), vec![], "{body}");
+        }
+        // "12/01" sent in 2001 is December 2001, not a deadline on the 1st.
+        let quote = find_deadlines(
+            "",
+            "Attached is our request for quote 12/01.",
+            Some(day(2001, 11, 20)),
+            None,
+        );
+        assert_eq!(quote, vec![]);
+        let term = find_deadlines(
+            "",
+            "Service term from April 1, 2027 through March 31, 2028; bids due March 20, 2027.",
+            monday(),
+            None,
+        );
+        assert_eq!(
+            term.iter().map(|d| d.date).collect::<Vec<_>>(),
+            vec![Some(day(2027, 3, 20))]
+        );
+    }
+
+    #[test]
+    fn keeps_one_deadline_per_date_and_kind() {
+        let found = find_deadlines(
+            "RFP due March 3",
+            "Reminder: proposals are due March 3.\n\nProposals are due March 3, 2027 at 5 PM EST.",
+            monday(),
+            None,
+        );
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(
+            (found[0].time, found[0].zone.as_deref()),
+            (hm(17, 0), Some("America/New_York"))
+        );
+    }
+
+    #[test]
+    fn odd_text_does_not_panic() {
+        let odd = [
+            "",
+            "due",
+            "\u{fc}/12/\u{df} due",
+            "Proposals due March 32, 2027",
+            "bids due 99/99/99",
+            "due 2027-13-45",
+            "due Friday\u{2019}s",
+            "due 31/02",
+            "RFP due 12:99 pm on 3/3",
+            "bids\n\n\ndue\n.\n!\n?",
+            "proposals due \u{1f600} March \u{1f600} 3",
+            "due 0/0/0000 and 00:00 and 29 February",
+        ];
+        for text in odd {
+            let _ = find_deadlines(text, text, monday(), None);
+            let _ = find_deadlines(text, text, None, Some(DateOrder::DayFirst));
+        }
+    }
+}

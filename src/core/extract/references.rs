@@ -1,0 +1,266 @@
+//! What the solicitation is called and where it lives: reference numbers ("RFP #2027-014",
+//! "Tender Ref: ABC/2027/05"), the stated title ("RFP for Managed Print Services"), links to
+//! e-sourcing portals, and the no-contact clause (cone of silence) that forbids reaching the
+//! business outside procurement, which the drafter must then respect.
+
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// Longest clause or title kept, in characters.
+const MAX_CLAUSE_CHARS: usize = 400;
+const MAX_TITLE_CHARS: usize = 100;
+
+#[derive(Debug, Default)]
+pub struct References {
+    pub references: Vec<String>,
+    pub titles: Vec<String>,
+    pub portal_urls: Vec<String>,
+    pub no_contact_clause: Option<String>,
+}
+
+pub fn find_references(subject: &str, body: &str) -> References {
+    let mut found = References::default();
+    for text in [subject, body] {
+        for caps in REFERENCE.captures_iter(text) {
+            let (Some(whole), Some(id)) = (caps.get(0), caps.name("id")) else {
+                continue;
+            };
+            let id = id.as_str().trim_end_matches(['.', '-', '/', '_']);
+            if !is_reference_id(id) {
+                continue;
+            }
+            let label = text
+                [whole.start()..id.as_ptr() as usize - text.as_ptr() as usize + id.len()]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            if !found.references.iter().any(|r| r.ends_with(id)) {
+                found.references.push(label);
+            }
+        }
+    }
+    if let Some(title) = SUBJECT_TITLE
+        .captures(subject)
+        .and_then(|c| c.name("title"))
+        .map(|t| clean_title(t.as_str()))
+    {
+        push_title(&mut found.titles, title);
+    }
+    for text in [subject, body] {
+        for caps in TITLE.captures_iter(text) {
+            if let Some(title) = caps.name("title").map(|t| clean_title(t.as_str())) {
+                push_title(&mut found.titles, title);
+            }
+        }
+    }
+    for m in URL.find_iter(body) {
+        let url = m
+            .as_str()
+            .trim_end_matches(['.', ',', ';', ':', ')', ']', '>', '!', '?', '\'', '"']);
+        if PORTAL.is_match(url) {
+            push_unique(&mut found.portal_urls, url.to_string());
+        }
+    }
+    // The clause often runs over two sentences ("A cone of silence applies. Proposers shall not
+    // contact..."): keep both so the drafter sees what exactly is forbidden.
+    let mut clause: Vec<String> = Vec::new();
+    for m in NO_CONTACT.find_iter(body) {
+        let sentence = sentence_around(body, m.start(), m.end());
+        if !clause.contains(&sentence) && clause.len() < 2 {
+            clause.push(sentence);
+        }
+    }
+    if !clause.is_empty() {
+        let joined = clause.join(" ");
+        found.no_contact_clause = Some(joined.chars().take(MAX_CLAUSE_CHARS).collect());
+    }
+    found
+}
+
+fn push_unique(list: &mut Vec<String>, item: String) {
+    if item.chars().count() >= 3 && !list.iter().any(|x| x.eq_ignore_ascii_case(&item)) {
+        list.push(item);
+    }
+}
+
+/// "Managed Print Services across all departments" after "Managed Print Services" is the same
+/// title with the sentence running on: keep the shorter.
+fn push_title(titles: &mut Vec<String>, title: String) {
+    let lower = title.to_lowercase();
+    if let Some(existing) = titles.iter_mut().find(|t| {
+        let t = t.to_lowercase();
+        lower.starts_with(&t) || t.starts_with(&lower)
+    }) {
+        if title.len() < existing.len() && title.chars().count() >= 3 {
+            *existing = title;
+        }
+        return;
+    }
+    push_unique(titles, title);
+}
+
+/// An identifier carries a digit and is not a file name, a year alone or a price.
+fn is_reference_id(id: &str) -> bool {
+    let lower = id.to_ascii_lowercase();
+    id.chars().any(|c| c.is_ascii_digit())
+        && !(id.len() == 4 && id.chars().all(|c| c.is_ascii_digit()))
+        && ![".doc", ".xls", ".pdf", ".zip", ".txt", "docx", "xlsx"]
+            .iter()
+            .any(|ext| lower.ends_with(ext))
+}
+
+fn clean_title(title: &str) -> String {
+    let joined = title.split_whitespace().collect::<Vec<_>>().join(" ");
+    let trimmed = joined.trim_end_matches(['.', ',', ';', ':', '-', ' ', '"', ')']);
+    trimmed.chars().take(MAX_TITLE_CHARS).collect()
+}
+
+/// The sentence holding a match: back to the previous sentence end or blank line, on to the next.
+fn sentence_around(text: &str, start: usize, end: usize) -> String {
+    let from = text[..start]
+        .rfind(". ")
+        .map(|p| p + 2)
+        .into_iter()
+        .chain(text[..start].rfind("\n\n").map(|p| p + 2))
+        .max()
+        .unwrap_or(0);
+    let to = [". ", ".\n", "\n\n"]
+        .iter()
+        .filter_map(|s| text[end..].find(s).map(|p| end + p + 1))
+        .min()
+        .unwrap_or(text.len());
+    let joined = text[from..to]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    joined.chars().take(MAX_CLAUSE_CHARS).collect()
+}
+
+/// Acronyms may stand before a bare number ("RFP 2027-014"); words need a number marker
+/// ("Bid Number: B-1234"), or "bids due 12" would be a reference.
+static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)\b(?:",
+        r"(?:RFP|RFQ|RFI|RFB|RFT|ITB|IFB|ITT|ITN|RFx|EOI)\s*(?:No\.?|Number|Num\.?|Ref(?:erence)?\.?|ID)?\s*[:#]?\s*",
+        r"|(?:tender|solicitation|bid|contract|project|event|sourcing\s+event|quote|quotation)\s*(?:No\.?|Number|Num\.?|Ref(?:erence)?\.?|ID|#)\s*[:#]?\s*",
+        r")(?P<id>[A-Z0-9][A-Z0-9/._-]*)"
+    ))
+    .expect("reference regex")
+});
+
+static TITLE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:RFP|RFQ|RFI|ITB|IFB|request\s+for\s+(?:proposals?|quot(?:es?|ations?)|information|bids?)|invitation\s+to\s+(?:bid|tender)|tender)\s+(?:for|to\s+provide|regarding)\s+(?:the\s+)?(?P<title>[A-Z][^.\n;:()]{2,100}?)(?:\s+(?:is|are|will|due|by|on|from|that|which|must|to\s+be)\b|[.\n;:(]|,\s|$)")
+        .expect("title regex")
+});
+
+/// "RFP 2027-014 - Fleet Telematics", "RFQ: Office Furniture".
+static SUBJECT_TITLE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(?:(?:re|fwd?):\s*)*(?:RFP|RFQ|RFI|ITB|IFB|tender|solicitation)\b(?:\s*(?:No\.?|#)?\s*[A-Z0-9/._-]*\d[A-Z0-9/._-]*)?\s*(?:[-:\u{2013}]|for)\s+(?P<title>[A-Z][^\n]{2,100})$")
+        .expect("subject title regex")
+});
+
+static URL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"(?i)\b(?:https?://|www\.)[^\s<>"'\]\)]+"#).expect("url regex"));
+
+static PORTAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)ariba|coupa|jaggaer|sciquest|bonfirehub|bonfire|network\.sap|business\s*network|oracle(?:cloud)?\.com/.*(?:supplier|sourcing)|supplier\.?portal|ivalua|proactis|bidnet|periscope|bidsync|negometrix|tenders?\.|e-?sourcing|e-?procurement|eprocure|supplier[-_]?(?:registration|portal|login)|vendor[-_]?(?:registration|portal|login|self-?service)|isupplier|opengov|planetbids|demandstar|publicpurchase|govspend|procurement")
+        .expect("portal regex")
+});
+
+static NO_CONTACT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)cone\s+of\s+silence|quiet\s+period|blackout\s+period|no[-\s]contact\s+period|lobbying",
+        r"|(?:shall|must|may|should|will)\s+not\s+(?:contact|communicate|discuss|lobby)",
+        r"|(?:prohibited|restricted|barred)\s+from\s+(?:contacting|communicating|discussing|lobbying)",
+        r"|no\s+(?:contact|communications?)\s+(?:with|regarding|about|shall|may|is\s+permitted)",
+        r"|(?:all\s+)?(?:communications?|contacts?|inquiries|questions)\s+(?:\w+\s+){0,6}(?:must|shall|should|are\s+to)\s+be\s+(?:directed|addressed|made|submitted|routed)\s+(?:only\s+|solely\s+|exclusively\s+)?(?:to|through|via)",
+        r"|(?:sole|only|single)\s+point\s+of\s+contact"
+    ))
+    .expect("no-contact regex")
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_reference_numbers() {
+        let table = [
+            ("See RFP #2027-014 attached.", "RFP #2027-014"),
+            ("Solicitation No. 21-33 is open.", "Solicitation No. 21-33"),
+            ("Tender Ref: ABC/2027/05.", "Tender Ref: ABC/2027/05"),
+            ("Bid Number: B-1234", "Bid Number: B-1234"),
+            ("RFQ 0601-7 for gas", "RFQ 0601-7"),
+        ];
+        for (text, want) in table {
+            let r = find_references("", text);
+            assert_eq!(r.references, vec![want.to_string()], "{text}");
+        }
+    }
+
+    #[test]
+    fn ignores_numbers_that_are_not_references() {
+        for text in [
+            "Bids due 12 June",
+            "See 0601RFQ1.xls",
+            "RFP 2001 season",
+            "the RFP process",
+        ] {
+            assert!(find_references("", text).references.is_empty(), "{text}");
+        }
+    }
+
+    #[test]
+    fn reads_titles_from_body_and_subject() {
+        let r = find_references(
+            "RFP 2027-014 - Fleet Telematics",
+            "This RFP for Managed Print Services is due soon.",
+        );
+        assert_eq!(r.titles, vec!["Fleet Telematics", "Managed Print Services"]);
+        let run_on = find_references(
+            "RFP - Managed Print Services",
+            "A Request for Proposals for Managed Print Services across all sites.",
+        );
+        assert_eq!(run_on.titles, vec!["Managed Print Services"]);
+    }
+
+    #[test]
+    fn keeps_only_portal_links_without_trailing_punctuation() {
+        let body = "Register at https://service.ariba.com/Supplier.aw/ad/register. Our site is https://www.example.com/about, see (https://acme.bonfirehub.com/opportunities/123).";
+        let r = find_references("", body);
+        assert_eq!(
+            r.portal_urls,
+            vec![
+                "https://service.ariba.com/Supplier.aw/ad/register",
+                "https://acme.bonfirehub.com/opportunities/123"
+            ]
+        );
+    }
+
+    #[test]
+    fn finds_no_contact_clause() {
+        let body = "Thanks for your interest.\n\nFrom issue until award, a cone of silence applies. Vendors shall not contact any staff other than the designated procurement officer.\n";
+        let r = find_references("", body);
+        assert_eq!(
+            r.no_contact_clause.as_deref(),
+            Some(
+                "From issue until award, a cone of silence applies. Vendors shall not contact any staff other than the designated procurement officer."
+            )
+        );
+        let directed = find_references(
+            "",
+            "All communication regarding this RFP must be directed to Jane Roe, Buyer.",
+        );
+        assert!(
+            directed
+                .no_contact_clause
+                .unwrap()
+                .starts_with("All communication")
+        );
+        assert!(
+            find_references("", "Call me anytime.")
+                .no_contact_clause
+                .is_none()
+        );
+    }
+}
