@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "pushback", version, about = "Polite pushback for procurement-process mail")]
+#[command(
+    name = "pushback",
+    version,
+    about = "Polite pushback for procurement-process mail"
+)]
 struct Cli {
     /// Config file [default: $XDG_CONFIG_HOME/pushback/config.toml]
     #[arg(long, global = true, env = "PUSHBACK_CONFIG")]
@@ -141,7 +145,10 @@ fn init_logging(verbose: u8) {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let now = Utc::now();
-    let config_path = cli.config.clone().unwrap_or_else(config::default_config_path);
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(config::default_config_path);
     let out = match cli.command {
         Command::Demo { dir } => demo::run(&dir.unwrap_or_else(demo::default_dir), now)?,
         Command::Classify { json, paths } => {
@@ -161,7 +168,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let pipeline = app::pipeline_for(&optional_config(&config_path)?)?;
             let (procurement, raw) = inspect::draft_for_file(&pipeline, &file, now)?;
             if !procurement {
-                eprintln!("note: {} does not look like procurement mail; drafting anyway", file.display());
+                eprintln!(
+                    "note: {} does not look like procurement mail; drafting anyway",
+                    file.display()
+                );
             }
             std::io::stdout().write_all(&raw)?;
             String::new()
@@ -179,26 +189,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Drafts(command) => {
             let config = required_config(&config_path)?;
             let mut session = Session::open(&config)?;
-            let Session { maildir, store, pipeline } = &mut session;
+            let Session {
+                maildir,
+                store,
+                pipeline,
+            } = &mut session;
             match command {
                 DraftsCommand::List { json, status } => {
                     let status = status
-                        .map(|s| DraftStatus::parse(&s).with_context(|| format!("unknown status {s:?}; use pending, approved, rejected or sent")))
+                        .map(|s| {
+                            DraftStatus::parse(&s).with_context(|| {
+                                format!(
+                                    "unknown status {s:?}; use pending, approved, rejected or sent"
+                                )
+                            })
+                        })
                         .transpose()?;
                     approval::list(store, status, json)?
                 }
                 DraftsCommand::Show { id } => approval::show(store, id)?,
-                DraftsCommand::Edit { id } => approval::edit(store, maildir, pipeline, id, now)? + "\n",
-                DraftsCommand::Approve { id } => approval::approve(store, maildir, id, now)? + "\n",
-                DraftsCommand::Reject { id, not_procurement } => {
-                    approval::reject(store, maildir, id, not_procurement, now)? + "\n"
+                DraftsCommand::Edit { id } => {
+                    approval::edit(store, maildir, pipeline, id, now)? + "\n"
                 }
+                DraftsCommand::Approve { id } => approval::approve(store, maildir, id, now)? + "\n",
+                DraftsCommand::Reject {
+                    id,
+                    not_procurement,
+                } => approval::reject(store, maildir, id, not_procurement, now)? + "\n",
             }
         }
         Command::Templates(TemplatesCommand::Check { dir }) => {
-            let templates = match dir {
+            let templates = match dir.or(optional_config(&config_path)?.templates_dir) {
                 Some(dir) => Templates::load(&dir)?,
-                None => app::pipeline_for(&optional_config(&config_path)?)?.templates().clone(),
+                None => Templates::builtin(),
             };
             let problems = templates.check();
             if problems.is_empty() {
@@ -212,16 +235,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Templates(TemplatesCommand::Preview { name, file }) => {
             let pipeline = app::pipeline_for(&optional_config(&config_path)?)?;
-            let raw = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let analysis = pipeline.analyse(&raw).with_context(|| format!("cannot parse {}", file.display()))?;
-            let context = DraftContext::new(&analysis.mail, &analysis.classification, &analysis.facts, pipeline.identity());
+            let raw =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let analysis = pipeline
+                .analyse(&raw)
+                .with_context(|| format!("cannot parse {}", file.display()))?;
+            let context = DraftContext::new(
+                &analysis.mail,
+                &analysis.classification,
+                &analysis.facts,
+                pipeline.identity(),
+            );
             pipeline.templates().render_named(&name, &context)? + "\n"
         }
         Command::Config(ConfigCommand::Check) => {
             let config = required_config(&config_path)?;
             let pipeline = app::pipeline_for(&config)?;
             let problems = pipeline.templates().check();
-            let mut out = format!("config ok: {}\n{}", config_path.display(), config.describe());
+            let mut out = format!(
+                "config ok: {}\n{}",
+                config_path.display(),
+                config.describe()
+            );
             if !problems.is_empty() {
                 out.push_str("template problems:\n");
                 for problem in problems {
@@ -260,11 +295,18 @@ fn optional_config(path: &Path) -> Result<Config> {
     }
     tracing::info!(path = %path.display(), "no config file; using the demo identity");
     let scratch = std::env::temp_dir().join("pushback-no-config");
-    Ok(Config::demo(&scratch.join("Maildir"), &scratch.join("state")))
+    Ok(Config::demo(
+        &scratch.join("Maildir"),
+        &scratch.join("state"),
+    ))
 }
 
 fn scan_summary(report: &scan::ScanReport) -> String {
-    let drafted = report.findings.iter().filter(|f| f.draft_id.is_some()).count();
+    let drafted = report
+        .findings
+        .iter()
+        .filter(|f| f.draft_id.is_some())
+        .count();
     let procurement = report.findings.iter().filter(|f| f.procurement).count();
     let mut out = format!(
         "scanned {} messages: {} new, {} procurement, {} drafts written, {} skipped, {} deferred\n",
@@ -276,8 +318,14 @@ fn scan_summary(report: &scan::ScanReport) -> String {
         report.deferred.len()
     );
     for finding in report.findings.iter().filter(|f| f.procurement) {
-        let draft = finding.draft_id.map_or("no new draft".to_string(), |id| format!("draft {id}"));
-        out.push_str(&format!("  {:<23} {draft:<12} {}\n", finding.category.as_str(), finding.subject));
+        let draft = finding
+            .draft_id
+            .map_or("no new draft".to_string(), |id| format!("draft {id}"));
+        out.push_str(&format!(
+            "  {:<23} {draft:<12} {}\n",
+            finding.category.as_str(),
+            finding.subject
+        ));
     }
     for skipped in report.skipped.iter().chain(&report.deferred) {
         out.push_str(&format!("  skipped {}: {}\n", skipped.key, skipped.reason));

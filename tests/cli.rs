@@ -64,7 +64,9 @@ impl Sandbox {
 }
 
 fn json_lines(text: &str) -> Vec<Value> {
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
@@ -155,15 +157,29 @@ fn approve_delivers_once_to_sent_and_reject_records_feedback() {
 fn edit_runs_the_editor_and_the_new_text_is_what_gets_sent() {
     let sandbox = Sandbox::with_demo();
     let editor = sandbox.dir.path().join("editor.sh");
-    std::fs::write(&editor, "#!/bin/sh\nprintf 'Hi Dana,\\n\\nEdited by the rep.\\n' > \"$1\"\n").unwrap();
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nprintf 'Hi Dana,\\n\\nEdited by the rep.\\n' > \"$1\"\n",
+    )
+    .unwrap();
     let mut chmod = Command::new("chmod");
-    assert!(chmod.args(["+x", editor.to_str().unwrap()]).status().unwrap().success());
+    assert!(
+        chmod
+            .args(["+x", editor.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = sandbox
         .command(&["drafts", "edit", "1"])
         .env("EDITOR", &editor)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let show = sandbox.ok(&["drafts", "show", "1"]);
     assert!(show.contains("Edited by the rep."), "{show}");
     sandbox.ok(&["drafts", "approve", "1"]);
@@ -184,7 +200,10 @@ fn classify_json_reports_every_file_and_errors_do_not_stop_the_run() {
     std::fs::write(inbox.join("broken.eml"), b"\r\n\r\n").unwrap();
     let lines = json_lines(&sandbox.ok(&["classify", "--json", inbox.to_str().unwrap()]));
     assert_eq!(lines.len(), 10);
-    let broken = lines.iter().find(|l| l["path"].as_str().unwrap().ends_with("broken.eml")).unwrap();
+    let broken = lines
+        .iter()
+        .find(|l| l["path"].as_str().unwrap().ends_with("broken.eml"))
+        .unwrap();
     assert!(broken["error"].as_str().is_some());
     let verdicts: Vec<&Value> = lines.iter().filter(|l| l.get("label").is_some()).collect();
     assert_eq!(verdicts.len(), 9);
@@ -193,14 +212,20 @@ fn classify_json_reports_every_file_and_errors_do_not_stop_the_run() {
             assert!(verdict.get(key).is_some(), "missing {key}: {verdict}");
         }
     }
-    let procurement = verdicts.iter().filter(|v| v["label"] == "procurement").count();
+    let procurement = verdicts
+        .iter()
+        .filter(|v| v["label"] == "procurement")
+        .count();
     assert_eq!(procurement, 6);
     let tender = verdicts
         .iter()
         .find(|v| v["facts"]["references"].to_string().contains("2027-014"))
         .expect("the city tender's reference number");
     let deadlines = tender["facts"]["deadlines"].as_array().unwrap();
-    let submission = deadlines.iter().find(|d| d["kind"] == "submission").unwrap();
+    let submission = deadlines
+        .iter()
+        .find(|d| d["kind"] == "submission")
+        .unwrap();
     assert_eq!(submission["date"], "2027-03-15");
     assert_eq!(submission["time"], "17:00");
 }
@@ -210,17 +235,35 @@ fn draft_prints_a_reply_that_parses_back() {
     let sandbox = Sandbox::with_demo();
     let sample = files_in(&sandbox.maildir().join("new"))
         .into_iter()
-        .find(|f| std::fs::read_to_string(f).unwrap().contains("RFP #2027-014"))
+        .find(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .contains("RFP #2027-014")
+        })
         .unwrap();
     let out = sandbox.run(&["draft", sample.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let message = MessageParser::default().parse(&out.stdout).unwrap();
     assert_eq!(
         message.in_reply_to().as_text(),
         Some("rfp-2027-014.notice@purchasing.springfield.example.gov")
     );
-    assert!(message.subject().unwrap().starts_with("Re: Request for Proposal"));
-    assert!(message.message_id().unwrap().ends_with("@northwind.example"));
+    assert!(
+        message
+            .subject()
+            .unwrap()
+            .starts_with("Re: Request for Proposal")
+    );
+    assert!(
+        message
+            .message_id()
+            .unwrap()
+            .ends_with("@northwind.example")
+    );
 }
 
 #[test]
@@ -235,7 +278,10 @@ fn mailbox_commands_without_a_config_say_what_to_do() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no config file") && stderr.contains("pushback demo"), "{stderr}");
+    assert!(
+        stderr.contains("no config file") && stderr.contains("pushback demo"),
+        "{stderr}"
+    );
 }
 
 #[test]

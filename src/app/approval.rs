@@ -9,6 +9,7 @@ use crate::app::pipeline::Pipeline;
 use crate::core::classify::feedback_tokens;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
+use mail_parser::MessageParser;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -58,7 +59,11 @@ pub fn list(store: &Store, status: Option<DraftStatus>, json: bool) -> Result<St
         out.push_str("no drafts\n");
         return Ok(out);
     }
-    writeln!(out, "{:>4}  {:<9} {:<23} {:<30} subject", "id", "status", "category", "to")?;
+    writeln!(
+        out,
+        "{:>4}  {:<9} {:<23} {:<30} subject",
+        "id", "status", "category", "to"
+    )?;
     for d in &drafts {
         writeln!(
             out,
@@ -76,7 +81,13 @@ pub fn list(store: &Store, status: Option<DraftStatus>, json: bool) -> Result<St
 pub fn show(store: &Store, id: i64) -> Result<String> {
     let draft = find(store, id)?;
     let mut out = String::new();
-    writeln!(out, "draft {}  [{}]  version {}", draft.id, draft.status.as_str(), draft.version)?;
+    writeln!(
+        out,
+        "draft {}  [{}]  version {}",
+        draft.id,
+        draft.status.as_str(),
+        draft.version
+    )?;
     writeln!(out, "category: {}", draft.category)?;
     writeln!(out)?;
     writeln!(out, "--- notes for you (never sent) ---")?;
@@ -85,11 +96,24 @@ pub fn show(store: &Store, id: i64) -> Result<String> {
     }
     writeln!(out)?;
     writeln!(out, "--- the reply ---")?;
-    out.push_str(&String::from_utf8_lossy(&draft.raw));
-    if !out.ends_with('\n') {
-        out.push('\n');
-    }
+    out.push_str(&readable_message(&draft.raw));
     Ok(out)
+}
+
+/// The header block as composed, then the body decoded (the raw body is quoted-printable).
+fn readable_message(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let header_end = text.find("\r\n\r\n").map(|i| i + 2).unwrap_or(text.len());
+    let headers: String = text[..header_end]
+        .lines()
+        .filter(|line| !line.starts_with("Content-Transfer-Encoding"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let body = MessageParser::default()
+        .parse(raw)
+        .and_then(|message| message.body_text(0).map(|b| b.into_owned()))
+        .unwrap_or_default();
+    format!("{headers}\n{}\n", body.trim_end())
 }
 
 /// Opens the draft's text in `$EDITOR` (or `$VISUAL`), then recomposes the reply around the
@@ -125,7 +149,9 @@ pub fn edit(
     }
     let edited = std::fs::read_to_string(file.path()).context("cannot read the edited draft")?;
     if edited.trim().is_empty() {
-        bail!("the edited text is empty; draft {id} left unchanged (use `drafts reject {id}` to drop it)");
+        bail!(
+            "the edited text is empty; draft {id} left unchanged (use `drafts reject {id}` to drop it)"
+        );
     }
     if edited == draft.body {
         return Ok(format!("draft {id} unchanged"));
@@ -133,13 +159,19 @@ pub fn edit(
     let analysis = pipeline
         .analyse(&draft.original)
         .context("cannot re-read the original message of this draft")?;
-    let reply = pipeline.compose_with_body(&analysis, &edited, now, u32::try_from(draft.version + 1)?)?;
+    let reply =
+        pipeline.compose_with_body(&analysis, &edited, now, u32::try_from(draft.version + 1)?)?;
     let updated = store.update_draft(id, &edited, &reply.raw, &reply.message_id, now)?;
     maildir.write_draft(&updated.folder_name, &updated.raw)?;
     Ok(format!("draft {id} saved as version {}", updated.version))
 }
 
-pub fn approve(store: &mut Store, maildir: &Maildir, id: i64, now: DateTime<Utc>) -> Result<String> {
+pub fn approve(
+    store: &mut Store,
+    maildir: &Maildir,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<String> {
     let draft = find(store, id)?;
     let tokens = original_tokens(&draft);
     store.approve(id, &tokens, now)?;
@@ -159,7 +191,11 @@ pub fn reject(
     now: DateTime<Utc>,
 ) -> Result<String> {
     let draft = find(store, id)?;
-    let tokens = if not_procurement { original_tokens(&draft) } else { Vec::new() };
+    let tokens = if not_procurement {
+        original_tokens(&draft)
+    } else {
+        Vec::new()
+    };
     let rejected = store.reject(id, not_procurement, &tokens, now)?;
     maildir.remove_draft(&rejected.folder_name)?;
     Ok(if not_procurement {

@@ -50,7 +50,12 @@ pub fn run(dir: &Path, now: DateTime<Utc>) -> Result<String> {
     let report = scan::scan(&session.maildir, &mut session.store, &session.pipeline, now)?;
 
     let mut out = String::new();
-    writeln!(out, "Demo inbox: {} ({} messages)", maildir_path.display(), SAMPLES.len())?;
+    writeln!(
+        out,
+        "Demo inbox: {} ({} messages)",
+        maildir_path.display(),
+        SAMPLES.len()
+    )?;
     writeln!(out, "Scanned {} messages:\n", report.examined)?;
     for finding in &report.findings {
         let verdict = if finding.procurement {
@@ -86,9 +91,16 @@ pub fn run(dir: &Path, now: DateTime<Utc>) -> Result<String> {
     writeln!(out, "  pushback drafts list")?;
     writeln!(out, "  pushback drafts show 1")?;
     writeln!(out, "  pushback drafts edit 1        # opens $EDITOR")?;
-    writeln!(out, "  pushback drafts approve 1     # delivered to the demo's Sent folder")?;
+    writeln!(
+        out,
+        "  pushback drafts approve 1     # delivered to the demo's Sent folder"
+    )?;
     writeln!(out, "  pushback drafts reject 2 --not-procurement")?;
-    writeln!(out, "  pushback classify --json {}", shell_quote(&maildir_path.join("new")))?;
+    writeln!(
+        out,
+        "  pushback classify --json {}",
+        shell_quote(&maildir_path.join("new"))
+    )?;
     writeln!(out, "  pushback config check")?;
     Ok(out)
 }
@@ -112,8 +124,11 @@ fn prepare(dir: &Path) -> Result<()> {
         }
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::write(dir.join(MARKER), "made by `pushback demo`; safe to delete\n")
-        .with_context(|| format!("cannot write {}", dir.join(MARKER).display()))?;
+    std::fs::write(
+        dir.join(MARKER),
+        "made by `pushback demo`; safe to delete\n",
+    )
+    .with_context(|| format!("cannot write {}", dir.join(MARKER).display()))?;
     Ok(())
 }
 

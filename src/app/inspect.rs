@@ -50,7 +50,10 @@ fn collect_eml(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     for path in entries {
         if path.is_dir() {
             collect_eml(&path, files)?;
-        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("eml")) {
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("eml"))
+        {
             files.push(path);
         }
     }
@@ -114,10 +117,21 @@ pub fn summary_line(line: &ClassifyLine) -> String {
                 text.push_str(&format!(
                     "\n    {}: {}{}{}{}",
                     deadline.kind.as_str(),
-                    deadline.date.map_or("date unknown".into(), |d| d.to_string()),
-                    deadline.time.map_or(String::new(), |t| format!(" {}", t.format("%H:%M"))),
-                    deadline.zone.as_deref().map_or(String::new(), |z| format!(" {z}")),
-                    if deadline.ambiguous { " (ambiguous)" } else { "" }
+                    deadline
+                        .date
+                        .map_or("date unknown".into(), |d| d.to_string()),
+                    deadline
+                        .time
+                        .map_or(String::new(), |t| format!(" {}", t.format("%H:%M"))),
+                    deadline
+                        .zone
+                        .as_deref()
+                        .map_or(String::new(), |z| format!(" {z}")),
+                    if deadline.ambiguous {
+                        " (ambiguous)"
+                    } else {
+                        ""
+                    }
                 ));
             }
             text
@@ -139,7 +153,11 @@ pub fn top_reasons(classification: &Classification) -> String {
 
 /// The reply pushback would write to `path`, as a complete RFC 5322 message. Mail that is not
 /// procurement still gets a draft (the rep asked for one), with a warning on stderr from the caller.
-pub fn draft_for_file(pipeline: &Pipeline, path: &Path, now: DateTime<Utc>) -> Result<(bool, Vec<u8>)> {
+pub fn draft_for_file(
+    pipeline: &Pipeline,
+    path: &Path,
+    now: DateTime<Utc>,
+) -> Result<(bool, Vec<u8>)> {
     let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let analysis = pipeline
         .analyse(&raw)

@@ -23,7 +23,10 @@ pub fn flush(maildir: &Maildir, store: &mut Store, now: DateTime<Utc>) -> Result
                 delivered.push(item.draft_id);
             }
             Err(error) => {
-                tracing::warn!(draft = item.draft_id, "cannot deliver approved draft: {error}");
+                tracing::warn!(
+                    draft = item.draft_id,
+                    "cannot deliver approved draft: {error}"
+                );
                 store.record_send_failure(item.draft_id, &error.to_string(), now)?;
             }
         }

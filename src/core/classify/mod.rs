@@ -84,8 +84,11 @@ impl MailText {
 
 impl Classifier {
     pub fn new(rules: &Rules) -> Result<Classifier, Error> {
-        let group_caps: Vec<(String, f64)> =
-            rules.groups.iter().map(|(g, cap)| (g.clone(), *cap)).collect();
+        let group_caps: Vec<(String, f64)> = rules
+            .groups
+            .iter()
+            .map(|(g, cap)| (g.clone(), *cap))
+            .collect();
         let signals = rules
             .signals
             .iter()
@@ -143,7 +146,9 @@ impl Classifier {
             let flag = match signal.field {
                 Field::Bulk if mail.is_bulk => Some("list or bulk headers"),
                 Field::AutoSubmitted if mail.is_auto_submitted => Some("auto-submitted header"),
-                Field::Internal if is_internal(mail) => Some("sender and recipients share a domain"),
+                Field::Internal if is_internal(mail) => {
+                    Some("sender and recipients share a domain")
+                }
                 _ => None,
             };
             fired[i] = flag.map(str::to_string);
@@ -261,8 +266,18 @@ fn is_internal(mail: &Mail) -> bool {
 /// ("bidders@", "rfp.participants@"): such a mail only looks internal.
 fn is_distribution_list(address: &Address) -> bool {
     const LIST_WORDS: &[&str] = &[
-        "all", "bidders", "bids", "distribution", "list", "participants", "recipients", "rfp",
-        "rfq", "suppliers", "undisclosed", "vendors",
+        "all",
+        "bidders",
+        "bids",
+        "distribution",
+        "list",
+        "participants",
+        "recipients",
+        "rfp",
+        "rfq",
+        "suppliers",
+        "undisclosed",
+        "vendors",
     ];
     address
         .local_part()
@@ -288,7 +303,8 @@ fn organisation_domain(domain: &str) -> &str {
     let labels: Vec<&str> = domain.rsplitn(4, '.').collect();
     let keep = match labels.as_slice() {
         [tld, sld, ..]
-            if tld.len() == 2 && matches!(*sld, "co" | "com" | "ac" | "gov" | "org" | "net" | "edu") =>
+            if tld.len() == 2
+                && matches!(*sld, "co" | "com" | "ac" | "gov" | "org" | "net" | "edu") =>
         {
             3
         }
@@ -299,18 +315,16 @@ fn organisation_domain(domain: &str) -> &str {
 }
 
 fn compile_signal(signal: &Signal, group_caps: &[(String, f64)]) -> Result<CompiledSignal, Error> {
-    let group = match &signal.group {
-        None => None,
-        Some(name) => Some(
-            group_caps
-                .iter()
-                .position(|(g, _)| g == name)
-                .ok_or_else(|| Error::UnknownGroup {
+    let group =
+        match &signal.group {
+            None => None,
+            Some(name) => Some(group_caps.iter().position(|(g, _)| g == name).ok_or_else(
+                || Error::UnknownGroup {
                     signal: signal.name.clone(),
                     group: name.clone(),
-                })?,
-        ),
-    };
+                },
+            )?),
+        };
     let pattern = match (&signal.pattern, signal.phrases.as_slice()) {
         _ if signal.field.is_flag() => None,
         (Some(pattern), _) => Some(pattern.clone()),

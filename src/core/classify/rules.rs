@@ -236,7 +236,10 @@ impl Rules {
                 return Err(invalid(
                     line,
                     "group",
-                    format!("signal `{}`: group `{group}` is not defined in [groups]", signal.name),
+                    format!(
+                        "signal `{}`: group `{group}` is not defined in [groups]",
+                        signal.name
+                    ),
                 ));
             }
             let has_pattern = signal.pattern.is_some();
