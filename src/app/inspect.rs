@@ -18,7 +18,7 @@ pub enum ClassifyLine {
         category: Category,
         score: f64,
         reasons: Vec<crate::core::model::Reason>,
-        facts: Facts,
+        facts: Box<Facts>,
     },
     Failure {
         path: String,
@@ -78,7 +78,7 @@ pub fn classify_file(pipeline: &Pipeline, path: &Path) -> ClassifyLine {
             category: analysis.classification.category,
             score: analysis.classification.score,
             reasons: analysis.classification.reasons,
-            facts: analysis.facts,
+            facts: Box::new(analysis.facts),
         },
         Err(error) => ClassifyLine::Failure {
             path: shown,
