@@ -133,16 +133,19 @@ fn prepare(dir: &Path) -> Result<()> {
 }
 
 fn demo_config(dir: &Path) -> String {
+    let maildir = dir.join("Maildir");
+    let state = dir.join("state");
+    let identity = Config::demo(&maildir, &state).identity;
     format!(
         r#"# Written by `pushback demo`: a fictional rep reading a local demo Maildir.
 version = 1
 
 [identity]
-name = "Alex Rivera"
-email = "alex@northwind.example"
-title = "Account Executive"
-company = "Northwind Analytics"
-timezone = "Europe/London"
+name = {name}
+email = {email}
+title = {title}
+company = {company}
+timezone = {timezone}
 
 [mailbox]
 kind = "maildir"
@@ -151,13 +154,18 @@ path = {maildir}
 [state]
 path = {state}
 "#,
-        maildir = toml_string(&dir.join("Maildir")),
-        state = toml_string(&dir.join("state")),
+        name = toml_string(&identity.name),
+        email = toml_string(&identity.email),
+        title = toml_string(&identity.title),
+        company = toml_string(&identity.company),
+        timezone = toml_string(&identity.timezone),
+        maildir = toml_string(&maildir.display().to_string()),
+        state = toml_string(&state.display().to_string()),
     )
 }
 
-fn toml_string(path: &Path) -> String {
-    toml::Value::String(path.display().to_string()).to_string()
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
 }
 
 fn shell_quote(path: &Path) -> String {
