@@ -84,8 +84,11 @@ impl MailText {
 
 impl Classifier {
     pub fn new(rules: &Rules) -> Result<Classifier, Error> {
-        let group_caps: Vec<(String, f64)> =
-            rules.groups.iter().map(|(g, cap)| (g.clone(), *cap)).collect();
+        let group_caps: Vec<(String, f64)> = rules
+            .groups
+            .iter()
+            .map(|(g, cap)| (g.clone(), *cap))
+            .collect();
         let signals = rules
             .signals
             .iter()
@@ -143,7 +146,9 @@ impl Classifier {
             let flag = match signal.field {
                 Field::Bulk if mail.is_bulk => Some("list or bulk headers"),
                 Field::AutoSubmitted if mail.is_auto_submitted => Some("auto-submitted header"),
-                Field::Internal if is_internal(mail) => Some("sender and recipients share a domain"),
+                Field::Internal if is_internal(mail) => {
+                    Some("sender and recipients share a domain")
+                }
                 _ => None,
             };
             fired[i] = flag.map(str::to_string);
@@ -261,8 +266,18 @@ fn is_internal(mail: &Mail) -> bool {
 /// ("bidders@", "rfp.participants@"): such a mail only looks internal.
 fn is_distribution_list(address: &Address) -> bool {
     const LIST_WORDS: &[&str] = &[
-        "all", "bidders", "bids", "distribution", "list", "participants", "recipients", "rfp",
-        "rfq", "suppliers", "undisclosed", "vendors",
+        "all",
+        "bidders",
+        "bids",
+        "distribution",
+        "list",
+        "participants",
+        "recipients",
+        "rfp",
+        "rfq",
+        "suppliers",
+        "undisclosed",
+        "vendors",
     ];
     address
         .local_part()
@@ -288,7 +303,8 @@ fn organisation_domain(domain: &str) -> &str {
     let labels: Vec<&str> = domain.rsplitn(4, '.').collect();
     let keep = match labels.as_slice() {
         [tld, sld, ..]
-            if tld.len() == 2 && matches!(*sld, "co" | "com" | "ac" | "gov" | "org" | "net" | "edu") =>
+            if tld.len() == 2
+                && matches!(*sld, "co" | "com" | "ac" | "gov" | "org" | "net" | "edu") =>
         {
             3
         }
@@ -299,18 +315,16 @@ fn organisation_domain(domain: &str) -> &str {
 }
 
 fn compile_signal(signal: &Signal, group_caps: &[(String, f64)]) -> Result<CompiledSignal, Error> {
-    let group = match &signal.group {
-        None => None,
-        Some(name) => Some(
-            group_caps
-                .iter()
-                .position(|(g, _)| g == name)
-                .ok_or_else(|| Error::UnknownGroup {
+    let group =
+        match &signal.group {
+            None => None,
+            Some(name) => Some(group_caps.iter().position(|(g, _)| g == name).ok_or_else(
+                || Error::UnknownGroup {
                     signal: signal.name.clone(),
                     group: name.clone(),
-                })?,
-        ),
-    };
+                },
+            )?),
+        };
     let pattern = match (&signal.pattern, signal.phrases.as_slice()) {
         _ if signal.field.is_flag() => None,
         (Some(pattern), _) => Some(pattern.clone()),
@@ -386,4 +400,406 @@ fn readable_match(bytes: &[u8]) -> String {
         line.push('…');
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mail(headers: &str, body: &str) -> Mail {
+        let raw = format!("{headers}\r\n\r\n{body}\r\n");
+        Mail::parse(raw.as_bytes()).expect("test mail parses")
+    }
+
+    fn buyer_mail(subject: &str, body: &str) -> Mail {
+        mail(
+            &format!(
+                "From: Dana Buyer <dana@buyer.example>\r\nTo: rep@seller.example\r\nSubject: {subject}"
+            ),
+            body,
+        )
+    }
+
+    /// Compiled once: building the full rule set per test would dominate the test run.
+    static BUILTIN: std::sync::LazyLock<Classifier> = std::sync::LazyLock::new(|| {
+        Classifier::new(&Rules::builtin()).expect("built-in rules compile")
+    });
+
+    fn builtin() -> &'static Classifier {
+        &BUILTIN
+    }
+
+    fn verdict(mail: &Mail) -> (Label, Category) {
+        let c = builtin().classify(mail, None);
+        (c.label, c.category)
+    }
+
+    fn fired(c: &Classification, signal: &str) -> bool {
+        c.reasons.iter().any(|r| r.signal == signal)
+    }
+
+    #[test]
+    fn rfp_from_a_buyer_is_procurement() {
+        let m = buyer_mail(
+            "Request for Proposal 2027-03: managed print services",
+            "Dear Supplier,\nAttached is our RFP for managed print services. Proposals are due\n\
+             March 3 by 2:00 pm. Please submit your proposal by email.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::Rfp));
+    }
+
+    #[test]
+    fn rfq_is_its_own_category() {
+        let m = buyer_mail(
+            "RFQ for November supply",
+            "Please review the attached RFQ and respond by Friday. (See attached file: nov_rfq.xls)",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::Rfq));
+    }
+
+    #[test]
+    fn rfi_is_its_own_category() {
+        let m = buyer_mail(
+            "RFI: workforce scheduling software",
+            "We have issued a Request for Information (RFI). Responses to this RFI are due\n\
+             May 9. This is market research and not a request for proposal.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::Rfi));
+    }
+
+    #[test]
+    fn invitation_to_bid_is_a_tender() {
+        let m = buyer_mail(
+            "Invitation to Bid 27-114",
+            "To all bidders: attached is the Invitation to Bid. Bids are due by 10:00 am on\n\
+             June 2 and will be opened in public. A pre-bid conference is scheduled.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::Tender));
+    }
+
+    #[test]
+    fn supplier_portal_registration_is_portal() {
+        let m = buyer_mail(
+            "Action required: register in our supplier portal",
+            "Hello, you have been invited to register as a supplier. Create an account on the\n\
+             Coupa Supplier Portal before we can issue the sourcing event. Registration is free.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::Portal));
+    }
+
+    #[test]
+    fn security_questionnaire_is_questionnaire() {
+        let m = buyer_mail(
+            "Vendor security questionnaire",
+            "Before we continue, please complete the attached security questionnaire and\n\
+             return it with your SOC 2 report. All suppliers handling our data are required to.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::Questionnaire));
+    }
+
+    #[test]
+    fn just_send_pricing_is_pricing_only() {
+        let m = buyer_mail(
+            "Pricing",
+            "We don't need a call. Could you just send me your best price for 200 seats?\n\
+             We will make a decision by Friday.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::PricingOnly));
+    }
+
+    #[test]
+    fn buyer_demanded_oral_presentation_is_demo_request() {
+        let m = buyer_mail(
+            "Notification of oral presentation",
+            "Your firm has been shortlisted. Offerors will deliver an oral presentation of\n\
+             60 minutes to the evaluation panel, followed by a question and answer session.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::DemoRequest));
+    }
+
+    #[test]
+    fn cone_of_silence_is_gatekeeper() {
+        let m = buyer_mail(
+            "Cone of silence notice",
+            "A cone of silence is in effect for this solicitation. All communications must be\n\
+             directed to the procurement officer named below. Proposers shall not contact\n\
+             council members or staff; contact may result in disqualification.",
+        );
+        assert_eq!(
+            verdict(&m),
+            (Label::Procurement, Category::ProcurementGatekeeper)
+        );
+    }
+
+    #[test]
+    fn own_outgoing_proposal_is_other() {
+        let m = mail(
+            "From: rep@seller.example\r\nTo: dana@buyer.example\r\nSubject: RE: RFP 2027-03",
+            "Dana, attached is our response to your RFP. We are pleased to submit our\n\
+             proposal and thank you for the opportunity to respond.",
+        );
+        assert_eq!(verdict(&m).0, Label::Other);
+    }
+
+    #[test]
+    fn award_and_regret_letters_are_other() {
+        for body in [
+            "Thank you for your proposal. We regret to inform you that your firm was not\n\
+             selected; we decided to proceed with another supplier.",
+            "Congratulations! Your company has been selected and awarded the contract under\n\
+             RFP 2027-03. A notice of award is attached.",
+        ] {
+            let m = buyer_mail("RFP 2027-03 outcome", body);
+            assert_eq!(verdict(&m).0, Label::Other, "{body}");
+        }
+    }
+
+    #[test]
+    fn newsletter_about_rfps_is_other() {
+        let m = mail(
+            "From: news@trade.example\r\nTo: rep@seller.example\r\nList-Id: <digest.trade.example>\r\n\
+             Subject: This week: RFP trends",
+            "In this issue: how buyers write an RFP, and bid deadlines to watch.\n\
+             Unsubscribe at any time.",
+        );
+        let c = builtin().classify(&m, None);
+        assert_eq!(c.label, Label::Other);
+        assert!(fired(&c, "newsletter-bulk"));
+    }
+
+    #[test]
+    fn finance_tender_offer_is_other() {
+        let m = buyer_mail(
+            "Tender offer for outstanding shares",
+            "The board recommends shareholders tender their shares at $41 per share before\n\
+             the tender offer expires.",
+        );
+        assert_eq!(verdict(&m).0, Label::Other);
+    }
+
+    #[test]
+    fn vendor_initiated_demo_offer_is_other() {
+        let m = mail(
+            "From: sdr@vendor.example\r\nTo: rep@seller.example\r\nSubject: Quick demo?",
+            "Hi, I'd love to show you our platform. Would you be open to a quick 15-minute\n\
+             demo next week? Book a demo here.",
+        );
+        assert_eq!(verdict(&m).0, Label::Other);
+    }
+
+    #[test]
+    fn colleagues_discussing_an_rfp_are_other() {
+        let m = mail(
+            "From: ann@seller.example\r\nTo: bob@seller.example\r\nSubject: City RFP",
+            "Bob, can we meet about the city RFP on Tuesday? I have a draft proposal.",
+        );
+        let c = builtin().classify(&m, None);
+        assert_eq!(c.label, Label::Other);
+        assert!(fired(&c, "internal-conversation"));
+    }
+
+    #[test]
+    fn internal_means_no_outside_party() {
+        let internal = mail(
+            "From: a@x.example\r\nTo: b@mail.x.example\r\nSubject: s",
+            "hi",
+        );
+        assert!(is_internal(&internal));
+        // A buyer that mails itself and blind-copies suppliers is not talking to colleagues.
+        let to_self = mail("From: a@x.example\r\nTo: a@x.example\r\nSubject: s", "hi");
+        assert!(!is_internal(&to_self));
+        let to_list = mail(
+            "From: a@x.example\r\nTo: all.bidders@x.example\r\nSubject: s",
+            "hi",
+        );
+        assert!(!is_internal(&to_list));
+        let forward = mail(
+            "From: a@x.example\r\nTo: b@x.example\r\nSubject: s",
+            "-----Original Message-----\nFrom: buyer@client.example\nPlease quote.",
+        );
+        assert!(!is_internal(&forward));
+        let external = mail("From: a@x.example\r\nTo: b@y.example\r\nSubject: s", "hi");
+        assert!(!is_internal(&external));
+        assert_eq!(
+            organisation_domain("mail.shop.example.co.uk"),
+            "example.co.uk"
+        );
+        assert_eq!(organisation_domain("ect.enron.com"), "enron.com");
+    }
+
+    const ONE_SIGNAL: &str = r#"
+version = 1
+[thresholds]
+procurement = 5.0
+[[signal]]
+name = "subject-rfp"
+field = "subject"
+pattern = '\brfp\b'
+weight = 3.0
+category = "rfp"
+[[signal]]
+name = "no-category"
+field = "body"
+phrases = ["bids are due"]
+weight = 10.0
+"#;
+
+    fn rules(text: &str) -> Rules {
+        Rules::from_toml(text, std::path::Path::new("test.toml")).unwrap()
+    }
+
+    #[test]
+    fn label_needs_the_threshold_and_a_category_vote() {
+        let mut r = rules(ONE_SIGNAL);
+        let rfp = buyer_mail("RFP", "hello");
+        let c = Classifier::new(&r).unwrap().classify(&rfp, None);
+        assert_eq!((c.label, c.score), (Label::Other, 3.0), "below threshold");
+        r.thresholds.procurement = 3.0;
+        let c = Classifier::new(&r).unwrap().classify(&rfp, None);
+        assert_eq!(
+            (c.label, c.category),
+            (Label::Procurement, Category::Rfp),
+            "at threshold"
+        );
+        // A high score with no category vote says "procurement-ish" but not what to push back on.
+        let uncategorised = buyer_mail("hello", "Bids are due\nFriday.");
+        let c = Classifier::new(&r).unwrap().classify(&uncategorised, None);
+        assert_eq!(
+            (c.label, c.category, c.score),
+            (Label::Other, Category::None, 10.0)
+        );
+        assert_eq!(
+            c.reasons[0].matched, "bids are due",
+            "phrase spans a line break"
+        );
+    }
+
+    #[test]
+    fn group_cap_limits_restated_facts_and_explains_itself() {
+        let text = ONE_SIGNAL.replace(
+            "[[signal]]\nname = \"no-category\"",
+            "[[signal]]\nname = \"no-category\"\ngroup = \"topic\"",
+        ) + "[groups]\ntopic = 4.0\n";
+        let c = Classifier::new(&rules(&text))
+            .unwrap()
+            .classify(&buyer_mail("hi", "bids are due"), None);
+        assert_eq!(c.score, 4.0);
+        let cap = c
+            .reasons
+            .iter()
+            .find(|r| r.signal == "group-cap:topic")
+            .unwrap();
+        assert_eq!(cap.weight, -6.0);
+    }
+
+    #[test]
+    fn bad_regex_names_the_signal() {
+        let mut r = rules(ONE_SIGNAL);
+        r.signals[0].pattern = Some("(unclosed".into());
+        let err = Classifier::new(&r).unwrap_err();
+        assert!(
+            matches!(&err, Error::BadPattern { signal, .. } if signal == "subject-rfp"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("subject-rfp"));
+    }
+
+    #[test]
+    fn matched_text_is_trimmed_and_on_one_line() {
+        let long = format!("bids are due {}", "x".repeat(200));
+        assert_eq!(readable_match(b"bids\n  are   due"), "bids are due");
+        let trimmed = readable_match(long.as_bytes());
+        assert_eq!(trimmed.chars().count(), MAX_MATCHED_CHARS + 1);
+        assert!(trimmed.ends_with('…'));
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        let m = buyer_mail(
+            "RFP 12 - proposals due",
+            "Dear supplier, proposals are due Friday.",
+        );
+        let classifier = builtin();
+        assert_eq!(classifier.classify(&m, None), classifier.classify(&m, None));
+    }
+
+    fn feedback_model(procurement_examples: usize, other_examples: usize) -> FeedbackModel {
+        let example = |word: &str, label| (vec![word.to_string(), "common".to_string()], label);
+        let examples: Vec<_> = std::iter::repeat_n(
+            example("widgetbuy", Label::Procurement),
+            procurement_examples,
+        )
+        .chain(std::iter::repeat_n(
+            example("lunchplans", Label::Other),
+            other_examples,
+        ))
+        .collect();
+        FeedbackModel::train(&examples)
+    }
+
+    #[test]
+    fn feedback_is_silent_below_the_minimum_examples() {
+        let m = buyer_mail("widgetbuy", "widgetbuy");
+        let few = feedback_model(4, 50);
+        let c = builtin().classify(&m, Some(&few));
+        assert!(!fired(&c, "feedback-bayes"));
+        assert_eq!(c, builtin().classify(&m, None));
+    }
+
+    #[test]
+    fn feedback_nudges_within_its_cap_and_names_tokens() {
+        let m = buyer_mail("widgetbuy", "widgetbuy");
+        let model = feedback_model(40, 40);
+        let c = builtin().classify(&m, Some(&model));
+        let reason = c
+            .reasons
+            .iter()
+            .find(|r| r.signal == "feedback-bayes")
+            .unwrap();
+        let cap = Rules::builtin().feedback.max_nudge;
+        assert!(reason.weight > 0.0 && reason.weight < cap, "{reason:?}");
+        assert!(reason.matched.contains("widgetbuy"), "{reason:?}");
+        assert_eq!(
+            c.score, reason.weight,
+            "the nudge is the whole score of a signal-free mail"
+        );
+
+        let mut eager = Rules::builtin();
+        eager.feedback.scale = 100.0;
+        let c = Classifier::new(&eager).unwrap().classify(&m, Some(&model));
+        let reason = c
+            .reasons
+            .iter()
+            .find(|r| r.signal == "feedback-bayes")
+            .unwrap();
+        assert_eq!(
+            reason.weight, cap,
+            "however sure the model, the nudge stops at the cap"
+        );
+        assert_eq!(
+            c.label,
+            Label::Other,
+            "the nudge alone never reaches the threshold"
+        );
+    }
+
+    #[test]
+    fn feedback_cannot_overturn_strong_rule_evidence() {
+        let m = buyer_mail(
+            "Request for Proposal 2027-03 lunchplans",
+            "Dear Supplier, attached is our RFP. Proposals are due March 3. lunchplans",
+        );
+        let model = feedback_model(40, 400);
+        let c = builtin().classify(&m, Some(&model));
+        let reason = c
+            .reasons
+            .iter()
+            .find(|r| r.signal == "feedback-bayes")
+            .unwrap();
+        assert!(
+            reason.weight < 0.0,
+            "the rep's feedback leans to other: {reason:?}"
+        );
+        assert_eq!(c.label, Label::Procurement);
+    }
 }

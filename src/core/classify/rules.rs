@@ -236,7 +236,10 @@ impl Rules {
                 return Err(invalid(
                     line,
                     "group",
-                    format!("signal `{}`: group `{group}` is not defined in [groups]", signal.name),
+                    format!(
+                        "signal `{}`: group `{group}` is not defined in [groups]",
+                        signal.name
+                    ),
                 ));
             }
             let has_pattern = signal.pattern.is_some();
@@ -302,4 +305,109 @@ fn line_of_signal(text: &str, signal: &str) -> usize {
             })
         })
         .map_or(1, |(i, _)| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Rules, Error> {
+        Rules::from_toml(text, Path::new("rules.toml"))
+    }
+
+    fn invalid(text: &str) -> (usize, String, String) {
+        match parse(text).unwrap_err() {
+            Error::Invalid {
+                line,
+                key,
+                message,
+                file,
+            } => {
+                assert_eq!(file, Path::new("rules.toml"));
+                (line, key, message)
+            }
+            other => panic!("expected Invalid, got {other}"),
+        }
+    }
+
+    const HEAD: &str = "version = 1\n[thresholds]\nprocurement = 5.0\n";
+
+    #[test]
+    fn builtin_rules_are_valid_and_cover_every_category() {
+        let rules = Rules::builtin();
+        for category in Category::PROCUREMENT {
+            assert!(
+                rules.signals.iter().any(|s| s.category == Some(category)),
+                "no signal votes for {category}"
+            );
+        }
+        assert!(
+            rules.signals.iter().any(|s| s.weight < 0.0),
+            "no counter-evidence"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = format!("{HEAD}[[signal]]\nname = \"a\"\nfield = \"subject\"\nwieght = 2.0\n");
+        let (line, key, message) = invalid(&text);
+        assert_eq!((line, key.as_str()), (7, "wieght"), "{message}");
+        assert!(message.contains("wieght"), "{message}");
+    }
+
+    #[test]
+    fn wrong_value_type_names_line_and_key() {
+        let text = format!(
+            "{HEAD}[[signal]]\nname = \"a\"\nfield = \"subject\"\npattern = 'x'\nweight = \"heavy\"\n"
+        );
+        let (line, key, _) = invalid(&text);
+        assert_eq!((line, key.as_str()), (8, "weight"));
+        let text = format!(
+            "{HEAD}[[signal]]\nname = \"a\"\nfield = \"headers\"\npattern = 'x'\nweight = 1.0\n"
+        );
+        let (line, key, _) = invalid(&text);
+        assert_eq!((line, key.as_str()), (6, "field"));
+    }
+
+    #[test]
+    fn version_mismatch_is_loud() {
+        let (line, key, message) = invalid("version = 2\n[thresholds]\nprocurement = 5.0\n");
+        assert_eq!((line, key.as_str()), (1, "version"));
+        assert!(message.contains("reads version 1"), "{message}");
+    }
+
+    #[test]
+    fn signal_problems_point_at_the_signal() {
+        let both = format!(
+            "{HEAD}\n[[signal]]\nname = \"ok\"\nfield = \"body\"\npattern = 'x'\nweight = 1.0\n\n\
+             [[signal]]\nname = \"both\"\nfield = \"body\"\npattern = 'x'\nphrases = [\"y\"]\nweight = 1.0\n"
+        );
+        let (line, key, message) = invalid(&both);
+        assert_eq!((line, key.as_str()), (12, "pattern"), "{message}");
+        let flag = format!(
+            "{HEAD}[[signal]]\nname = \"f\"\nfield = \"bulk\"\npattern = 'x'\nweight = -1.0\n"
+        );
+        assert!(invalid(&flag).2.contains("flag field"));
+        let none = format!("{HEAD}[[signal]]\nname = \"n\"\nfield = \"body\"\nweight = 1.0\n");
+        assert!(invalid(&none).2.contains("needs a pattern"));
+        let group = format!(
+            "{HEAD}[[signal]]\nname = \"g\"\nfield = \"body\"\npattern = 'x'\nweight = 1.0\ngroup = \"nope\"\n"
+        );
+        assert_eq!(invalid(&group).1, "group");
+        let twice = format!(
+            "{HEAD}[[signal]]\nname = \"d\"\nfield = \"body\"\npattern = 'x'\nweight = 1.0\n\
+             [[signal]]\nname = \"d\"\nfield = \"body\"\npattern = 'y'\nweight = 1.0\n"
+        );
+        assert!(invalid(&twice).2.contains("defined twice"));
+    }
+
+    #[test]
+    fn error_message_names_file_line_and_key() {
+        let err = parse("version = 1\n[thresholds]\nprocurement = \"high\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot read rules rules.toml:3: key `procurement`:"),
+            "{err}"
+        );
+    }
 }
