@@ -24,8 +24,9 @@ const MAX_MATCHED_CHARS: usize = 80;
 /// Compiled programs may grow this large; the default is too small for long phrase families.
 const REGEX_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 
-/// The rules, compiled once: one regex per signal, and per field one set that tells in a single
-/// pass which of its signals can fire, so a message is scanned once per field, not once per signal.
+/// The rules, compiled once: one regex per signal, and per text (subject, body, ...) one set that
+/// tells in a single pass which signals can fire there, so each text is scanned once, not once per
+/// signal; the regex of a signal runs only when the set says it matches, to find what matched.
 #[derive(Debug, Clone)]
 pub struct Classifier {
     signals: Vec<CompiledSignal>,
@@ -51,13 +52,15 @@ struct CompiledSignal {
 
 #[derive(Debug, Clone)]
 struct FieldScan {
+    /// The text scanned: `Subject`, `Body`, `Sender`, `SenderName` or `Attachments`.
     field: Field,
     set: RegexSet,
     /// Index into `Classifier::signals` for each pattern of `set`.
     signal_of: Vec<usize>,
 }
 
-/// The lower-cased text of one message, made once per classification.
+/// The text of one message as signals read it (lower-cased, whitespace runs collapsed), made
+/// once per classification.
 struct MailText {
     subject: String,
     body: String,
@@ -66,18 +69,41 @@ struct MailText {
     attachments: String,
 }
 
+/// The texts signals read, in scan order: subject before body, so a `text` signal reports the
+/// subject when both match.
+const TEXT_FIELDS: [Field; 5] = [
+    Field::Subject,
+    Field::Body,
+    Field::Sender,
+    Field::SenderName,
+    Field::Attachments,
+];
+
 impl MailText {
+    fn of(&self, field: Field) -> &str {
+        match field {
+            Field::Subject => &self.subject,
+            Field::Body => &self.body,
+            Field::Sender => &self.sender,
+            Field::SenderName => &self.sender_name,
+            Field::Attachments => &self.attachments,
+            Field::Text | Field::Bulk | Field::AutoSubmitted | Field::Internal => "",
+        }
+    }
+
     fn new(mail: &Mail) -> MailText {
         let from = mail.from.as_ref();
         MailText {
-            subject: mail.subject.to_lowercase(),
-            body: mail.body.to_lowercase(),
-            sender: from.map(|a| a.email.to_lowercase()).unwrap_or_default(),
+            subject: collapse_whitespace_runs(&mail.subject),
+            body: collapse_whitespace_runs(&mail.body),
+            sender: from
+                .map(|a| collapse_whitespace_runs(&a.email))
+                .unwrap_or_default(),
             sender_name: from
                 .and_then(|a| a.name.as_deref())
-                .map(str::to_lowercase)
+                .map(collapse_whitespace_runs)
                 .unwrap_or_default(),
-            attachments: mail.attachment_names.join("\n").to_lowercase(),
+            attachments: collapse_whitespace_runs(&mail.attachment_names.join(" | ")),
         }
     }
 }
@@ -94,20 +120,13 @@ impl Classifier {
             .iter()
             .map(|s| compile_signal(s, &group_caps))
             .collect::<Result<Vec<_>, Error>>()?;
-        let mut fields: Vec<Field> = signals
-            .iter()
-            .filter(|s| s.regex.is_some())
-            .map(|s| s.field)
-            .collect();
-        fields.sort();
-        fields.dedup();
-        let scans = fields
+        let scans = TEXT_FIELDS
             .into_iter()
             .map(|field| {
                 let signal_of: Vec<usize> = signals
                     .iter()
                     .enumerate()
-                    .filter(|(_, s)| s.field == field && s.regex.is_some())
+                    .filter(|(_, s)| s.field.reads(field) && s.regex.is_some())
                     .map(|(i, _)| i)
                     .collect();
                 let patterns = signal_of
@@ -115,19 +134,21 @@ impl Classifier {
                     .filter_map(|&i| signals[i].regex.as_ref().map(Regex::as_str));
                 let set = RegexSetBuilder::new(patterns)
                     .unicode(false)
-                    .case_insensitive(true)
+                    .case_insensitive(false)
                     .size_limit(REGEX_SIZE_LIMIT)
+                    .dfa_size_limit(REGEX_SIZE_LIMIT)
                     .build()
                     .map_err(|e| Error::BadPattern {
                         signal: format!("{field:?} field set"),
                         message: e.to_string(),
                     })?;
-                Ok(FieldScan {
+                Ok((!signal_of.is_empty()).then_some(FieldScan {
                     field,
                     set,
                     signal_of,
-                })
+                }))
             })
+            .filter_map(Result::transpose)
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Classifier {
             signals,
@@ -154,16 +175,15 @@ impl Classifier {
             fired[i] = flag.map(str::to_string);
         }
         for scan in &self.scans {
-            for haystack in haystacks(&text, scan.field) {
-                for pattern in scan.set.matches(haystack.as_bytes()).iter() {
-                    let i = scan.signal_of[pattern];
-                    if fired[i].is_some() {
-                        continue;
-                    }
-                    let regex = self.signals[i].regex.as_ref();
-                    if let Some(m) = regex.and_then(|r| r.find(haystack.as_bytes())) {
-                        fired[i] = Some(readable_match(m.as_bytes()));
-                    }
+            let haystack = text.of(scan.field).as_bytes();
+            for pattern in scan.set.matches(haystack).iter() {
+                let i = scan.signal_of[pattern];
+                if fired[i].is_some() {
+                    continue;
+                }
+                let regex = self.signals[i].regex.as_ref();
+                if let Some(m) = regex.and_then(|r| r.find(haystack)) {
+                    fired[i] = Some(readable_match(m.as_bytes()));
                 }
             }
         }
@@ -232,20 +252,6 @@ impl Classifier {
             },
         }
     }
-}
-
-/// The texts a field reads, in the order they are searched.
-fn haystacks(text: &MailText, field: Field) -> impl Iterator<Item = &str> {
-    let (first, second) = match field {
-        Field::Subject => (Some(&text.subject), None),
-        Field::Body => (Some(&text.body), None),
-        Field::Text => (Some(&text.subject), Some(&text.body)),
-        Field::Sender => (Some(&text.sender), None),
-        Field::SenderName => (Some(&text.sender_name), None),
-        Field::Attachments => (Some(&text.attachments), None),
-        Field::Bulk | Field::AutoSubmitted | Field::Internal => (None, None),
-    };
-    first.into_iter().chain(second).map(String::as_str)
 }
 
 /// True when the sender, every To/Cc recipient and every address quoted in the body belong to one
@@ -340,8 +346,9 @@ fn compile_signal(signal: &Signal, group_caps: &[(String, f64)]) -> Result<Compi
             RegexBuilder::new(&p)
                 // Text is lower-cased already; ASCII classes keep every pattern on the fast DFA.
                 .unicode(false)
-                .case_insensitive(true)
+                .case_insensitive(false)
                 .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_SIZE_LIMIT)
                 .build()
                 .map_err(|e| Error::BadPattern {
                     signal: signal.name.clone(),
@@ -358,6 +365,31 @@ fn compile_signal(signal: &Signal, group_caps: &[(String, f64)]) -> Result<Compi
         vote: signal.category_vote(),
         group,
     })
+}
+
+/// Lower-cases `text` and collapses each whitespace run (line breaks included: mail wraps lines
+/// mid-sentence) to one space. Every signal reads text in this form.
+fn collapse_whitespace_runs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut pending = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            pending = true;
+            continue;
+        }
+        if std::mem::take(&mut pending) {
+            out.push(' ');
+        }
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    if pending {
+        out.push(' ');
+    }
+    out
 }
 
 /// Phrases as one whole-word alternation; spaces in a phrase match any run of whitespace, since
@@ -702,6 +734,15 @@ weight = 10.0
             "{err}"
         );
         assert!(err.to_string().contains("subject-rfp"));
+    }
+
+    #[test]
+    fn text_is_lower_cased_with_whitespace_runs_collapsed() {
+        assert_eq!(
+            collapse_whitespace_runs("Dear  Supplier,\r\n\tPlease\u{a0}SUBMIT "),
+            "dear supplier, please submit "
+        );
+        assert_eq!(collapse_whitespace_runs("ÉTÉ"), "été");
     }
 
     #[test]

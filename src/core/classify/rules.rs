@@ -58,7 +58,8 @@ impl Default for FeedbackLimits {
     }
 }
 
-/// Which part of a message a signal reads. Text is lower-cased before matching.
+/// Which part of a message a signal reads. Text is lower-cased, with each whitespace run collapsed
+/// to one space, before matching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Field {
@@ -70,7 +71,7 @@ pub enum Field {
     Sender,
     /// The From display name.
     SenderName,
-    /// Attachment file names, one per line.
+    /// Attachment file names, joined by " | ".
     Attachments,
     /// Fires when the message carries list or bulk headers; takes no pattern.
     Bulk,
@@ -86,6 +87,13 @@ impl Field {
     pub fn is_flag(self) -> bool {
         matches!(self, Field::Bulk | Field::AutoSubmitted | Field::Internal)
     }
+
+    /// Whether a signal on this field reads the text named by `text_field` (`Text` reads both
+    /// subject and body).
+    pub fn reads(self, text_field: Field) -> bool {
+        self == text_field
+            || (self == Field::Text && matches!(text_field, Field::Subject | Field::Body))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -93,7 +101,8 @@ impl Field {
 pub struct Signal {
     pub name: String,
     pub field: Field,
-    /// A regular expression (regex crate syntax, ASCII word classes) matched on lower-cased text.
+    /// A regular expression (regex crate syntax, ASCII word classes), written in lower case: it is
+    /// matched on lower-cased text.
     pub pattern: Option<String>,
     /// Literal phrases, matched as whole words; an alternative to `pattern`.
     #[serde(default)]
@@ -258,9 +267,39 @@ impl Rules {
                     format!("signal `{}`: {problem}", signal.name),
                 ));
             }
+            if let Some(upper) = signal.pattern.as_deref().and_then(uppercase_literal) {
+                return Err(invalid(
+                    line,
+                    "pattern",
+                    format!(
+                        "signal `{}`: patterns match lower-cased text, so `{upper}` can never match; write it in lower case",
+                        signal.name
+                    ),
+                ));
+            }
         }
         Ok(())
     }
+}
+
+/// The first upper-case ASCII letter a pattern would match literally; escapes such as `\S`, `\B`
+/// or `\P{..}` are not literals.
+fn uppercase_literal(pattern: &str) -> Option<char> {
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some('p' | 'P') = chars.next()
+                    && chars.clone().next() == Some('{')
+                {
+                    chars.by_ref().find(|&c| c == '}');
+                }
+            }
+            c if c.is_ascii_uppercase() => return Some(c),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// 1-based line number of a byte offset.
@@ -399,6 +438,17 @@ mod tests {
              [[signal]]\nname = \"d\"\nfield = \"body\"\npattern = 'y'\nweight = 1.0\n"
         );
         assert!(invalid(&twice).2.contains("defined twice"));
+    }
+
+    #[test]
+    fn uppercase_in_a_pattern_is_caught() {
+        let text = format!(
+            "{HEAD}[[signal]]\nname = \"u\"\nfield = \"body\"\npattern = '\\bRFP\\b'\nweight = 1.0\n"
+        );
+        let (line, key, message) = invalid(&text);
+        assert_eq!((line, key.as_str()), (5, "pattern"));
+        assert!(message.contains("`R`"), "{message}");
+        assert_eq!(uppercase_literal(r"\S+\B\P{Lu}\W"), None);
     }
 
     #[test]
