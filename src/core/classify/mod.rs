@@ -304,20 +304,22 @@ fn quoted_domains(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The registrable part of a domain, so `mail.sales.example.com` and `example.com` count as one
-/// organisation. Country domains with a second-level label (`example.co.uk`) keep three labels.
+/// organisation. Country domains with a second-level label (`example.co.uk`) keep three labels,
+/// and so do the documentation domains (`buyer.example.com`), which host many organisations.
 fn organisation_domain(domain: &str) -> &str {
-    let labels: Vec<&str> = domain.rsplitn(4, '.').collect();
-    let keep = match labels.as_slice() {
-        [tld, sld, ..]
-            if tld.len() == 2
-                && matches!(*sld, "co" | "com" | "ac" | "gov" | "org" | "net" | "edu") =>
-        {
-            3
-        }
-        _ => 2,
+    let mut dots = domain.rmatch_indices('.').map(|(i, _)| i);
+    let (last, second, third) = (dots.next(), dots.next(), dots.next());
+    let tld = last.map_or(domain, |i| &domain[i + 1..]);
+    let sld = match (last, second) {
+        (Some(i), Some(j)) => &domain[j + 1..i],
+        (Some(i), None) => &domain[..i],
+        _ => "",
     };
-    let cut: usize = labels.iter().take(keep).map(|l| l.len() + 1).sum();
-    &domain[domain.len().saturating_sub(cut.saturating_sub(1))..]
+    let keep_three = (tld.len() == 2
+        && matches!(sld, "co" | "com" | "ac" | "gov" | "org" | "net" | "edu"))
+        || (sld == "example" && matches!(tld, "com" | "net" | "org"));
+    let start = if keep_three { third } else { second };
+    start.map_or(domain, |i| &domain[i + 1..])
 }
 
 fn compile_signal(signal: &Signal, group_caps: &[(String, f64)]) -> Result<CompiledSignal, Error> {
@@ -657,6 +659,12 @@ mod tests {
             "example.co.uk"
         );
         assert_eq!(organisation_domain("ect.enron.com"), "enron.com");
+        assert_eq!(organisation_domain("enron.com"), "enron.com");
+        assert_eq!(organisation_domain("localhost"), "localhost");
+        assert_eq!(
+            organisation_domain("sales.buyer.example.com"),
+            "buyer.example.com"
+        );
     }
 
     const ONE_SIGNAL: &str = r#"
