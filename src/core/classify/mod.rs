@@ -754,6 +754,17 @@ weight = 10.0
     }
 
     #[test]
+    fn rules_built_in_code_are_checked_too() {
+        let mut r = rules(ONE_SIGNAL);
+        r.signals[0].pattern = None;
+        let err = Classifier::new(&r).unwrap_err();
+        assert_eq!(err, Error::NothingToMatch { signal: "subject-rfp".into() });
+        let mut r = rules(ONE_SIGNAL);
+        r.signals[0].group = Some("missing".into());
+        assert!(matches!(Classifier::new(&r), Err(Error::UnknownGroup { .. })));
+    }
+
+    #[test]
     fn matched_text_is_trimmed_and_on_one_line() {
         let long = format!("bids are due {}", "x".repeat(200));
         assert_eq!(readable_match(b"bids\n  are   due"), "bids are due");

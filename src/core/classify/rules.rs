@@ -148,11 +148,6 @@ impl Rules {
             .expect("the built-in config/rules.toml is valid")
     }
 
-    /// The built-in rules file's text, for `--rules` users who want a starting point.
-    pub fn builtin_text() -> &'static str {
-        BUILTIN_TOML
-    }
-
     pub fn from_toml(text: &str, path: &Path) -> Result<Rules, Error> {
         let rules: Rules = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
