@@ -589,6 +589,18 @@ mod tests {
     }
 
     #[test]
+    fn seller_answering_with_its_price_is_other() {
+        let m = mail(
+            "From: gallery@art.example\r\nTo: rep@seller.example\r\nSubject: Re: painting",
+            "The piece is fairly priced at $9,500 but we can give you a $500 discount.\n\n\
+             > What is your best and final price? I am ready to make a decision.",
+        );
+        let c = builtin().classify(&m, None);
+        assert_eq!(c.label, Label::Other);
+        assert!(fired(&c, "seller-states-price"));
+    }
+
+    #[test]
     fn newsletter_about_rfps_is_other() {
         let m = mail(
             "From: news@trade.example\r\nTo: rep@seller.example\r\nList-Id: <digest.trade.example>\r\n\
@@ -758,10 +770,18 @@ weight = 10.0
         let mut r = rules(ONE_SIGNAL);
         r.signals[0].pattern = None;
         let err = Classifier::new(&r).unwrap_err();
-        assert_eq!(err, Error::NothingToMatch { signal: "subject-rfp".into() });
+        assert_eq!(
+            err,
+            Error::NothingToMatch {
+                signal: "subject-rfp".into()
+            }
+        );
         let mut r = rules(ONE_SIGNAL);
         r.signals[0].group = Some("missing".into());
-        assert!(matches!(Classifier::new(&r), Err(Error::UnknownGroup { .. })));
+        assert!(matches!(
+            Classifier::new(&r),
+            Err(Error::UnknownGroup { .. })
+        ));
     }
 
     #[test]
