@@ -5,9 +5,11 @@
 //! fetching mail and storing feedback are left to the adapters.
 //!
 //! How a verdict is reached: each signal fires at most once and adds its weight to the total; a
-//! signal with a category also adds its vote to that category. The label is procurement when the
-//! total reaches `thresholds.procurement` and at least one category has a positive vote; the
-//! category is the one with the largest vote (ties go to the earlier one in `Category::PROCUREMENT`).
+//! signal with a category also adds its vote to that category. Signals in one group add at most
+//! the group's cap together (the excess is shown as a `group-cap:<name>` reason), and the rep's
+//! feedback adds a capped `feedback-bayes` nudge. The label is procurement when the total reaches
+//! `thresholds.procurement` and at least one category has a positive vote; the category is the one
+//! with the largest vote (ties go to the earlier one in `Category::PROCUREMENT`).
 
 mod feedback;
 mod rules;
