@@ -23,7 +23,8 @@ use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 /// Matched text in a reason is cut to about this many characters.
 const MAX_MATCHED_CHARS: usize = 80;
-/// Compiled programs may grow this large; the default is too small for long phrase families.
+/// Compiled programs and the lazy DFA's cache may grow this large. The defaults are too small for
+/// long phrase families, and a cache that fills up makes the regex engine fall back to a slower one.
 const REGEX_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The rules, compiled once: one regex per signal, and per text (subject, body, ...) one set that
@@ -136,7 +137,6 @@ impl Classifier {
                     .filter_map(|&i| signals[i].regex.as_ref().map(Regex::as_str));
                 let set = RegexSetBuilder::new(patterns)
                     .unicode(false)
-                    .case_insensitive(false)
                     .size_limit(REGEX_SIZE_LIMIT)
                     .dfa_size_limit(REGEX_SIZE_LIMIT)
                     .build()
@@ -350,7 +350,6 @@ fn compile_signal(signal: &Signal, group_caps: &[(String, f64)]) -> Result<Compi
             RegexBuilder::new(&p)
                 // Text is lower-cased already; ASCII classes keep every pattern on the fast DFA.
                 .unicode(false)
-                .case_insensitive(false)
                 .size_limit(REGEX_SIZE_LIMIT)
                 .dfa_size_limit(REGEX_SIZE_LIMIT)
                 .build()
