@@ -120,3 +120,28 @@ impl FeedbackModel {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_distinct_sorted_words_plus_sender_domain() {
+        let raw = b"From: Pat <pat@Buyer.example>\r\nSubject: RFP RFP pricing\r\n\r\nThe pricing is due 2027.";
+        let mail = Mail::parse(raw).unwrap();
+        assert_eq!(
+            feedback_tokens(&mail),
+            ["due", "from:buyer.example", "pricing", "rfp"]
+        );
+    }
+
+    #[test]
+    fn train_counts_each_example_once_per_token() {
+        let model = FeedbackModel::train(&[
+            (vec!["rfp".into(), "rfp".into()], Label::Procurement),
+            (vec!["rfp".into()], Label::Other),
+        ]);
+        assert_eq!(model.token_docs["rfp"], (1, 1));
+        assert_eq!((model.procurement_docs, model.other_docs), (1, 1));
+    }
+}

@@ -5,9 +5,11 @@
 //! fetching mail and storing feedback are left to the adapters.
 //!
 //! How a verdict is reached: each signal fires at most once and adds its weight to the total; a
-//! signal with a category also adds its vote to that category. The label is procurement when the
-//! total reaches `thresholds.procurement` and at least one category has a positive vote; the
-//! category is the one with the largest vote (ties go to the earlier one in `Category::PROCUREMENT`).
+//! signal with a category also adds its vote to that category. Signals in one group add at most
+//! the group's cap together (the excess is shown as a `group-cap:<name>` reason), and the rep's
+//! feedback adds a capped `feedback-bayes` nudge. The label is procurement when the total reaches
+//! `thresholds.procurement` and at least one category has a positive vote; the category is the one
+//! with the largest vote (ties go to the earlier one in `Category::PROCUREMENT`).
 
 mod feedback;
 mod rules;
@@ -21,11 +23,13 @@ use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 /// Matched text in a reason is cut to about this many characters.
 const MAX_MATCHED_CHARS: usize = 80;
-/// Compiled programs may grow this large; the default is too small for long phrase families.
+/// Compiled programs and the lazy DFA's cache may grow this large. The defaults are too small for
+/// long phrase families, and a cache that fills up makes the regex engine fall back to a slower one.
 const REGEX_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 
-/// The rules, compiled once: one regex per signal, and per field one set that tells in a single
-/// pass which of its signals can fire, so a message is scanned once per field, not once per signal.
+/// The rules, compiled once: one regex per signal, and per text (subject, body, ...) one set that
+/// tells in a single pass which signals can fire there, so each text is scanned once, not once per
+/// signal; the regex of a signal runs only when the set says it matches, to find what matched.
 #[derive(Debug, Clone)]
 pub struct Classifier {
     signals: Vec<CompiledSignal>,
@@ -51,13 +55,15 @@ struct CompiledSignal {
 
 #[derive(Debug, Clone)]
 struct FieldScan {
+    /// The text scanned: `Subject`, `Body`, `Sender`, `SenderName` or `Attachments`.
     field: Field,
     set: RegexSet,
     /// Index into `Classifier::signals` for each pattern of `set`.
     signal_of: Vec<usize>,
 }
 
-/// The lower-cased text of one message, made once per classification.
+/// The text of one message as signals read it (lower-cased, whitespace runs collapsed), made
+/// once per classification.
 struct MailText {
     subject: String,
     body: String,
@@ -66,18 +72,41 @@ struct MailText {
     attachments: String,
 }
 
+/// The texts signals read, in scan order: subject before body, so a `text` signal reports the
+/// subject when both match.
+const TEXT_FIELDS: [Field; 5] = [
+    Field::Subject,
+    Field::Body,
+    Field::Sender,
+    Field::SenderName,
+    Field::Attachments,
+];
+
 impl MailText {
+    fn of(&self, field: Field) -> &str {
+        match field {
+            Field::Subject => &self.subject,
+            Field::Body => &self.body,
+            Field::Sender => &self.sender,
+            Field::SenderName => &self.sender_name,
+            Field::Attachments => &self.attachments,
+            Field::Text | Field::Bulk | Field::AutoSubmitted | Field::Internal => "",
+        }
+    }
+
     fn new(mail: &Mail) -> MailText {
         let from = mail.from.as_ref();
         MailText {
-            subject: mail.subject.to_lowercase(),
-            body: mail.body.to_lowercase(),
-            sender: from.map(|a| a.email.to_lowercase()).unwrap_or_default(),
+            subject: collapse_whitespace_runs(&mail.subject),
+            body: collapse_whitespace_runs(&mail.body),
+            sender: from
+                .map(|a| collapse_whitespace_runs(&a.email))
+                .unwrap_or_default(),
             sender_name: from
                 .and_then(|a| a.name.as_deref())
-                .map(str::to_lowercase)
+                .map(collapse_whitespace_runs)
                 .unwrap_or_default(),
-            attachments: mail.attachment_names.join("\n").to_lowercase(),
+            attachments: collapse_whitespace_runs(&mail.attachment_names.join(" | ")),
         }
     }
 }
@@ -94,20 +123,13 @@ impl Classifier {
             .iter()
             .map(|s| compile_signal(s, &group_caps))
             .collect::<Result<Vec<_>, Error>>()?;
-        let mut fields: Vec<Field> = signals
-            .iter()
-            .filter(|s| s.regex.is_some())
-            .map(|s| s.field)
-            .collect();
-        fields.sort();
-        fields.dedup();
-        let scans = fields
+        let scans = TEXT_FIELDS
             .into_iter()
             .map(|field| {
                 let signal_of: Vec<usize> = signals
                     .iter()
                     .enumerate()
-                    .filter(|(_, s)| s.field == field && s.regex.is_some())
+                    .filter(|(_, s)| s.field.reads(field) && s.regex.is_some())
                     .map(|(i, _)| i)
                     .collect();
                 let patterns = signal_of
@@ -115,19 +137,20 @@ impl Classifier {
                     .filter_map(|&i| signals[i].regex.as_ref().map(Regex::as_str));
                 let set = RegexSetBuilder::new(patterns)
                     .unicode(false)
-                    .case_insensitive(true)
                     .size_limit(REGEX_SIZE_LIMIT)
+                    .dfa_size_limit(REGEX_SIZE_LIMIT)
                     .build()
                     .map_err(|e| Error::BadPattern {
                         signal: format!("{field:?} field set"),
                         message: e.to_string(),
                     })?;
-                Ok(FieldScan {
+                Ok((!signal_of.is_empty()).then_some(FieldScan {
                     field,
                     set,
                     signal_of,
-                })
+                }))
             })
+            .filter_map(Result::transpose)
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Classifier {
             signals,
@@ -154,16 +177,15 @@ impl Classifier {
             fired[i] = flag.map(str::to_string);
         }
         for scan in &self.scans {
-            for haystack in haystacks(&text, scan.field) {
-                for pattern in scan.set.matches(haystack.as_bytes()).iter() {
-                    let i = scan.signal_of[pattern];
-                    if fired[i].is_some() {
-                        continue;
-                    }
-                    let regex = self.signals[i].regex.as_ref();
-                    if let Some(m) = regex.and_then(|r| r.find(haystack.as_bytes())) {
-                        fired[i] = Some(readable_match(m.as_bytes()));
-                    }
+            let haystack = text.of(scan.field).as_bytes();
+            for pattern in scan.set.matches(haystack).iter() {
+                let i = scan.signal_of[pattern];
+                if fired[i].is_some() {
+                    continue;
+                }
+                let regex = self.signals[i].regex.as_ref();
+                if let Some(m) = regex.and_then(|r| r.find(haystack)) {
+                    fired[i] = Some(readable_match(m.as_bytes()));
                 }
             }
         }
@@ -234,20 +256,6 @@ impl Classifier {
     }
 }
 
-/// The texts a field reads, in the order they are searched.
-fn haystacks(text: &MailText, field: Field) -> impl Iterator<Item = &str> {
-    let (first, second) = match field {
-        Field::Subject => (Some(&text.subject), None),
-        Field::Body => (Some(&text.body), None),
-        Field::Text => (Some(&text.subject), Some(&text.body)),
-        Field::Sender => (Some(&text.sender), None),
-        Field::SenderName => (Some(&text.sender_name), None),
-        Field::Attachments => (Some(&text.attachments), None),
-        Field::Bulk | Field::AutoSubmitted | Field::Internal => (None, None),
-    };
-    first.into_iter().chain(second).map(String::as_str)
-}
-
 /// True when the sender, every To/Cc recipient and every address quoted in the body belong to one
 /// organisation: colleagues talking among themselves. A forward that carries an outside party's
 /// mail names that party's address, so it does not count as internal.
@@ -298,20 +306,22 @@ fn quoted_domains(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The registrable part of a domain, so `mail.sales.example.com` and `example.com` count as one
-/// organisation. Country domains with a second-level label (`example.co.uk`) keep three labels.
+/// organisation. Country domains with a second-level label (`example.co.uk`) keep three labels,
+/// and so do the documentation domains (`buyer.example.com`), which host many organisations.
 fn organisation_domain(domain: &str) -> &str {
-    let labels: Vec<&str> = domain.rsplitn(4, '.').collect();
-    let keep = match labels.as_slice() {
-        [tld, sld, ..]
-            if tld.len() == 2
-                && matches!(*sld, "co" | "com" | "ac" | "gov" | "org" | "net" | "edu") =>
-        {
-            3
-        }
-        _ => 2,
+    let mut dots = domain.rmatch_indices('.').map(|(i, _)| i);
+    let (last, second, third) = (dots.next(), dots.next(), dots.next());
+    let tld = last.map_or(domain, |i| &domain[i + 1..]);
+    let sld = match (last, second) {
+        (Some(i), Some(j)) => &domain[j + 1..i],
+        (Some(i), None) => &domain[..i],
+        _ => "",
     };
-    let cut: usize = labels.iter().take(keep).map(|l| l.len() + 1).sum();
-    &domain[domain.len().saturating_sub(cut.saturating_sub(1))..]
+    let keep_three = (tld.len() == 2
+        && matches!(sld, "co" | "com" | "ac" | "gov" | "org" | "net" | "edu"))
+        || (sld == "example" && matches!(tld, "com" | "net" | "org"));
+    let start = if keep_three { third } else { second };
+    start.map_or(domain, |i| &domain[i + 1..])
 }
 
 fn compile_signal(signal: &Signal, group_caps: &[(String, f64)]) -> Result<CompiledSignal, Error> {
@@ -340,8 +350,8 @@ fn compile_signal(signal: &Signal, group_caps: &[(String, f64)]) -> Result<Compi
             RegexBuilder::new(&p)
                 // Text is lower-cased already; ASCII classes keep every pattern on the fast DFA.
                 .unicode(false)
-                .case_insensitive(true)
                 .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_SIZE_LIMIT)
                 .build()
                 .map_err(|e| Error::BadPattern {
                     signal: signal.name.clone(),
@@ -358,6 +368,31 @@ fn compile_signal(signal: &Signal, group_caps: &[(String, f64)]) -> Result<Compi
         vote: signal.category_vote(),
         group,
     })
+}
+
+/// Lower-cases `text` and collapses each whitespace run (line breaks included: mail wraps lines
+/// mid-sentence) to one space. Every signal reads text in this form.
+fn collapse_whitespace_runs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut pending = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            pending = true;
+            continue;
+        }
+        if std::mem::take(&mut pending) {
+            out.push(' ');
+        }
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    if pending {
+        out.push(' ');
+    }
+    out
 }
 
 /// Phrases as one whole-word alternation; spaces in a phrase match any run of whitespace, since
@@ -400,4 +435,452 @@ fn readable_match(bytes: &[u8]) -> String {
         line.push('…');
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mail(headers: &str, body: &str) -> Mail {
+        let raw = format!("{headers}\r\n\r\n{body}\r\n");
+        Mail::parse(raw.as_bytes()).expect("test mail parses")
+    }
+
+    fn buyer_mail(subject: &str, body: &str) -> Mail {
+        mail(
+            &format!(
+                "From: Dana Buyer <dana@buyer.example>\r\nTo: rep@seller.example\r\nSubject: {subject}"
+            ),
+            body,
+        )
+    }
+
+    /// Compiled once: building the full rule set per test would dominate the test run.
+    static BUILTIN: std::sync::LazyLock<Classifier> = std::sync::LazyLock::new(|| {
+        Classifier::new(&Rules::builtin()).expect("built-in rules compile")
+    });
+
+    fn builtin() -> &'static Classifier {
+        &BUILTIN
+    }
+
+    fn verdict(mail: &Mail) -> (Label, Category) {
+        let c = builtin().classify(mail, None);
+        (c.label, c.category)
+    }
+
+    fn fired(c: &Classification, signal: &str) -> bool {
+        c.reasons.iter().any(|r| r.signal == signal)
+    }
+
+    #[test]
+    fn rfp_from_a_buyer_is_procurement() {
+        let m = buyer_mail(
+            "Request for Proposal 2027-03: managed print services",
+            "Dear Supplier,\nAttached is our RFP for managed print services. Proposals are due\n\
+             March 3 by 2:00 pm. Please submit your proposal by email.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::Rfp));
+    }
+
+    #[test]
+    fn rfq_is_its_own_category() {
+        let m = buyer_mail(
+            "RFQ for November supply",
+            "Please review the attached RFQ and respond by Friday. (See attached file: nov_rfq.xls)",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::Rfq));
+    }
+
+    #[test]
+    fn rfi_is_its_own_category() {
+        let m = buyer_mail(
+            "RFI: workforce scheduling software",
+            "We have issued a Request for Information (RFI). Responses to this RFI are due\n\
+             May 9. This is market research and not a request for proposal.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::Rfi));
+    }
+
+    #[test]
+    fn invitation_to_bid_is_a_tender() {
+        let m = buyer_mail(
+            "Invitation to Bid 27-114",
+            "To all bidders: attached is the Invitation to Bid. Bids are due by 10:00 am on\n\
+             June 2 and will be opened in public. A pre-bid conference is scheduled.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::Tender));
+    }
+
+    #[test]
+    fn supplier_portal_registration_is_portal() {
+        let m = buyer_mail(
+            "Action required: register in our supplier portal",
+            "Hello, you have been invited to register as a supplier. Create an account on the\n\
+             Coupa Supplier Portal before we can issue the sourcing event. Registration is free.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::Portal));
+    }
+
+    #[test]
+    fn security_questionnaire_is_questionnaire() {
+        let m = buyer_mail(
+            "Vendor security questionnaire",
+            "Before we continue, please complete the attached security questionnaire and\n\
+             return it with your SOC 2 report. All suppliers handling our data are required to.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::Questionnaire));
+    }
+
+    #[test]
+    fn just_send_pricing_is_pricing_only() {
+        let m = buyer_mail(
+            "Pricing",
+            "We don't need a call. Could you just send me your best price for 200 seats?\n\
+             We will make a decision by Friday.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::PricingOnly));
+    }
+
+    #[test]
+    fn buyer_demanded_oral_presentation_is_demo_request() {
+        let m = buyer_mail(
+            "Notification of oral presentation",
+            "Your firm has been shortlisted. Offerors will deliver an oral presentation of\n\
+             60 minutes to the evaluation panel, followed by a question and answer session.",
+        );
+        assert_eq!(verdict(&m), (Label::Procurement, Category::DemoRequest));
+    }
+
+    #[test]
+    fn cone_of_silence_is_gatekeeper() {
+        let m = buyer_mail(
+            "Cone of silence notice",
+            "A cone of silence is in effect for this solicitation. All communications must be\n\
+             directed to the procurement officer named below. Proposers shall not contact\n\
+             council members or staff; contact may result in disqualification.",
+        );
+        assert_eq!(
+            verdict(&m),
+            (Label::Procurement, Category::ProcurementGatekeeper)
+        );
+    }
+
+    #[test]
+    fn own_outgoing_proposal_is_other() {
+        let m = mail(
+            "From: rep@seller.example\r\nTo: dana@buyer.example\r\nSubject: RE: RFP 2027-03",
+            "Dana, attached is our response to your RFP. We are pleased to submit our\n\
+             proposal and thank you for the opportunity to respond.",
+        );
+        assert_eq!(verdict(&m).0, Label::Other);
+    }
+
+    #[test]
+    fn award_and_regret_letters_are_other() {
+        for body in [
+            "Thank you for your proposal. We regret to inform you that your firm was not\n\
+             selected; we decided to proceed with another supplier.",
+            "Congratulations! Your company has been selected and awarded the contract under\n\
+             RFP 2027-03. A notice of award is attached.",
+        ] {
+            let m = buyer_mail("RFP 2027-03 outcome", body);
+            assert_eq!(verdict(&m).0, Label::Other, "{body}");
+        }
+    }
+
+    #[test]
+    fn seller_answering_with_its_price_is_other() {
+        let m = mail(
+            "From: gallery@art.example\r\nTo: rep@seller.example\r\nSubject: Re: painting",
+            "The piece is fairly priced at $9,500 but we can give you a $500 discount.\n\n\
+             > What is your best and final price? I am ready to make a decision.",
+        );
+        let c = builtin().classify(&m, None);
+        assert_eq!(c.label, Label::Other);
+        assert!(fired(&c, "seller-states-price"));
+    }
+
+    #[test]
+    fn newsletter_about_rfps_is_other() {
+        let m = mail(
+            "From: news@trade.example\r\nTo: rep@seller.example\r\nList-Id: <digest.trade.example>\r\n\
+             Subject: This week: RFP trends",
+            "In this issue: how buyers write an RFP, and bid deadlines to watch.\n\
+             Unsubscribe at any time.",
+        );
+        let c = builtin().classify(&m, None);
+        assert_eq!(c.label, Label::Other);
+        assert!(fired(&c, "newsletter-bulk"));
+    }
+
+    #[test]
+    fn finance_tender_offer_is_other() {
+        let m = buyer_mail(
+            "Tender offer for outstanding shares",
+            "The board recommends shareholders tender their shares at $41 per share before\n\
+             the tender offer expires.",
+        );
+        assert_eq!(verdict(&m).0, Label::Other);
+    }
+
+    #[test]
+    fn vendor_initiated_demo_offer_is_other() {
+        let m = mail(
+            "From: sdr@vendor.example\r\nTo: rep@seller.example\r\nSubject: Quick demo?",
+            "Hi, I'd love to show you our platform. Would you be open to a quick 15-minute\n\
+             demo next week? Book a demo here.",
+        );
+        assert_eq!(verdict(&m).0, Label::Other);
+    }
+
+    #[test]
+    fn colleagues_discussing_an_rfp_are_other() {
+        let m = mail(
+            "From: ann@seller.example\r\nTo: bob@seller.example\r\nSubject: City RFP",
+            "Bob, can we meet about the city RFP on Tuesday? I have a draft proposal.",
+        );
+        let c = builtin().classify(&m, None);
+        assert_eq!(c.label, Label::Other);
+        assert!(fired(&c, "internal-conversation"));
+    }
+
+    #[test]
+    fn internal_means_no_outside_party() {
+        let internal = mail(
+            "From: a@x.example\r\nTo: b@mail.x.example\r\nSubject: s",
+            "hi",
+        );
+        assert!(is_internal(&internal));
+        // A buyer that mails itself and blind-copies suppliers is not talking to colleagues.
+        let to_self = mail("From: a@x.example\r\nTo: a@x.example\r\nSubject: s", "hi");
+        assert!(!is_internal(&to_self));
+        let to_list = mail(
+            "From: a@x.example\r\nTo: all.bidders@x.example\r\nSubject: s",
+            "hi",
+        );
+        assert!(!is_internal(&to_list));
+        let forward = mail(
+            "From: a@x.example\r\nTo: b@x.example\r\nSubject: s",
+            "-----Original Message-----\nFrom: buyer@client.example\nPlease quote.",
+        );
+        assert!(!is_internal(&forward));
+        let external = mail("From: a@x.example\r\nTo: b@y.example\r\nSubject: s", "hi");
+        assert!(!is_internal(&external));
+        assert_eq!(
+            organisation_domain("mail.shop.example.co.uk"),
+            "example.co.uk"
+        );
+        assert_eq!(organisation_domain("ect.enron.com"), "enron.com");
+        assert_eq!(organisation_domain("enron.com"), "enron.com");
+        assert_eq!(organisation_domain("localhost"), "localhost");
+        assert_eq!(
+            organisation_domain("sales.buyer.example.com"),
+            "buyer.example.com"
+        );
+    }
+
+    const ONE_SIGNAL: &str = r#"
+version = 1
+[thresholds]
+procurement = 5.0
+[[signal]]
+name = "subject-rfp"
+field = "subject"
+pattern = '\brfp\b'
+weight = 3.0
+category = "rfp"
+[[signal]]
+name = "no-category"
+field = "body"
+phrases = ["bids are due"]
+weight = 10.0
+"#;
+
+    fn rules(text: &str) -> Rules {
+        Rules::from_toml(text, std::path::Path::new("test.toml")).unwrap()
+    }
+
+    #[test]
+    fn label_needs_the_threshold_and_a_category_vote() {
+        let mut r = rules(ONE_SIGNAL);
+        let rfp = buyer_mail("RFP", "hello");
+        let c = Classifier::new(&r).unwrap().classify(&rfp, None);
+        assert_eq!((c.label, c.score), (Label::Other, 3.0), "below threshold");
+        r.thresholds.procurement = 3.0;
+        let c = Classifier::new(&r).unwrap().classify(&rfp, None);
+        assert_eq!(
+            (c.label, c.category),
+            (Label::Procurement, Category::Rfp),
+            "at threshold"
+        );
+        // A high score with no category vote says "procurement-ish" but not what to push back on.
+        let uncategorised = buyer_mail("hello", "Bids are due\nFriday.");
+        let c = Classifier::new(&r).unwrap().classify(&uncategorised, None);
+        assert_eq!(
+            (c.label, c.category, c.score),
+            (Label::Other, Category::None, 10.0)
+        );
+        assert_eq!(
+            c.reasons[0].matched, "bids are due",
+            "phrase spans a line break"
+        );
+    }
+
+    #[test]
+    fn group_cap_limits_restated_facts_and_explains_itself() {
+        let text = ONE_SIGNAL.replace(
+            "[[signal]]\nname = \"no-category\"",
+            "[[signal]]\nname = \"no-category\"\ngroup = \"topic\"",
+        ) + "[groups]\ntopic = 4.0\n";
+        let c = Classifier::new(&rules(&text))
+            .unwrap()
+            .classify(&buyer_mail("hi", "bids are due"), None);
+        assert_eq!(c.score, 4.0);
+        let cap = c
+            .reasons
+            .iter()
+            .find(|r| r.signal == "group-cap:topic")
+            .unwrap();
+        assert_eq!(cap.weight, -6.0);
+    }
+
+    #[test]
+    fn bad_regex_names_the_signal() {
+        let mut r = rules(ONE_SIGNAL);
+        r.signals[0].pattern = Some("(unclosed".into());
+        let err = Classifier::new(&r).unwrap_err();
+        assert!(
+            matches!(&err, Error::BadPattern { signal, .. } if signal == "subject-rfp"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("subject-rfp"));
+    }
+
+    #[test]
+    fn text_is_lower_cased_with_whitespace_runs_collapsed() {
+        assert_eq!(
+            collapse_whitespace_runs("Dear  Supplier,\r\n\tPlease\u{a0}SUBMIT "),
+            "dear supplier, please submit "
+        );
+        assert_eq!(collapse_whitespace_runs("ÉTÉ"), "été");
+    }
+
+    #[test]
+    fn rules_built_in_code_are_checked_too() {
+        let mut r = rules(ONE_SIGNAL);
+        r.signals[0].pattern = None;
+        let err = Classifier::new(&r).unwrap_err();
+        assert_eq!(
+            err,
+            Error::NothingToMatch {
+                signal: "subject-rfp".into()
+            }
+        );
+        let mut r = rules(ONE_SIGNAL);
+        r.signals[0].group = Some("missing".into());
+        assert!(matches!(
+            Classifier::new(&r),
+            Err(Error::UnknownGroup { .. })
+        ));
+    }
+
+    #[test]
+    fn matched_text_is_trimmed_and_on_one_line() {
+        let long = format!("bids are due {}", "x".repeat(200));
+        assert_eq!(readable_match(b"bids\n  are   due"), "bids are due");
+        let trimmed = readable_match(long.as_bytes());
+        assert_eq!(trimmed.chars().count(), MAX_MATCHED_CHARS + 1);
+        assert!(trimmed.ends_with('…'));
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        let m = buyer_mail(
+            "RFP 12 - proposals due",
+            "Dear supplier, proposals are due Friday.",
+        );
+        let classifier = builtin();
+        assert_eq!(classifier.classify(&m, None), classifier.classify(&m, None));
+    }
+
+    fn feedback_model(procurement_examples: usize, other_examples: usize) -> FeedbackModel {
+        let example = |word: &str, label| (vec![word.to_string(), "common".to_string()], label);
+        let examples: Vec<_> = std::iter::repeat_n(
+            example("widgetbuy", Label::Procurement),
+            procurement_examples,
+        )
+        .chain(std::iter::repeat_n(
+            example("lunchplans", Label::Other),
+            other_examples,
+        ))
+        .collect();
+        FeedbackModel::train(&examples)
+    }
+
+    #[test]
+    fn feedback_is_silent_below_the_minimum_examples() {
+        let m = buyer_mail("widgetbuy", "widgetbuy");
+        let few = feedback_model(4, 50);
+        let c = builtin().classify(&m, Some(&few));
+        assert!(!fired(&c, "feedback-bayes"));
+        assert_eq!(c, builtin().classify(&m, None));
+    }
+
+    #[test]
+    fn feedback_nudges_within_its_cap_and_names_tokens() {
+        let m = buyer_mail("widgetbuy", "widgetbuy");
+        let model = feedback_model(40, 40);
+        let c = builtin().classify(&m, Some(&model));
+        let reason = c
+            .reasons
+            .iter()
+            .find(|r| r.signal == "feedback-bayes")
+            .unwrap();
+        let cap = Rules::builtin().feedback.max_nudge;
+        assert!(reason.weight > 0.0 && reason.weight < cap, "{reason:?}");
+        assert!(reason.matched.contains("widgetbuy"), "{reason:?}");
+        assert_eq!(
+            c.score, reason.weight,
+            "the nudge is the whole score of a signal-free mail"
+        );
+
+        let mut eager = Rules::builtin();
+        eager.feedback.scale = 100.0;
+        let c = Classifier::new(&eager).unwrap().classify(&m, Some(&model));
+        let reason = c
+            .reasons
+            .iter()
+            .find(|r| r.signal == "feedback-bayes")
+            .unwrap();
+        assert_eq!(
+            reason.weight, cap,
+            "however sure the model, the nudge stops at the cap"
+        );
+        assert_eq!(
+            c.label,
+            Label::Other,
+            "the nudge alone never reaches the threshold"
+        );
+    }
+
+    #[test]
+    fn feedback_cannot_overturn_strong_rule_evidence() {
+        let m = buyer_mail(
+            "Request for Proposal 2027-03 lunchplans",
+            "Dear Supplier, attached is our RFP. Proposals are due March 3. lunchplans",
+        );
+        let model = feedback_model(40, 400);
+        let c = builtin().classify(&m, Some(&model));
+        let reason = c
+            .reasons
+            .iter()
+            .find(|r| r.signal == "feedback-bayes")
+            .unwrap();
+        assert!(
+            reason.weight < 0.0,
+            "the rep's feedback leans to other: {reason:?}"
+        );
+        assert_eq!(c.label, Label::Procurement);
+    }
 }

@@ -58,7 +58,8 @@ impl Default for FeedbackLimits {
     }
 }
 
-/// Which part of a message a signal reads. Text is lower-cased before matching.
+/// Which part of a message a signal reads. Text is lower-cased, with each whitespace run collapsed
+/// to one space, before matching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Field {
@@ -70,7 +71,7 @@ pub enum Field {
     Sender,
     /// The From display name.
     SenderName,
-    /// Attachment file names, one per line.
+    /// Attachment file names, joined by " | ".
     Attachments,
     /// Fires when the message carries list or bulk headers; takes no pattern.
     Bulk,
@@ -86,6 +87,13 @@ impl Field {
     pub fn is_flag(self) -> bool {
         matches!(self, Field::Bulk | Field::AutoSubmitted | Field::Internal)
     }
+
+    /// Whether a signal on this field reads the text named by `text_field` (`Text` reads both
+    /// subject and body).
+    pub fn reads(self, text_field: Field) -> bool {
+        self == text_field
+            || (self == Field::Text && matches!(text_field, Field::Subject | Field::Body))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -93,7 +101,8 @@ impl Field {
 pub struct Signal {
     pub name: String,
     pub field: Field,
-    /// A regular expression (regex crate syntax, ASCII word classes) matched on lower-cased text.
+    /// A regular expression (regex crate syntax, ASCII word classes), written in lower case: it is
+    /// matched on lower-cased text.
     pub pattern: Option<String>,
     /// Literal phrases, matched as whole words; an alternative to `pattern`.
     #[serde(default)]
@@ -137,11 +146,6 @@ impl Rules {
         // The shipped file is checked by a unit test, so a failure here is a build defect.
         Rules::from_toml(BUILTIN_TOML, Path::new("config/rules.toml"))
             .expect("the built-in config/rules.toml is valid")
-    }
-
-    /// The built-in rules file's text, for `--rules` users who want a starting point.
-    pub fn builtin_text() -> &'static str {
-        BUILTIN_TOML
     }
 
     pub fn from_toml(text: &str, path: &Path) -> Result<Rules, Error> {
@@ -258,9 +262,39 @@ impl Rules {
                     format!("signal `{}`: {problem}", signal.name),
                 ));
             }
+            if let Some(upper) = signal.pattern.as_deref().and_then(uppercase_literal) {
+                return Err(invalid(
+                    line,
+                    "pattern",
+                    format!(
+                        "signal `{}`: patterns match lower-cased text, so `{upper}` can never match; write it in lower case",
+                        signal.name
+                    ),
+                ));
+            }
         }
         Ok(())
     }
+}
+
+/// The first upper-case ASCII letter a pattern would match literally; escapes such as `\S`, `\B`
+/// or `\P{..}` are not literals.
+fn uppercase_literal(pattern: &str) -> Option<char> {
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some('p' | 'P') = chars.next()
+                    && chars.clone().next() == Some('{')
+                {
+                    chars.by_ref().find(|&c| c == '}');
+                }
+            }
+            c if c.is_ascii_uppercase() => return Some(c),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// 1-based line number of a byte offset.
@@ -305,4 +339,120 @@ fn line_of_signal(text: &str, signal: &str) -> usize {
             })
         })
         .map_or(1, |(i, _)| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Rules, Error> {
+        Rules::from_toml(text, Path::new("rules.toml"))
+    }
+
+    fn invalid(text: &str) -> (usize, String, String) {
+        match parse(text).unwrap_err() {
+            Error::Invalid {
+                line,
+                key,
+                message,
+                file,
+            } => {
+                assert_eq!(file, Path::new("rules.toml"));
+                (line, key, message)
+            }
+            other => panic!("expected Invalid, got {other}"),
+        }
+    }
+
+    const HEAD: &str = "version = 1\n[thresholds]\nprocurement = 5.0\n";
+
+    #[test]
+    fn builtin_rules_are_valid_and_cover_every_category() {
+        let rules = Rules::builtin();
+        for category in Category::PROCUREMENT {
+            assert!(
+                rules.signals.iter().any(|s| s.category == Some(category)),
+                "no signal votes for {category}"
+            );
+        }
+        assert!(
+            rules.signals.iter().any(|s| s.weight < 0.0),
+            "no counter-evidence"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = format!("{HEAD}[[signal]]\nname = \"a\"\nfield = \"subject\"\nwieght = 2.0\n");
+        let (line, key, message) = invalid(&text);
+        assert_eq!((line, key.as_str()), (7, "wieght"), "{message}");
+        assert!(message.contains("wieght"), "{message}");
+    }
+
+    #[test]
+    fn wrong_value_type_names_line_and_key() {
+        let text = format!(
+            "{HEAD}[[signal]]\nname = \"a\"\nfield = \"subject\"\npattern = 'x'\nweight = \"heavy\"\n"
+        );
+        let (line, key, _) = invalid(&text);
+        assert_eq!((line, key.as_str()), (8, "weight"));
+        let text = format!(
+            "{HEAD}[[signal]]\nname = \"a\"\nfield = \"headers\"\npattern = 'x'\nweight = 1.0\n"
+        );
+        let (line, key, _) = invalid(&text);
+        assert_eq!((line, key.as_str()), (6, "field"));
+    }
+
+    #[test]
+    fn version_mismatch_is_loud() {
+        let (line, key, message) = invalid("version = 2\n[thresholds]\nprocurement = 5.0\n");
+        assert_eq!((line, key.as_str()), (1, "version"));
+        assert!(message.contains("reads version 1"), "{message}");
+    }
+
+    #[test]
+    fn signal_problems_point_at_the_signal() {
+        let both = format!(
+            "{HEAD}\n[[signal]]\nname = \"ok\"\nfield = \"body\"\npattern = 'x'\nweight = 1.0\n\n\
+             [[signal]]\nname = \"both\"\nfield = \"body\"\npattern = 'x'\nphrases = [\"y\"]\nweight = 1.0\n"
+        );
+        let (line, key, message) = invalid(&both);
+        assert_eq!((line, key.as_str()), (12, "pattern"), "{message}");
+        let flag = format!(
+            "{HEAD}[[signal]]\nname = \"f\"\nfield = \"bulk\"\npattern = 'x'\nweight = -1.0\n"
+        );
+        assert!(invalid(&flag).2.contains("flag field"));
+        let none = format!("{HEAD}[[signal]]\nname = \"n\"\nfield = \"body\"\nweight = 1.0\n");
+        assert!(invalid(&none).2.contains("needs a pattern"));
+        let group = format!(
+            "{HEAD}[[signal]]\nname = \"g\"\nfield = \"body\"\npattern = 'x'\nweight = 1.0\ngroup = \"nope\"\n"
+        );
+        assert_eq!(invalid(&group).1, "group");
+        let twice = format!(
+            "{HEAD}[[signal]]\nname = \"d\"\nfield = \"body\"\npattern = 'x'\nweight = 1.0\n\
+             [[signal]]\nname = \"d\"\nfield = \"body\"\npattern = 'y'\nweight = 1.0\n"
+        );
+        assert!(invalid(&twice).2.contains("defined twice"));
+    }
+
+    #[test]
+    fn uppercase_in_a_pattern_is_caught() {
+        let text = format!(
+            "{HEAD}[[signal]]\nname = \"u\"\nfield = \"body\"\npattern = '\\bRFP\\b'\nweight = 1.0\n"
+        );
+        let (line, key, message) = invalid(&text);
+        assert_eq!((line, key.as_str()), (5, "pattern"));
+        assert!(message.contains("`R`"), "{message}");
+        assert_eq!(uppercase_literal(r"\S+\B\P{Lu}\W"), None);
+    }
+
+    #[test]
+    fn error_message_names_file_line_and_key() {
+        let err = parse("version = 1\n[thresholds]\nprocurement = \"high\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot read rules rules.toml:3: key `procurement`:"),
+            "{err}"
+        );
+    }
 }
