@@ -5,9 +5,11 @@
 //! and is reported in its own section.
 
 use crate::core::classify::{Classifier, Rules};
+use crate::core::extract::{self, eval::DeadlineScore, eval::score_deadlines};
 use crate::core::eval::{Outcome, Prf, Scorecard, parse_labels};
 use crate::core::mail::Mail;
-use crate::core::model::{Category, Classification, Label, Reason};
+use crate::core::model::{Category, Classification, Deadline, Label, Reason};
+use std::collections::BTreeMap;
 use anyhow::Context;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -50,8 +52,8 @@ struct Miss {
 enum DeadlineSection {
     /// The folder has no `deadlines.csv`.
     NoGold,
-    /// The folder has gold deadlines, but this build has no deadline scorer to compare against.
-    NotAvailable(String),
+    /// Extraction scored against `deadlines.csv`.
+    Scored(DeadlineScore),
 }
 
 pub fn run(dir: &Path, rules: Option<&Path>, json: bool) -> anyhow::Result<()> {
@@ -76,11 +78,15 @@ pub fn run(dir: &Path, rules: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let mut outcomes = Vec::with_capacity(gold.len());
     let mut errors = Vec::new();
     let mut misclassified = Vec::new();
+    let mut deadlines_found: BTreeMap<String, Vec<Deadline>> = BTreeMap::new();
     for g in &gold {
         let classified = std::fs::read(dir.join(&g.file))
             .map_err(|e| format!("cannot read file: {e}"))
             .and_then(|raw| Mail::parse(&raw).map_err(|e| e.to_string()))
-            .map(|mail| classifier.classify(&mail, None));
+            .map(|mail| {
+                deadlines_found.insert(g.file.clone(), extract::extract(&mail).deadlines);
+                classifier.classify(&mail, None)
+            });
         let predicted = match &classified {
             Ok(c) => (c.label, c.category),
             Err(error) => {
@@ -109,7 +115,7 @@ pub fn run(dir: &Path, rules: Option<&Path>, json: bool) -> anyhow::Result<()> {
         scorecard: Scorecard::score(&outcomes),
         errors,
         misclassified,
-        deadlines: deadline_section(dir),
+        deadlines: deadline_section(dir, &deadlines_found)?,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -134,19 +140,21 @@ fn miss(file: &str, outcome: Outcome, classification: &Classification) -> Miss {
     }
 }
 
-// ---- deadline scoring hook -------------------------------------------------------------------
-// The extractor (`core::extract`) owns deadline scoring. When it provides
-// `core::extract::eval::score_deadlines(gold_csv_text, &found)`, this is the one place to call
-// it: read `deadlines.csv`, run `core::extract::extract` on each parsed mail, and report its
-// `DeadlineScore` here instead of `NotAvailable`.
-fn deadline_section(dir: &Path) -> DeadlineSection {
-    if dir.join("deadlines.csv").is_file() {
-        DeadlineSection::NotAvailable("deadline scoring: not available in this build".into())
-    } else {
-        DeadlineSection::NoGold
+/// Scores extraction when the folder has a `deadlines.csv` (the dates a person read off each mail).
+fn deadline_section(
+    dir: &Path,
+    found: &BTreeMap<String, Vec<Deadline>>,
+) -> anyhow::Result<DeadlineSection> {
+    let path = dir.join("deadlines.csv");
+    if !path.is_file() {
+        return Ok(DeadlineSection::NoGold);
     }
+    let gold = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let score = score_deadlines(&gold, found)
+        .map_err(|e| anyhow::anyhow!("cannot score {}: {e}", path.display()))?;
+    Ok(DeadlineSection::Scored(score))
 }
-// ---- end of deadline scoring hook ------------------------------------------------------------
 
 fn table(report: &Report) -> String {
     let card = &report.scorecard;
@@ -226,8 +234,8 @@ fn table(report: &Report) -> String {
     }
     match &report.deadlines {
         DeadlineSection::NoGold => {}
-        DeadlineSection::NotAvailable(note) => {
-            let _ = writeln!(out, "\n{note}");
+        DeadlineSection::Scored(score) => {
+            let _ = writeln!(out, "\ndeadline extraction (against deadlines.csv)\n{score}");
         }
     }
     out
