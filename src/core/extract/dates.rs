@@ -357,10 +357,10 @@ fn is_demand(sentence: &str, left: &str, right: &str, m: &Mention) -> bool {
         return false;
     }
     // "intends to issue an RFP ... on July 13": the issue date, unless a deadline word follows.
-    ISSUE
-        .find_iter(left)
-        .last()
-        .is_none_or(|issue| GENERIC_DEADLINE.is_match(&left[issue.end()..]))
+    ISSUE.find_iter(left).last().is_none_or(|issue| {
+        let after = &left[issue.end()..];
+        GENERIC_DEADLINE.is_match(after) || BY_OR_BEFORE.is_match(after)
+    })
 }
 
 /// Participles that put a date in the future ("scheduled on", "extended to").
@@ -386,6 +386,9 @@ static PAST_TENSE: LazyLock<Regex> =
 static ISSUE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(?:issue|release|publish|post|advertise)[sd]?\b").expect("issue regex")
 });
+
+static BY_OR_BEFORE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b(?:by|before|until)\b").expect("by regex"));
 
 static DATELINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*[A-Z][A-Z .'&-]{2,},\s*$").expect("dateline regex"));
@@ -443,8 +446,8 @@ static KIND: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)\b(?:",
         r"(?P<prebid>pre-?\s?(?:bid|proposal|submission|tender|quote|bidders?|offerors?)\b|(?:bidders?|offerors?|proposers?|vendors?|suppliers?)'?s?'?\s+(?:conference|meeting|briefing)|site\s+(?:visit|walk|inspection|tour|meeting)|walk-?\s?through|information\s+session|industry\s+day)",
         r"|(?P<intent>intent(?:ion)?\s+to\s+(?:bid|propose|respond|submit|participate|tender|quote)|notice\s+of\s+intent|letter\s+of\s+intent|intent-to-bid)",
-        r"|(?P<questions>questions?|inquiries|inquiry|enquiries|enquiry|clarifications?|rfis?\s+questions)",
-        r"|(?P<submission>proposals?|bids?|bidding|responses?|respond|quotes?|quotations?|quoting|submissions?|submit(?:ted|tal)?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|solicitations?|closing|closes|buying|purchasing|refresh(?:ed)?|applications?|registration|register|returned|complet(?:e|ed|ion))",
+        r"|(?P<questions>questions?|q\s?&\s?a|queries|inquiries|inquiry|enquiries|enquiry|clarifications?)",
+        r"|(?P<submission>expressions?\s+of\s+interest|eois?|submittals?|proposals?|bids?|bidding|responses?|respond|quotes?|quotations?|quoting|submissions?|submit(?:ted|tal)?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|solicitations?|closing|closes|buying|purchasing|refresh(?:ed)?|applications?|registration|register|returned|complet(?:e|ed|ion))",
         r"|(?P<other>decisions?|decide|award(?:ed)?|select(?:ion)?|shortlist|approval|notif(?:y|ied|ication)|advise|meet(?:ing)?s?|presentations?|interviews?|pitch|demo(?:nstration)?s?|kick-?off|start\s+date)",
         r")\b"
     ))
@@ -839,6 +842,9 @@ fn clock(caps: &regex::Captures<'_>) -> Option<(NaiveTime, bool)> {
         // "5:00" with no a.m./p.m. in a business deadline is the afternoon: nobody sets a 5 a.m. cut-off.
         let hour = if (1..=6).contains(&h) { h + 12 } else { h };
         (hour, minute, None)
+    } else if let Some(h) = num("hd") {
+        // "17.00 hrs", "12.00 noon": the European way of writing a 24-hour time.
+        (h, num("md")?, None)
     } else {
         (num("hh")?, num("mm")?, None)
     };
@@ -855,9 +861,10 @@ static TIME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"(?i)\b(?:",
         r"(?P<rh>\d{1,2})(?::(?P<rm>\d{2}))?\s*(?:-|\u{2013}|to)\s*\d{1,2}(?::\d{2})?\s*(?P<rap>[ap])\.?\s?m\b\.?",
-        r"|(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ap>[ap])\.?\s?m\b\.?",
+        r"|(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?\s*(?P<ap>[ap])\.?\s?m\b\.?",
         r"|(?P<h24>\d{1,2}):(?P<m24>\d{2})(?:\s*(?P<noon>noon|midnight))?\b(?:\s*(?:hrs|hours|h)\b)?",
         r"|(?P<hh>[01]\d|2[0-3])(?P<mm>[0-5]\d)\s*(?:hrs|hours|h)\b",
+        r"|(?P<hd>\d{1,2})\.(?P<md>\d{2})\s*(?:hrs|hours|h|noon)\b",
         r"|(?P<word>noon|midday|midnight)\b",
         r")"
     ))
@@ -918,7 +925,7 @@ mod tests {
     fn reads_deadline_phrases() {
         use DeadlineKind::*;
         let ny = Some("America/New_York");
-        let table: [Row; 16] = [
+        let table: [Row; 20] = [
             (
                 "Proposals are due March 3, 2027 at 5:00 PM EST.",
                 monday(),
@@ -1046,6 +1053,38 @@ mod tests {
                 day(2027, 3, 2),
                 None,
                 None,
+            ),
+            (
+                "Q&A deadline: Thurs., March 4 at 17.00 hrs CEST",
+                monday(),
+                Questions,
+                day(2027, 3, 4),
+                hm(17, 0),
+                Some("Europe/Berlin"),
+            ),
+            (
+                "Expressions of interest by 12.00 noon on the 15th of March 2027.",
+                monday(),
+                Submission,
+                day(2027, 3, 15),
+                hm(12, 0),
+                None,
+            ),
+            (
+                "Submit through the portal posted on our website by 11:59 PM ET, March 19, 2027.",
+                monday(),
+                Submission,
+                day(2027, 3, 19),
+                hm(23, 59),
+                ny,
+            ),
+            (
+                "Deadline for clarifications: 2027-03-10 16:00 UTC",
+                monday(),
+                Questions,
+                day(2027, 3, 10),
+                hm(16, 0),
+                Some("+00:00"),
             ),
         ];
         for (body, base, kind, date, time, zone) in table {
