@@ -43,8 +43,19 @@ pub fn find_deadlines(
         if !might_hold_a_date(text) {
             continue;
         }
+        // One pass over the whole text finds where dates are; only their sentences are read.
+        let mut starts = DATE.find_iter(text).map(|m| m.start()).peekable();
+        if starts.peek().is_none() {
+            continue;
+        }
         for sentence in sentences(text) {
-            deadlines_in_sentence(&text[sentence], base, order, &mut found);
+            let mut holds_a_date = false;
+            while starts.next_if(|&s| s < sentence.end).is_some() {
+                holds_a_date = true;
+            }
+            if holds_a_date {
+                deadlines_in_sentence(&text[sentence], base, order, &mut found);
+            }
         }
     }
     found
@@ -56,7 +67,7 @@ fn might_hold_a_date(text: &str) -> bool {
 }
 
 static PREFILTER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)day\b|tomorrow|tonight|this (?:morning|afternoon|evening)|end of")
+    Regex::new(r"(?i)day(?-u:\b)|tomorrow|tonight|this (?:morning|afternoon|evening)|end of")
         .expect("prefilter regex")
 });
 
@@ -81,7 +92,10 @@ fn drop_header_lines(body: &str) -> String {
     let mut kept = String::with_capacity(body.len());
     for line in body.lines() {
         let unquoted = line.trim_start_matches(|c: char| c == '>' || c.is_whitespace());
-        if HEADER_LINE.is_match(unquoted) {
+        // Every header-line form has a colon or starts a "----- Forwarded"/"-----Original" rule: the cheap test
+        // spares the regex on ordinary lines.
+        let may_be_header = unquoted.as_bytes().contains(&b':') || unquoted.starts_with('-');
+        if may_be_header && HEADER_LINE.is_match(unquoted) {
             kept.push('\n');
             continue;
         }
@@ -93,10 +107,10 @@ fn drop_header_lines(body: &str) -> String {
 
 static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"(?i)^(?:(?:sent|date|from|to|cc|bcc|subject|x-[\w-]+)\s*:",
-        r"|on\b.{0,120}\bwrote:?\s*$",
+        r"(?i)^(?:(?:sent|date|from|to|cc|bcc|subject|x-[A-Za-z0-9_-]+)\s*:",
+        r"|on(?-u:\b).{0,120}(?-u:\b)wrote:?\s*$",
         r"|.*(?:original message|forwarded by|forwarded message)",
-        r"|.*\bon \d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}",
+        r"|.*(?-u:\b)on \d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}",
         r"|\d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}(?::\d{2})?\s*(?:[ap]m)?\s*$",
         r")"
     ))
@@ -109,59 +123,105 @@ static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
 fn sentences(text: &str) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let end_here = match b {
-            b'\n' => line_ends_sentence(text, start, i),
-            b'.' | b'!' | b'?' => {
-                let next = text[i + 1..].chars().next();
-                let after = text[i + 1..].trim_start_matches([' ', '\t']);
-                next.is_none_or(char::is_whitespace)
-                    && (after.starts_with(|c: char| c.is_uppercase() || c == '\n')
-                        || after.is_empty())
-                    && !(b == b'.' && ends_with_abbreviation(&text[start..i]))
-            }
-            _ => false,
-        };
-        if end_here {
-            if text[start..=i].trim().len() > 1 {
-                out.push(start..i + 1);
-            }
-            start = i + 1;
+    let mut push = |range: Range<usize>| {
+        if text[range.clone()].trim().len() > 1 {
+            out.push(range);
         }
-        i += 1;
+    };
+    let mut lines = line_ranges(text).peekable();
+    while let Some(line) = lines.next() {
+        for at in line.clone() {
+            let mark = text.as_bytes()[at];
+            if matches!(mark, b'.' | b'!' | b'?')
+                && at >= start
+                && ends_sentence_at(text, start, at, mark == b'.')
+            {
+                push(start..at + 1);
+                start = at + 1;
+            }
+        }
+        let next_line = lines.peek().map_or("", |r| text[r.clone()].trim());
+        // The whole line decides whether it was wrapped; only its tail belongs to this sentence.
+        let whole_line = text[line.clone()].trim();
+        let tail = text[start.max(line.start)..line.end].trim();
+        if tail.is_empty()
+            || next_line.is_empty()
+            || whole_line.len() < 45
+            || tail.ends_with(':')
+            || starts_list_item_or_label(next_line)
+        {
+            push(start..line.end);
+            start = (line.end + 1).min(text.len());
+        }
     }
-    if text[start..].trim().len() > 1 {
-        out.push(start..text.len());
+    if start < text.len() {
+        push(start..text.len());
     }
     out
 }
 
-fn line_ends_sentence(text: &str, sentence_start: usize, newline: usize) -> bool {
-    let line_start = text[..newline].rfind('\n').map_or(0, |p| p + 1);
-    // The whole line decides whether it was wrapped; only its tail belongs to this sentence.
-    let whole_line = text[line_start..newline].trim();
-    let line = text[line_start.max(sentence_start)..newline].trim();
-    let next_line = text[newline + 1..].lines().next().unwrap_or("").trim();
-    line.is_empty()
-        || next_line.is_empty()
-        || whole_line.len() < 45
-        || line.ends_with(':')
-        || LIST_OR_LABEL.is_match(next_line)
+fn line_ranges(text: &str) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        if from >= text.len() {
+            return None;
+        }
+        let end = text[from..].find('\n').map_or(text.len(), |p| from + p);
+        let range = from..end;
+        from = end + 1;
+        Some(range)
+    })
 }
 
-static LIST_OR_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:[-*\u{2022}]|\d{1,2}[.)]\s|[A-Z][A-Za-z /&-]{0,40}:)").expect("list regex")
-});
+/// A full stop, "!" or "?" ends a sentence when a space and a capital (or the line end) follow,
+/// and a full stop is not that of "p.m.", "No." or "Inc.".
+fn ends_sentence_at(text: &str, start: usize, at: usize, full_stop: bool) -> bool {
+    let rest = &text[at + 1..];
+    let after = rest.trim_start_matches([' ', '\t']);
+    rest.chars().next().is_none_or(char::is_whitespace)
+        && (after.is_empty() || after.starts_with(|c: char| c.is_uppercase() || c == '\n'))
+        && !(full_stop && ends_with_abbreviation(&text[start..at]))
+}
+
+/// "- item", "* item", "\u{2022} item", "1. item", "2) item" or "Proposals due: ...".
+fn starts_list_item_or_label(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    match bytes.first() {
+        Some(b'-' | b'*') => true,
+        _ if line.starts_with('\u{2022}') => true,
+        Some(b'0'..=b'9') => {
+            let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+            digits <= 2
+                && matches!(bytes.get(digits), Some(b'.' | b')'))
+                && bytes.get(digits + 1).is_some_and(u8::is_ascii_whitespace)
+        }
+        Some(b'A'..=b'Z') => line
+            .bytes()
+            .take(42)
+            .take_while(|b| b.is_ascii_alphabetic() || matches!(b, b' ' | b'/' | b'&' | b'-'))
+            .count()
+            .checked_add(0)
+            .is_some_and(|n| bytes.get(n) == Some(&b':')),
+        _ => false,
+    }
+}
 
 fn ends_with_abbreviation(before: &str) -> bool {
     let word = before
         .rsplit(|c: char| c.is_whitespace() || c == '(')
         .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
+        .unwrap_or("");
+    if word.ends_with("a.m")
+        || word.ends_with("p.m")
+        || word.ends_with("A.M")
+        || word.ends_with("P.M")
+    {
+        return true;
+    }
+    if word.len() > 6 {
+        return false;
+    }
+    let word = word.to_ascii_lowercase();
     word.len() == 1
         || word.ends_with("a.m")
         || word.ends_with("p.m")
@@ -249,12 +309,13 @@ fn deadlines_in_sentence(
             .map_or(sentence.len(), |n| n.span.start)
             .min(floor_boundary(sentence, m.span.end + KIND_REACH_RIGHT));
         let right = &sentence[m.span.end..right_end];
-        if !is_demand(sentence, left, right, m) {
-            continue;
-        }
+        // The kind test is the cheaper one and rules out most dates, so it goes first.
         let Some(kind) = kind_of(left, right) else {
             continue;
         };
+        if !is_demand(sentence, left, right, m) {
+            continue;
+        }
         let (time, zone, time_doubt) = match nearest_time(&times, m) {
             Some(t) => (Some(t.time), t.zone.clone(), t.ambiguous),
             None => (None, None, false),
@@ -326,7 +387,7 @@ fn is_part_of_range(sentence: &str, m: &Mention, next: Option<&Mention>) -> bool
 }
 
 static RANGE_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:from|through|thru|between|beginning|starting|commencing|effective)\s+(?:on\s+|the\s+)?$|[-\u{2013}]\s*$")
+    Regex::new(r"(?i)(?-u:\b)(?:from|through|thru|between|beginning|starting|commencing|effective)\s+(?:on\s+|the\s+)?$|[-\u{2013}]\s*$")
         .expect("range regex")
 });
 
@@ -377,25 +438,26 @@ const PLANNED: [&str; 9] = [
 ];
 
 static PARTICIPLE_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?P<word>[a-z]{3,}ed)\s+(?:on\s+)?$").expect("participle regex")
+    Regex::new(r"(?i)(?-u:\b)(?P<word>[a-z]{3,}ed)\s+(?:on\s+)?$").expect("participle regex")
 });
 
 static PAST_TENSE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)\b[a-z]{3,}ed\b").expect("past tense regex"));
+    LazyLock::new(|| Regex::new(r"(?i)(?-u:\b)[a-z]{3,}ed(?-u:\b)").expect("past tense regex"));
 
 static ISSUE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:issue|release|publish|post|advertise)[sd]?\b").expect("issue regex")
+    Regex::new(r"(?i)(?-u:\b)(?:issue|release|publish|post|advertise)[sd]?(?-u:\b)")
+        .expect("issue regex")
 });
 
 static BY_OR_BEFORE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)\b(?:by|before|until)\b").expect("by regex"));
+    LazyLock::new(|| Regex::new(r"(?i)(?-u:\b)(?:by|before|until)(?-u:\b)").expect("by regex"));
 
 static DATELINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*[A-Z][A-Z .'&-]{2,},\s*$").expect("dateline regex"));
 
 /// Words just before a date that make it the past or a fact rather than a demand on the supplier.
 static NOT_A_DEADLINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:issued?|released?|dated|sent|posted|published|advertised|signed|executed|spoke|talked|discussed|received on|provided on|submitted on|as of|since|letters? of|born|founded|last)\b[^.]{0,30}$")
+    Regex::new(r"(?i)(?-u:\b)(?:issued?|released?|dated|sent|posted|published|advertised|signed|executed|spoke|talked|discussed|received on|provided on|submitted on|as of|since|letters? of|born|founded|last)(?-u:\b)[^.]{0,30}$")
         .expect("past regex")
 });
 
@@ -443,19 +505,19 @@ fn kind_from_caps(caps: &regex::Captures<'_>) -> Option<DeadlineKind> {
 
 static KIND: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"(?i)\b(?:",
-        r"(?P<prebid>pre-?\s?(?:bid|proposal|submission|tender|quote|bidders?|offerors?)\b|(?:bidders?|offerors?|proposers?|vendors?|suppliers?)'?s?'?\s+(?:conference|meeting|briefing)|site\s+(?:visit|walk|inspection|tour|meeting)|walk-?\s?through|information\s+session|industry\s+day)",
+        r"(?i)(?-u:\b)(?:",
+        r"(?P<prebid>pre-?\s?(?:bid|proposal|submission|tender|quote|bidders?|offerors?)(?-u:\b)|(?:bidders?|offerors?|proposers?|vendors?|suppliers?)'?s?'?\s+(?:conference|meeting|briefing)|site\s+(?:visit|walk|inspection|tour|meeting)|walk-?\s?through|information\s+session|industry\s+day)",
         r"|(?P<intent>intent(?:ion)?\s+to\s+(?:bid|propose|respond|submit|participate|tender|quote)|notice\s+of\s+intent|letter\s+of\s+intent|intent-to-bid)",
         r"|(?P<questions>questions?|q\s?&\s?a|queries|inquiries|inquiry|enquiries|enquiry|clarifications?)",
         r"|(?P<submission>expressions?\s+of\s+interest|eois?|submittals?|proposals?|bids?|bidding|responses?|respond|quotes?|quotations?|quoting|submissions?|submit(?:ted|tal)?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|solicitations?|closing|closes|buying|purchasing|refresh(?:ed)?|applications?|registration|register|returned|complet(?:e|ed|ion))",
         r"|(?P<other>decisions?|decide|award(?:ed)?|select(?:ion)?|shortlist|approval|notif(?:y|ied|ication)|advise|meet(?:ing)?s?|presentations?|interviews?|pitch|demo(?:nstration)?s?|kick-?off|start\s+date)",
-        r")\b"
+        r")(?-u:\b)"
     ))
     .expect("kind regex")
 });
 
 static GENERIC_DEADLINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:due|deadline|no\s+later\s+than|not\s+later\s+than|on\s+or\s+before|cut-?\s?off|close\s+of\s+business|cob|eod|latest|expires?)\b")
+    Regex::new(r"(?i)(?-u:\b)(?:due|deadline|no\s+later\s+than|not\s+later\s+than|on\s+or\s+before|cut-?\s?off|close\s+of\s+business|cob|eod|latest|expires?)(?-u:\b)")
         .expect("generic deadline regex")
 });
 
@@ -465,13 +527,13 @@ static DATE: LazyLock<Regex> = LazyLock::new(|| {
     let month = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)";
     Regex::new(&format!(
         concat!(
-            r"(?i)\b(?:",
-            r"(?P<iy>\d{{4}})-(?P<im>\d{{1,2}})-(?P<id>\d{{1,2}})\b",
-            r"|(?:(?P<mdw>{wd}),?\s+(?:the\s+)?)?(?P<mdm>{month})\.?\s*(?P<mdd>\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s*(?P<mdy>\d{{4}})\b)?",
-            r"|(?:(?P<dmw>{wd}),?\s+(?:the\s+)?)?(?P<dmd>\d{{1,2}})(?:st|nd|rd|th)?(?:\s+of)?\s*(?P<dmm>{month})\b\.?(?:,?\s*(?P<dmy>\d{{4}})\b)?",
-            r"|(?:(?P<nw>{wd}),?\s+)?(?P<na>\d{{1,2}})/(?P<nb>\d{{1,2}})(?:/(?P<ny>\d{{4}}|\d{{2}}))?\b",
-            r"|(?P<ea>\d{{1,2}})\.(?P<eb>\d{{1,2}})\.(?P<ey>\d{{4}})\b",
-            r"|(?P<wpre>(?:this|next|coming)\s+)?(?P<wd>monday|tuesday|wednesday|thursday|friday|saturday|sunday)(?:\s+the\s+(?P<wdd>\d{{1,2}})(?:st|nd|rd|th)?\b)?",
+            r"(?i)(?-u:\b)(?:",
+            r"(?P<iy>\d{{4}})-(?P<im>\d{{1,2}})-(?P<id>\d{{1,2}})(?-u:\b)",
+            r"|(?:(?P<mdw>{wd}),?\s+(?:the\s+)?)?(?P<mdm>{month})\.?\s*(?P<mdd>\d{{1,2}})(?:st|nd|rd|th)?(?-u:\b)(?:,?\s*(?P<mdy>\d{{4}})(?-u:\b))?",
+            r"|(?:(?P<dmw>{wd}),?\s+(?:the\s+)?)?(?P<dmd>\d{{1,2}})(?:st|nd|rd|th)?(?:\s+of)?\s*(?P<dmm>{month})(?-u:\b)\.?(?:,?\s*(?P<dmy>\d{{4}})(?-u:\b))?",
+            r"|(?:(?P<nw>{wd}),?\s+)?(?P<na>\d{{1,2}})/(?P<nb>\d{{1,2}})(?:/(?P<ny>\d{{4}}|\d{{2}}))?(?-u:\b)",
+            r"|(?P<ea>\d{{1,2}})\.(?P<eb>\d{{1,2}})\.(?P<ey>\d{{4}})(?-u:\b)",
+            r"|(?P<wpre>(?:this|next|coming)\s+)?(?P<wd>monday|tuesday|wednesday|thursday|friday|saturday|sunday)(?:\s+the\s+(?P<wdd>\d{{1,2}})(?:st|nd|rd|th)?(?-u:\b))?",
             r"|(?P<rel>today|tonight|tomorrow|this\s+(?:morning|afternoon|evening)|end\s+of\s+(?:the\s+)?(?:day|week|month)|eod|eow|eom)",
             r")"
         ),
@@ -573,7 +635,7 @@ fn mention(
 }
 
 static POSSESSIVE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^['\u{2019}]s\b").expect("possessive regex"));
+    LazyLock::new(|| Regex::new(r"^['\u{2019}]s(?-u:\b)").expect("possessive regex"));
 
 /// Traders and buyers write months with two-digit years: "Nov01", "Apr02-Oct02", "quote for
 /// Nov 01", "request for quote 12/01". A zero-padded number glued to a month, after "for/of/in",
@@ -607,7 +669,7 @@ fn is_month_and_year(sentence: &str, caps: &regex::Captures<'_>, base: Option<Na
 }
 
 static MONTH_PERIOD_WORD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:for|of|in|during|through|thru|since|from)\s+$")
+    Regex::new(r"(?i)(?-u:\b)(?:for|of|in|during|through|thru|since|from)\s+$")
         .expect("period word regex")
 });
 
@@ -859,13 +921,13 @@ fn clock(caps: &regex::Captures<'_>) -> Option<(NaiveTime, bool)> {
 
 static TIME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"(?i)\b(?:",
-        r"(?P<rh>\d{1,2})(?::(?P<rm>\d{2}))?\s*(?:-|\u{2013}|to)\s*\d{1,2}(?::\d{2})?\s*(?P<rap>[ap])\.?\s?m\b\.?",
-        r"|(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?\s*(?P<ap>[ap])\.?\s?m\b\.?",
-        r"|(?P<h24>\d{1,2}):(?P<m24>\d{2})(?:\s*(?P<noon>noon|midnight))?\b(?:\s*(?:hrs|hours|h)\b)?",
-        r"|(?P<hh>[01]\d|2[0-3])(?P<mm>[0-5]\d)\s*(?:hrs|hours|h)\b",
-        r"|(?P<hd>\d{1,2})\.(?P<md>\d{2})\s*(?:hrs|hours|h|noon)\b",
-        r"|(?P<word>noon|midday|midnight)\b",
+        r"(?i)(?-u:\b)(?:",
+        r"(?P<rh>\d{1,2})(?::(?P<rm>\d{2}))?\s*(?:-|\u{2013}|to)\s*\d{1,2}(?::\d{2})?\s*(?P<rap>[ap])\.?\s?m(?-u:\b)\.?",
+        r"|(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?\s*(?P<ap>[ap])\.?\s?m(?-u:\b)\.?",
+        r"|(?P<h24>\d{1,2}):(?P<m24>\d{2})(?:\s*(?P<noon>noon|midnight))?(?-u:\b)(?:\s*(?:hrs|hours|h)(?-u:\b))?",
+        r"|(?P<hh>[01]\d|2[0-3])(?P<mm>[0-5]\d)\s*(?:hrs|hours|h)(?-u:\b)",
+        r"|(?P<hd>\d{1,2})\.(?P<md>\d{2})\s*(?:hrs|hours|h|noon)(?-u:\b)",
+        r"|(?P<word>noon|midday|midnight)(?-u:\b)",
         r")"
     ))
     .expect("time regex")

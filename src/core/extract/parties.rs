@@ -100,24 +100,24 @@ fn role_of(title: Option<&str>, address: &Address) -> StakeholderRole {
 }
 
 static PROCUREMENT_TITLE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:procurement|purchasing|sourcing|contracts?|contracting|buyer|category\s+manager|tender|acquisitions?|supply\s+chain|commodity\s+manager|vendor\s+management|bids?)\b")
+    Regex::new(r"(?i)(?-u:\b)(?:procurement|purchasing|sourcing|contracts?|contracting|buyer|category\s+manager|tender|acquisitions?|supply\s+chain|commodity\s+manager|vendor\s+management|bids?)(?-u:\b)")
         .expect("procurement title regex")
 });
 
 static BUSINESS_TITLE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:vp|svp|evp|vice\s+president|director|head\s+of|chief|cio|cfo|ceo|coo|cto|ciso|president|owner|founder|manager|superintendent|operations|general\s+manager|principal|partner|administrator|lead|supervisor|engineer)\b")
+    Regex::new(r"(?i)(?-u:\b)(?:vp|svp|evp|vice\s+president|director|head\s+of|chief|cio|cfo|ceo|coo|cto|ciso|president|owner|founder|manager|superintendent|operations|general\s+manager|principal|partner|administrator|lead|supervisor|engineer)(?-u:\b)")
         .expect("business title regex")
 });
 
 static PROCUREMENT_MAILBOX: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)procure|purchas|sourcing|tender|bids?\b|rfp|rfq|contracts|buyer|supplier|vendor",
+        r"(?i)procure|purchas|sourcing|tender|bids?(?-u:\b)|rfp|rfq|contracts|buyer|supplier|vendor",
     )
     .expect("mailbox regex")
 });
 
 static ORGANISATION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:inc|llc|llp|ltd|limited|corp|corporation|company|co|group|gmbh|ag|plc|s\.?a|city|county|state|department|dept|university|college|school|district|authority|agency|services|energy|power|gas|electric|utilities|bank|hospital|council|ministry|board|commission|association|partners|holdings|technologies|systems|solutions)\b\.?")
+    Regex::new(r"(?i)(?-u:\b)(?:inc|llc|llp|ltd|limited|corp|corporation|company|co|group|gmbh|ag|plc|s\.?a|city|county|state|department|dept|university|college|school|district|authority|agency|services|energy|power|gas|electric|utilities|bank|hospital|council|ministry|board|commission|association|partners|holdings|technologies|systems|solutions)(?-u:\b)\.?")
         .expect("organisation regex")
 });
 
@@ -175,7 +175,7 @@ struct Signature {
 fn signature(body: &str, from: &Address) -> Option<Signature> {
     let lines: Vec<&str> = body
         .lines()
-        .take_while(|l| !QUOTE_START.is_match(l))
+        .take_while(|l| !starts_quoted_history(l))
         .map(str::trim)
         .collect();
     let tokens = name_tokens(from);
@@ -261,10 +261,19 @@ fn is_name_line(line: &str, tokens: &[String]) -> bool {
     })
 }
 
-static QUOTE_START: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s*(?:>|-{2,}\s*original message|-{5,}\s*forwarded|on\b.{0,120}\bwrote:?\s*$|from:\s)")
-        .expect("quote start regex")
-});
+/// Where the quoted history begins: "> ...", "-----Original Message-----", "----- Forwarded by",
+/// "On ... wrote:" or a bare "From:" header. Plain string tests: this runs on every body line.
+fn starts_quoted_history(line: &str) -> bool {
+    let line = line.trim();
+    let has_prefix = |prefix: &str| {
+        line.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
+    line.starts_with('>')
+        || (line.starts_with("--") && (line.contains("riginal") || line.contains("orward")))
+        || has_prefix("from:")
+        || (has_prefix("on ") && line.trim_end_matches(':').ends_with("wrote"))
+}
 
 static CLOSING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^(?:(?:kind|best|warm|many)\s+)?(?:regards|thanks|thank\s+you|sincerely|cheers|best|respectfully)[,.!]?$")
@@ -272,7 +281,7 @@ static CLOSING: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static TITLE_WORD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:manager|director|officer|buyer|specialist|analyst|coordinator|vp|vice\s+president|president|head|chief|cio|cfo|ceo|coo|cto|owner|administrator|agent|lead|supervisor|engineer|consultant|principal|purchasing|procurement|sourcing|contracts?|executive|superintendent|controller|treasurer|associate)\b")
+    Regex::new(r"(?i)(?-u:\b)(?:manager|director|officer|buyer|specialist|analyst|coordinator|vp|vice\s+president|president|head|chief|cio|cfo|ceo|coo|cto|owner|administrator|agent|lead|supervisor|engineer|consultant|principal|purchasing|procurement|sourcing|contracts?|executive|superintendent|controller|treasurer|associate)(?-u:\b)")
         .expect("title regex")
 });
 
