@@ -399,7 +399,10 @@ static RANGE_BETWEEN: LazyLock<Regex> = LazyLock::new(|| {
 /// report of the past: "received your question today", "the RFP received Friday", "intends to
 /// issue an RFP on July 13", "SAN FRANCISCO, Nov. 26, 2001 -" (a press dateline).
 fn is_demand(sentence: &str, left: &str, right: &str, m: &Mention) -> bool {
-    if NOT_A_DEADLINE.is_match(tail(left, 40)) || DATELINE.is_match(&sentence[..m.span.start]) {
+    if NOT_A_DEADLINE.is_match(tail(left, 40))
+        || LAST.is_match(tail(left, 8))
+        || DATELINE.is_match(&sentence[..m.span.start])
+    {
         return false;
     }
     if let Some(caps) = PARTICIPLE_BEFORE.captures(left) {
@@ -425,7 +428,7 @@ fn is_demand(sentence: &str, left: &str, right: &str, m: &Mention) -> bool {
 }
 
 /// Participles that put a date in the future ("scheduled on", "extended to").
-const PLANNED: [&str; 9] = [
+const PLANNED: [&str; 17] = [
     "scheduled",
     "rescheduled",
     "planned",
@@ -435,6 +438,14 @@ const PLANNED: [&str; 9] = [
     "required",
     "requested",
     "expected",
+    "anticipated",
+    "targeted",
+    "estimated",
+    "projected",
+    "needed",
+    "delayed",
+    "revised",
+    "amended",
 ];
 
 static PARTICIPLE_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
@@ -449,6 +460,11 @@ static ISSUE: LazyLock<Regex> = LazyLock::new(|| {
         .expect("issue regex")
 });
 
+/// "last Friday" is past; "last day for questions: March 5" is not, so only the word right
+/// before the date counts.
+static LAST: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)(?-u:\b)last\s+$").expect("last regex"));
+
 static BY_OR_BEFORE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)(?-u:\b)(?:by|before|until)(?-u:\b)").expect("by regex"));
 
@@ -457,7 +473,7 @@ static DATELINE: LazyLock<Regex> =
 
 /// Words just before a date that make it the past or a fact rather than a demand on the supplier.
 static NOT_A_DEADLINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(?:issued?|released?|dated|sent|posted|published|advertised|signed|executed|spoke|talked|discussed|received on|provided on|submitted on|as of|since|letters? of|born|founded|last)(?-u:\b)[^.]{0,30}$")
+    Regex::new(r"(?i)(?-u:\b)(?:issued?|released?|dated|sent|posted|published|advertised|signed|executed|spoke|talked|discussed|received on|provided on|submitted on|as of|since|letters? of|born|founded)(?-u:\b)[^.]{0,30}$")
         .expect("past regex")
 });
 
@@ -465,39 +481,54 @@ static NOT_A_DEADLINE: LazyLock<Regex> = LazyLock::new(|| {
 /// before it wins, since "pre-bid conference call meeting" ends in a generic word), else from
 /// the words after it. `None` when nothing says this date is a deadline at all.
 fn kind_of(left: &str, right: &str) -> Option<DeadlineKind> {
-    let mut nearest_left = None;
+    let mut nearest_noun = None;
+    let mut nearest_act = None;
     for caps in KIND.captures_iter(left) {
-        let kind = kind_from_caps(&caps);
-        if matches!(kind, Some(DeadlineKind::PreBid | DeadlineKind::IntentToBid)) {
-            return kind;
-        }
-        if kind.is_some() {
-            nearest_left = kind;
+        match kind_from_caps(&caps) {
+            Some((kind @ (DeadlineKind::PreBid | DeadlineKind::IntentToBid), _)) => {
+                return Some(kind);
+            }
+            Some((kind, true)) => nearest_act = Some(kind),
+            Some((kind, false)) => nearest_noun = Some(kind),
+            None => {}
         }
     }
-    if nearest_left.is_some() {
-        return nearest_left;
+    // What is due ("questions must be submitted") says more than the verb near the date.
+    if let Some(kind) = nearest_noun.or(nearest_act) {
+        return Some(kind);
     }
-    let right_kind = KIND.captures_iter(right).find_map(|c| kind_from_caps(&c));
-    if right_kind.is_some() {
-        return right_kind;
+    let mut right_act = None;
+    for caps in KIND.captures_iter(right) {
+        match kind_from_caps(&caps) {
+            Some((kind, false)) => return Some(kind),
+            Some((kind, true)) => right_act = right_act.or(Some(kind)),
+            None => {}
+        }
+    }
+    if right_act.is_some() {
+        return right_act;
     }
     // "Due date: Friday", "your deadline is July 17": a deadline with no noun is the submission.
     (GENERIC_DEADLINE.is_match(left) || GENERIC_DEADLINE.is_match(right))
         .then_some(DeadlineKind::Submission)
 }
 
-fn kind_from_caps(caps: &regex::Captures<'_>) -> Option<DeadlineKind> {
-    if caps.name("prebid").is_some() {
-        Some(DeadlineKind::PreBid)
-    } else if caps.name("intent").is_some() {
-        Some(DeadlineKind::IntentToBid)
-    } else if caps.name("questions").is_some() {
-        Some(DeadlineKind::Questions)
-    } else if caps.name("submission").is_some() {
-        Some(DeadlineKind::Submission)
-    } else if caps.name("other").is_some() {
-        Some(DeadlineKind::Other)
+/// The kind a keyword names, and whether it is only a verb ("submit", "respond"), which yields
+/// to a noun ("questions", "proposals") that says what is due.
+fn kind_from_caps(caps: &regex::Captures<'_>) -> Option<(DeadlineKind, bool)> {
+    let named = |name: &str| caps.name(name).is_some();
+    if named("prebid") {
+        Some((DeadlineKind::PreBid, false))
+    } else if named("intent") {
+        Some((DeadlineKind::IntentToBid, false))
+    } else if named("questions") {
+        Some((DeadlineKind::Questions, false))
+    } else if named("submission") {
+        Some((DeadlineKind::Submission, false))
+    } else if named("act") {
+        Some((DeadlineKind::Submission, true))
+    } else if named("other") {
+        Some((DeadlineKind::Other, false))
     } else {
         None
     }
@@ -509,7 +540,8 @@ static KIND: LazyLock<Regex> = LazyLock::new(|| {
         r"(?P<prebid>pre-?\s?(?:bid|proposal|submission|tender|quote|bidders?|offerors?)(?-u:\b)|(?:bidders?|offerors?|proposers?|vendors?|suppliers?)'?s?'?\s+(?:conference|meeting|briefing)|site\s+(?:visit|walk|inspection|tour|meeting)|walk-?\s?through|information\s+session|industry\s+day)",
         r"|(?P<intent>intent(?:ion)?\s+to\s+(?:bid|propose|respond|submit|participate|tender|quote)|notice\s+of\s+intent|letter\s+of\s+intent|intent-to-bid)",
         r"|(?P<questions>questions?|q\s?&\s?a|queries|inquiries|inquiry|enquiries|enquiry|clarifications?)",
-        r"|(?P<submission>expressions?\s+of\s+interest|eois?|submittals?|proposals?|bids?|bidding|responses?|respond|quotes?|quotations?|quoting|submissions?|submit(?:ted|tal)?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|solicitations?|closing|closes|buying|purchasing|refresh(?:ed)?|applications?|registration|register|returned|complet(?:e|ed|ion))",
+        r"|(?P<submission>expressions?\s+of\s+interest|eois?|submittals?|proposals?|bids?|bidding|responses?|quotes?|quotations?|quoting|submissions?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|bafos?|solicitations?|closing|closes|applications?|registration)",
+        r"|(?P<act>respond|submit(?:ted)?|returned|complet(?:e|ed|ion)|buying|purchasing|refresh(?:ed)?|register)",
         r"|(?P<other>decisions?|decide|award(?:ed)?|select(?:ion)?|shortlist|approval|notif(?:y|ied|ication)|advise|meet(?:ing)?s?|presentations?|interviews?|pitch|demo(?:nstration)?s?|kick-?off|start\s+date)",
         r")(?-u:\b)"
     ))
@@ -924,7 +956,7 @@ static TIME: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)(?-u:\b)(?:",
         r"(?P<rh>\d{1,2})(?::(?P<rm>\d{2}))?\s*(?:-|\u{2013}|to)\s*\d{1,2}(?::\d{2})?\s*(?P<rap>[ap])\.?\s?m(?-u:\b)\.?",
         r"|(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?\s*(?P<ap>[ap])\.?\s?m(?-u:\b)\.?",
-        r"|(?P<h24>\d{1,2}):(?P<m24>\d{2})(?:\s*(?P<noon>noon|midnight))?(?-u:\b)(?:\s*(?:hrs|hours|h)(?-u:\b))?",
+        r"|(?P<h24>\d{1,2}):(?P<m24>\d{2})(?-u:\b)(?:\s*\(?(?P<noon>noon|midnight)\)?|\s*(?:hrs|hours|h)(?-u:\b))?",
         r"|(?P<hh>[01]\d|2[0-3])(?P<mm>[0-5]\d)\s*(?:hrs|hours|h)(?-u:\b)",
         r"|(?P<hd>\d{1,2})\.(?P<md>\d{2})\s*(?:hrs|hours|h|noon)(?-u:\b)",
         r"|(?P<word>noon|midday|midnight)(?-u:\b)",
@@ -987,7 +1019,7 @@ mod tests {
     fn reads_deadline_phrases() {
         use DeadlineKind::*;
         let ny = Some("America/New_York");
-        let table: [Row; 20] = [
+        let table: [Row; 24] = [
             (
                 "Proposals are due March 3, 2027 at 5:00 PM EST.",
                 monday(),
@@ -1147,6 +1179,39 @@ mod tests {
                 day(2027, 3, 10),
                 hm(16, 0),
                 Some("+00:00"),
+            ),
+            (
+                "Closing date: 15 March 2027, 12:00 (noon) GMT",
+                monday(),
+                Submission,
+                day(2027, 3, 15),
+                hm(12, 0),
+                Some("Europe/London"),
+            ),
+            // The noun says what is due; the verb next to the date does not.
+            (
+                "Questions must be submitted in writing by March 8 at 4pm PT; answers will be posted by March 12.",
+                monday(),
+                Questions,
+                day(2027, 3, 8),
+                hm(16, 0),
+                Some("America/Los_Angeles"),
+            ),
+            (
+                "Last day for questions: March 5",
+                monday(),
+                Questions,
+                day(2027, 3, 5),
+                None,
+                None,
+            ),
+            (
+                "Contract award is anticipated on April 30.",
+                monday(),
+                Other,
+                day(2027, 4, 30),
+                None,
+                None,
             ),
         ];
         for (body, base, kind, date, time, zone) in table {
