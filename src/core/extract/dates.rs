@@ -43,18 +43,32 @@ pub fn find_deadlines(
         if !might_hold_a_date(text) {
             continue;
         }
-        // One pass over the whole text finds where dates are; only their sentences are read.
-        let mut starts = DATE.find_iter(text).map(|m| m.start()).peekable();
-        if starts.peek().is_none() {
+        // One pass over the whole text finds the dates; only their sentences are read further.
+        let all: Vec<Mention> = DATE
+            .captures_iter(text)
+            .filter_map(|caps| mention(text, &caps, base, order))
+            .collect();
+        if all.is_empty() {
             continue;
         }
+        let mut rest = &all[..];
         for sentence in sentences(text) {
-            let mut holds_a_date = false;
-            while starts.next_if(|&s| s < sentence.end).is_some() {
-                holds_a_date = true;
+            let count = rest
+                .iter()
+                .take_while(|m| m.span.start < sentence.end)
+                .count();
+            let (here, later) = rest.split_at(count);
+            rest = later;
+            let here: Vec<Mention> = here
+                .iter()
+                .filter(|m| m.span.start >= sentence.start && m.span.end <= sentence.end)
+                .map(|m| m.within(sentence.start))
+                .collect();
+            if !here.is_empty() {
+                deadlines_in_sentence(&text[sentence], &here, base, &mut found);
             }
-            if holds_a_date {
-                deadlines_in_sentence(&text[sentence], base, order, &mut found);
+            if rest.is_empty() {
+                break;
             }
         }
     }
@@ -124,7 +138,7 @@ fn sentences(text: &str) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut push = |range: Range<usize>| {
-        if text[range.clone()].trim().len() > 1 {
+        if text[range.clone()].trim_ascii().len() > 1 {
             out.push(range);
         }
     };
@@ -140,10 +154,10 @@ fn sentences(text: &str) -> Vec<Range<usize>> {
                 start = at + 1;
             }
         }
-        let next_line = lines.peek().map_or("", |r| text[r.clone()].trim());
+        let next_line = lines.peek().map_or("", |r| text[r.clone()].trim_ascii());
         // The whole line decides whether it was wrapped; only its tail belongs to this sentence.
-        let whole_line = text[line.clone()].trim();
-        let tail = text[start.max(line.start)..line.end].trim();
+        let whole_line = text[line.clone()].trim_ascii();
+        let tail = text[start.max(line.start)..line.end].trim_ascii();
         if tail.is_empty()
             || next_line.is_empty()
             || whole_line.len() < 45
@@ -261,7 +275,7 @@ fn ends_with_abbreviation(before: &str) -> bool {
 }
 
 /// A date found in a sentence, before its kind is known.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Mention {
     span: Range<usize>,
     date: Option<NaiveDate>,
@@ -272,20 +286,24 @@ struct Mention {
     today_like: bool,
 }
 
+/// `mentions` are the dates in `sentence`, with spans relative to it.
+impl Mention {
+    /// The same mention with its span relative to a sentence starting at `offset`.
+    fn within(&self, offset: usize) -> Mention {
+        Mention {
+            span: self.span.start - offset..self.span.end - offset,
+            ..self.clone()
+        }
+    }
+}
+
 fn deadlines_in_sentence(
     sentence: &str,
+    mentions: &[Mention],
     base: Option<NaiveDate>,
-    order: Option<DateOrder>,
     found: &mut Vec<Deadline>,
 ) {
-    let mentions: Vec<Mention> = DATE
-        .captures_iter(sentence)
-        .filter_map(|caps| mention(sentence, &caps, base, order))
-        .collect();
-    if mentions.is_empty() {
-        return;
-    }
-    let times = times_in(sentence, &mentions);
+    let times = times_in(sentence, mentions);
     for (index, m) in mentions.iter().enumerate() {
         if is_part_of_range(sentence, m, mentions.get(index + 1)) {
             continue;
@@ -483,8 +501,8 @@ static NOT_A_DEADLINE: LazyLock<Regex> = LazyLock::new(|| {
 fn kind_of(left: &str, right: &str) -> Option<DeadlineKind> {
     let mut nearest_noun = None;
     let mut nearest_act = None;
-    for caps in KIND.captures_iter(left) {
-        match kind_from_caps(&caps) {
+    for word in KIND.find_iter(left) {
+        match kind_of_word(word.as_str()) {
             Some((kind @ (DeadlineKind::PreBid | DeadlineKind::IntentToBid), _)) => {
                 return Some(kind);
             }
@@ -498,8 +516,8 @@ fn kind_of(left: &str, right: &str) -> Option<DeadlineKind> {
         return Some(kind);
     }
     let mut right_act = None;
-    for caps in KIND.captures_iter(right) {
-        match kind_from_caps(&caps) {
+    for word in KIND.find_iter(right) {
+        match kind_of_word(word.as_str()) {
             Some((kind, false)) => return Some(kind),
             Some((kind, true)) => right_act = right_act.or(Some(kind)),
             None => {}
@@ -515,37 +533,62 @@ fn kind_of(left: &str, right: &str) -> Option<DeadlineKind> {
 
 /// The kind a keyword names, and whether it is only a verb ("submit", "respond"), which yields
 /// to a noun ("questions", "proposals") that says what is due.
-fn kind_from_caps(caps: &regex::Captures<'_>) -> Option<(DeadlineKind, bool)> {
-    let named = |name: &str| caps.name(name).is_some();
-    if named("prebid") {
-        Some((DeadlineKind::PreBid, false))
-    } else if named("intent") {
-        Some((DeadlineKind::IntentToBid, false))
-    } else if named("questions") {
-        Some((DeadlineKind::Questions, false))
-    } else if named("submission") {
-        Some((DeadlineKind::Submission, false))
-    } else if named("act") {
-        Some((DeadlineKind::Submission, true))
-    } else if named("other") {
-        Some((DeadlineKind::Other, false))
-    } else {
-        None
-    }
+fn kind_of_word(word: &str) -> Option<(DeadlineKind, bool)> {
+    KIND_BY_WORD
+        .iter()
+        .find(|(_, _, whole)| whole.is_match(word))
+        .map(|(kind, verb, _)| (*kind, *verb))
 }
 
+/// Deadline keywords by kind, in the order they are tried. The last flag marks verbs, which
+/// yield to nouns that say what is due.
+const KIND_WORDS: [(DeadlineKind, bool, &str); 6] = [
+    (
+        DeadlineKind::PreBid,
+        false,
+        r"pre-?\s?(?:bid|proposal|submission|tender|quote|bidders?|offerors?)(?-u:\b)|(?:bidders?|offerors?|proposers?|vendors?|suppliers?)'?s?'?\s+(?:conference|meeting|briefing)|site\s+(?:visit|walk|inspection|tour|meeting)|walk-?\s?through|information\s+session|industry\s+day",
+    ),
+    (
+        DeadlineKind::IntentToBid,
+        false,
+        r"intent(?:ion)?\s+to\s+(?:bid|propose|respond|submit|participate|tender|quote)|notice\s+of\s+intent|letter\s+of\s+intent|intent-to-bid",
+    ),
+    (
+        DeadlineKind::Questions,
+        false,
+        r"questions?|q\s?&\s?a|queries|inquiries|inquiry|enquiries|enquiry|clarifications?",
+    ),
+    (
+        DeadlineKind::Submission,
+        false,
+        r"expressions?\s+of\s+interest|eois?|submittals?|proposals?|bids?|bidding|responses?|quotes?|quotations?|quoting|submissions?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|bafos?|solicitations?|closing|closes|applications?|registration",
+    ),
+    (
+        DeadlineKind::Submission,
+        true,
+        r"respond|submit(?:ted)?|returned|complet(?:e|ed|ion)|buying|purchasing|refresh(?:ed)?|register",
+    ),
+    (
+        DeadlineKind::Other,
+        false,
+        r"decisions?|decide|award(?:ed)?|select(?:ion)?|shortlist|approval|notif(?:y|ied|ication)|advise|meet(?:ing)?s?|presentations?|interviews?|pitch|demo(?:nstration)?s?|kick-?off|start\s+date",
+    ),
+];
+
+/// All keywords in one pattern: found with the fast engine, then sorted by `KIND_BY_WORD`.
 static KIND: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"(?i)(?-u:\b)(?:",
-        r"(?P<prebid>pre-?\s?(?:bid|proposal|submission|tender|quote|bidders?|offerors?)(?-u:\b)|(?:bidders?|offerors?|proposers?|vendors?|suppliers?)'?s?'?\s+(?:conference|meeting|briefing)|site\s+(?:visit|walk|inspection|tour|meeting)|walk-?\s?through|information\s+session|industry\s+day)",
-        r"|(?P<intent>intent(?:ion)?\s+to\s+(?:bid|propose|respond|submit|participate|tender|quote)|notice\s+of\s+intent|letter\s+of\s+intent|intent-to-bid)",
-        r"|(?P<questions>questions?|q\s?&\s?a|queries|inquiries|inquiry|enquiries|enquiry|clarifications?)",
-        r"|(?P<submission>expressions?\s+of\s+interest|eois?|submittals?|proposals?|bids?|bidding|responses?|quotes?|quotations?|quoting|submissions?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|bafos?|solicitations?|closing|closes|applications?|registration)",
-        r"|(?P<act>respond|submit(?:ted)?|returned|complet(?:e|ed|ion)|buying|purchasing|refresh(?:ed)?|register)",
-        r"|(?P<other>decisions?|decide|award(?:ed)?|select(?:ion)?|shortlist|approval|notif(?:y|ied|ication)|advise|meet(?:ing)?s?|presentations?|interviews?|pitch|demo(?:nstration)?s?|kick-?off|start\s+date)",
-        r")(?-u:\b)"
-    ))
-    .expect("kind regex")
+    let all: Vec<&str> = KIND_WORDS.iter().map(|(_, _, words)| *words).collect();
+    Regex::new(&format!(r"(?i)(?-u:\b)(?:{})(?-u:\b)", all.join("|"))).expect("kind regex")
+});
+
+static KIND_BY_WORD: LazyLock<Vec<(DeadlineKind, bool, Regex)>> = LazyLock::new(|| {
+    KIND_WORDS
+        .iter()
+        .map(|(kind, verb, words)| {
+            let whole = Regex::new(&format!(r"(?i)^(?:{words})$")).expect("kind word regex");
+            (*kind, *verb, whole)
+        })
+        .collect()
 });
 
 static GENERIC_DEADLINE: LazyLock<Regex> = LazyLock::new(|| {
@@ -682,7 +725,7 @@ fn is_month_and_year(sentence: &str, caps: &regex::Captures<'_>, base: Option<Na
             .get(..2)
             .is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "st" | "nd" | "rd" | "th"));
         let padded = d.as_str().starts_with('0');
-        let period_word = MONTH_PERIOD_WORD.is_match(&sentence[..m.start()]);
+        let period_word = MONTH_PERIOD_WORD.is_match(tail(&sentence[..m.start()], 16));
         return !suffixed && ((glued && !d.as_str().is_empty()) || (padded && period_word));
     }
     if let (Some(a), Some(b), None) = (caps.name("na"), caps.name("nb"), caps.name("ny")) {

@@ -10,6 +10,11 @@ use std::sync::LazyLock;
 
 /// How many lines under the name are read as the signature block.
 const SIGNATURE_LINES: usize = 6;
+/// How many lines above the quoted history are searched for the signature.
+const SIGNATURE_SEARCH_LINES: usize = 40;
+/// Longer lines are prose, not a name or a closing ("Kind regards,").
+const MAX_NAME_LINE_LEN: usize = 60;
+const MAX_CLOSING_LEN: usize = 24;
 
 #[derive(Debug, Default)]
 pub struct Parties {
@@ -173,17 +178,22 @@ struct Signature {
 /// The sender's signature block in the new part of the body (above any quoted history): the line
 /// bearing the sender's name, then a title line and a company line below it.
 fn signature(body: &str, from: &Address) -> Option<Signature> {
-    let lines: Vec<&str> = body
+    let new_part: Vec<&str> = body
         .lines()
         .take_while(|l| !starts_quoted_history(l))
         .map(str::trim)
         .collect();
+    // A signature sits at the bottom of the new text; newsletters and long bodies need not be
+    // searched line by line from the end.
+    let lines = &new_part[new_part.len().saturating_sub(SIGNATURE_SEARCH_LINES)..];
     let tokens = name_tokens(from);
     let (name_at, is_sender) = match lines.iter().rposition(|line| is_name_line(line, &tokens)) {
         Some(at) => (at, true),
         // A team mailbox ("Supplier Onboarding") signs with a person's name under the closing.
         None => {
-            let closing = lines.iter().rposition(|line| CLOSING.is_match(line))?;
+            let closing = lines
+                .iter()
+                .rposition(|line| line.len() <= MAX_CLOSING_LEN && CLOSING.is_match(line))?;
             let at = lines[closing + 1..].iter().position(|l| !l.is_empty())? + closing + 1;
             (at, false)
         }
@@ -238,6 +248,9 @@ fn name_tokens(from: &Address) -> Vec<String> {
 
 /// A short line of capitalised words without digits, sharing a name part with the sender.
 fn is_name_line(line: &str, tokens: &[String]) -> bool {
+    if line.is_empty() || line.len() > MAX_NAME_LINE_LEN {
+        return false;
+    }
     let words: Vec<&str> = line.trim_end_matches(',').split_whitespace().collect();
     if words.is_empty() || words.len() > 5 || line.chars().any(|c| c.is_ascii_digit() || c == '@') {
         return false;
