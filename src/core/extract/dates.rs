@@ -38,8 +38,7 @@ pub fn find_deadlines(
 ) -> Vec<Deadline> {
     let mut found: Vec<Deadline> = Vec::new();
     let subject = strip_reply_prefixes(subject);
-    let body = drop_header_lines(body);
-    for text in [subject, body.as_str()] {
+    for text in [subject, body] {
         if !might_hold_a_date(text) {
             continue;
         }
@@ -51,24 +50,29 @@ pub fn find_deadlines(
         if all.is_empty() {
             continue;
         }
+        // Sentences are found around the dates only, not over the whole body.
         let mut rest = &all[..];
-        for sentence in sentences(text) {
+        while let Some(first) = rest.first() {
+            if is_header_line(line_of(text, first.span.start)) {
+                rest = &rest[1..];
+                continue;
+            }
+            let sentence = sentence_around(text, first.span.clone());
             let count = rest
                 .iter()
                 .take_while(|m| m.span.start < sentence.end)
-                .count();
+                .count()
+                .max(1);
             let (here, later) = rest.split_at(count);
             rest = later;
             let here: Vec<Mention> = here
                 .iter()
-                .filter(|m| m.span.start >= sentence.start && m.span.end <= sentence.end)
+                .filter(|m| m.span.end <= sentence.end)
+                .filter(|m| !is_header_line(line_of(text, m.span.start)))
                 .map(|m| m.within(sentence.start))
                 .collect();
             if !here.is_empty() {
                 deadlines_in_sentence(&text[sentence], &here, base, &mut found);
-            }
-            if rest.is_empty() {
-                break;
             }
         }
     }
@@ -99,24 +103,27 @@ fn strip_reply_prefixes(subject: &str) -> &str {
     }
 }
 
-/// Removes the lines of quoted and forwarded header blocks ("Sent: Monday, September 24, 2001",
-/// "On Tue, 2 Mar 2027 Pat wrote:", "Forwarded by X on 07/14/2000"): their dates are when mail
-/// was sent, never a deadline. Quote markers are stripped so quoted buyer text is still read.
-fn drop_header_lines(body: &str) -> String {
-    let mut kept = String::with_capacity(body.len());
-    for line in body.lines() {
-        let unquoted = line.trim_start_matches(|c: char| c == '>' || c.is_whitespace());
-        // Every header-line form has a colon or starts a "----- Forwarded"/"-----Original" rule: the cheap test
-        // spares the regex on ordinary lines.
-        let may_be_header = unquoted.as_bytes().contains(&b':') || unquoted.starts_with('-');
-        if may_be_header && HEADER_LINE.is_match(unquoted) {
-            kept.push('\n');
-            continue;
-        }
-        kept.push_str(unquoted);
-        kept.push('\n');
-    }
-    kept
+/// Lines of quoted and forwarded header blocks ("Sent: Monday, September 24, 2001", "On Tue, 2
+/// Mar 2027 Pat wrote:", "Forwarded by X on 07/14/2000"): their dates are when mail was sent,
+/// never a deadline, and they end any sentence around them.
+fn is_header_line(line: &str) -> bool {
+    let line = unquoted(line);
+    // Every header-line form has a colon or starts a "----- Forwarded"/"-----Original" rule: the
+    // cheap test spares the regex on ordinary lines.
+    (line.as_bytes().contains(&b':') || line.starts_with('-')) && HEADER_LINE.is_match(line)
+}
+
+/// A line without its quote markers ("> > ") and surrounding spaces.
+fn unquoted(line: &str) -> &str {
+    line.trim_start_matches(|c: char| c == '>' || c.is_ascii_whitespace())
+        .trim_ascii_end()
+}
+
+/// The line (without its newline) holding byte `pos`.
+fn line_of(text: &str, pos: usize) -> &str {
+    let start = text[..pos].rfind('\n').map_or(0, |p| p + 1);
+    let end = text[pos..].find('\n').map_or(text.len(), |p| pos + p);
+    &text[start..end]
 }
 
 static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
@@ -131,70 +138,65 @@ static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("header line regex")
 });
 
-/// Splits text into sentences as byte ranges. Wrapped lines of a paragraph are joined; short
-/// lines, list items and "Label: value" lines stand alone, since deadline schedules are often
-/// written as one line per date.
-fn sentences(text: &str) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut push = |range: Range<usize>| {
-        if text[range.clone()].trim_ascii().len() > 1 {
-            out.push(range);
+/// The sentence around a date, as a byte range: back to the previous sentence end and on to the
+/// next. Wrapped lines of a paragraph are joined; short lines, list items, "Label: value" lines
+/// and header lines stand alone, since deadline schedules are often written one line per date.
+fn sentence_around(text: &str, span: Range<usize>) -> Range<usize> {
+    let bytes = text.as_bytes();
+    let mut start = span.start;
+    while start > 0 {
+        let at = start - 1;
+        let ends = match bytes[at] {
+            b'\n' => newline_ends_sentence(text, at),
+            mark @ (b'.' | b'!' | b'?') => ends_sentence_at(text, at, mark == b'.'),
+            _ => false,
+        };
+        if ends {
+            break;
         }
-    };
-    let mut lines = line_ranges(text).peekable();
-    while let Some(line) = lines.next() {
-        for at in line.clone() {
-            let mark = text.as_bytes()[at];
-            if matches!(mark, b'.' | b'!' | b'?')
-                && at >= start
-                && ends_sentence_at(text, start, at, mark == b'.')
-            {
-                push(start..at + 1);
-                start = at + 1;
+        start = at;
+    }
+    let mut end = span.end.max(start);
+    while end < bytes.len() {
+        match bytes[end] {
+            b'\n' if newline_ends_sentence(text, end) => break,
+            mark @ (b'.' | b'!' | b'?') if ends_sentence_at(text, end, mark == b'.') => {
+                end += 1;
+                break;
             }
-        }
-        let next_line = lines.peek().map_or("", |r| text[r.clone()].trim_ascii());
-        // The whole line decides whether it was wrapped; only its tail belongs to this sentence.
-        let whole_line = text[line.clone()].trim_ascii();
-        let tail = text[start.max(line.start)..line.end].trim_ascii();
-        if tail.is_empty()
-            || next_line.is_empty()
-            || whole_line.len() < 45
-            || tail.ends_with(':')
-            || starts_list_item_or_label(next_line)
-        {
-            push(start..line.end);
-            start = (line.end + 1).min(text.len());
+            _ => end += 1,
         }
     }
-    if start < text.len() {
-        push(start..text.len());
-    }
-    out
+    start..end
 }
 
-fn line_ranges(text: &str) -> impl Iterator<Item = Range<usize>> + '_ {
-    let mut from = 0;
-    std::iter::from_fn(move || {
-        if from >= text.len() {
-            return None;
-        }
-        let end = text[from..].find('\n').map_or(text.len(), |p| from + p);
-        let range = from..end;
-        from = end + 1;
-        Some(range)
-    })
+/// Whether the newline at byte `at` ends a sentence: after a blank, short, label or header line,
+/// or before a blank line, a list item, a label or a header line.
+fn newline_ends_sentence(text: &str, at: usize) -> bool {
+    let line = line_of(text, at);
+    let next = if at + 1 < text.len() {
+        line_of(text, at + 1)
+    } else {
+        ""
+    };
+    let (line_text, next_text) = (unquoted(line), unquoted(next));
+    line_text.is_empty()
+        || next_text.is_empty()
+        || line_text.len() < 45
+        || line_text.ends_with(':')
+        || starts_list_item_or_label(next_text)
+        || is_header_line(line)
+        || is_header_line(next)
 }
 
 /// A full stop, "!" or "?" ends a sentence when a space and a capital (or the line end) follow,
 /// and a full stop is not that of "p.m.", "No." or "Inc.".
-fn ends_sentence_at(text: &str, start: usize, at: usize, full_stop: bool) -> bool {
+fn ends_sentence_at(text: &str, at: usize, full_stop: bool) -> bool {
     let rest = &text[at + 1..];
     let after = rest.trim_start_matches([' ', '\t']);
     rest.chars().next().is_none_or(char::is_whitespace)
         && (after.is_empty() || after.starts_with(|c: char| c.is_uppercase() || c == '\n'))
-        && !(full_stop && ends_with_abbreviation(&text[start..at]))
+        && !(full_stop && ends_with_abbreviation(&text[..at]))
 }
 
 /// "- item", "* item", "\u{2022} item", "1. item", "2) item" or "Proposals due: ...".
@@ -371,7 +373,13 @@ fn add_deduplicated(found: &mut Vec<Deadline>, new: Deadline) {
 }
 
 fn clip(sentence: &str) -> String {
-    let joined = sentence.split_whitespace().collect::<Vec<_>>().join(" ");
+    let joined = sentence
+        .split_whitespace()
+        // Quote markers of quoted lines are not part of the buyer's words.
+        .map(|word| word.trim_start_matches('>'))
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     match joined.char_indices().nth(MAX_TEXT_CHARS) {
         Some((cut, _)) => format!("{}...", &joined[..cut]),
         None => joined,
@@ -618,12 +626,69 @@ static DATE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("date regex")
 });
 
+/// Indices of the named groups of `DATE`: looked up once, since a lookup by name hashes.
+struct DateGroups {
+    dmd: usize,
+    dmm: usize,
+    dmw: usize,
+    dmy: usize,
+    ea: usize,
+    eb: usize,
+    ey: usize,
+    id: usize,
+    im: usize,
+    iy: usize,
+    mdd: usize,
+    mdm: usize,
+    mdw: usize,
+    mdy: usize,
+    na: usize,
+    nb: usize,
+    nw: usize,
+    ny: usize,
+    rel: usize,
+    wd: usize,
+    wdd: usize,
+}
+
+static DATE_GROUPS: LazyLock<DateGroups> = LazyLock::new(|| {
+    let index = |name: &str| {
+        DATE.capture_names()
+            .position(|n| n == Some(name))
+            .expect("date regex names this group")
+    };
+    DateGroups {
+        dmd: index("dmd"),
+        dmm: index("dmm"),
+        dmw: index("dmw"),
+        dmy: index("dmy"),
+        ea: index("ea"),
+        eb: index("eb"),
+        ey: index("ey"),
+        id: index("id"),
+        im: index("im"),
+        iy: index("iy"),
+        mdd: index("mdd"),
+        mdm: index("mdm"),
+        mdw: index("mdw"),
+        mdy: index("mdy"),
+        na: index("na"),
+        nb: index("nb"),
+        nw: index("nw"),
+        ny: index("ny"),
+        rel: index("rel"),
+        wd: index("wd"),
+        wdd: index("wdd"),
+    }
+});
+
 fn mention(
     sentence: &str,
     caps: &regex::Captures<'_>,
     base: Option<NaiveDate>,
     order: Option<DateOrder>,
 ) -> Option<Mention> {
+    let g = &*DATE_GROUPS;
     let whole = caps.get(0)?;
     let span = whole.range();
     // Reference numbers and file names ("ABC/2027/05", "RFQ1.xls") are not dates.
@@ -645,54 +710,54 @@ fn mention(
     if is_month_and_year(sentence, caps, base) {
         return None;
     }
-    let num = |name: &str| caps.name(name).and_then(|m| m.as_str().parse::<u32>().ok());
-    let weekday_named = ["mdw", "dmw", "nw"]
+    let num = |i: usize| caps.get(i).and_then(|m| m.as_str().parse::<u32>().ok());
+    let weekday_named = [g.mdw, g.dmw, g.nw]
         .iter()
-        .find_map(|n| caps.name(n))
+        .find_map(|&n| caps.get(n))
         .and_then(|m| weekday(m.as_str()));
 
-    let (date, mut ambiguous, explicit_year) = if let Some(y) = num("iy") {
+    let (date, mut ambiguous, explicit_year) = if let Some(y) = num(g.iy) {
         (
-            NaiveDate::from_ymd_opt(y as i32, num("im")?, num("id")?),
+            NaiveDate::from_ymd_opt(y as i32, num(g.im)?, num(g.id)?),
             false,
             true,
         )
-    } else if let Some(m) = caps.name("mdm") {
-        month_day(month(m.as_str())?, num("mdd")?, num("mdy"), base)?
-    } else if let Some(m) = caps.name("dmm") {
-        month_day(month(m.as_str())?, num("dmd")?, num("dmy"), base)?
-    } else if let Some(a) = num("na") {
+    } else if let Some(m) = caps.get(g.mdm) {
+        month_day(month(m.as_str())?, num(g.mdd)?, num(g.mdy), base)?
+    } else if let Some(m) = caps.get(g.dmm) {
+        month_day(month(m.as_str())?, num(g.dmd)?, num(g.dmy), base)?
+    } else if let Some(a) = num(g.na) {
         numeric(
             a,
-            num("nb")?,
-            caps.name("ny").map(|y| y.as_str()),
+            num(g.nb)?,
+            caps.get(g.ny).map(|y| y.as_str()),
             base,
             order,
         )?
-    } else if let Some(d) = num("ea") {
+    } else if let Some(d) = num(g.ea) {
         // Dotted dates ("14.06.2027") are written day first wherever they are used.
         (
-            NaiveDate::from_ymd_opt(num("ey")? as i32, num("eb")?, d),
+            NaiveDate::from_ymd_opt(num(g.ey)? as i32, num(g.eb)?, d),
             false,
             true,
         )
-    } else if let Some(w) = caps.name("wd") {
+    } else if let Some(w) = caps.get(g.wd) {
         let day = weekday(w.as_str())?;
         let next = caps
             .name("wpre")
             .is_some_and(|p| p.as_str().to_ascii_lowercase().starts_with("next"));
-        match num("wdd") {
+        match num(g.wdd) {
             Some(dom) => day_of_month(dom, base)?,
             None => weekday_date(day, next, base),
         }
     } else {
-        relative(&caps.name("rel")?.as_str().to_ascii_lowercase(), base)
+        relative(&caps.get(g.rel)?.as_str().to_ascii_lowercase(), base)
     };
     if date.is_none() && explicit_year {
         return None;
     }
     let checked_weekday =
-        weekday_named.or_else(|| caps.name("wd").and_then(|w| weekday(w.as_str())));
+        weekday_named.or_else(|| caps.get(g.wd).and_then(|w| weekday(w.as_str())));
     if let (Some(wd), Some(d)) = (checked_weekday, date) {
         // "Tuesday, March 3" when March 3 is a Wednesday: one of the two is wrong.
         ambiguous |= d.weekday() != wd;
@@ -716,8 +781,9 @@ static POSSESSIVE: LazyLock<Regex> =
 /// Nov 01", "request for quote 12/01". A zero-padded number glued to a month, after "for/of/in",
 /// or a number/number whose second half is this year's or next year's two digits, is a month.
 fn is_month_and_year(sentence: &str, caps: &regex::Captures<'_>, base: Option<NaiveDate>) -> bool {
-    if let (Some(m), Some(d)) = (caps.name("mdm"), caps.name("mdd")) {
-        if caps.name("mdy").is_some() {
+    let g = &*DATE_GROUPS;
+    if let (Some(m), Some(d)) = (caps.get(g.mdm), caps.get(g.mdd)) {
+        if caps.get(g.mdy).is_some() {
             return false;
         }
         let glued = d.start() == m.end();
@@ -728,7 +794,7 @@ fn is_month_and_year(sentence: &str, caps: &regex::Captures<'_>, base: Option<Na
         let period_word = MONTH_PERIOD_WORD.is_match(tail(&sentence[..m.start()], 16));
         return !suffixed && ((glued && !d.as_str().is_empty()) || (padded && period_word));
     }
-    if let (Some(a), Some(b), None) = (caps.name("na"), caps.name("nb"), caps.name("ny")) {
+    if let (Some(a), Some(b), None) = (caps.get(g.na), caps.get(g.nb), caps.get(g.ny)) {
         let (Ok(month), Ok(yy), Some(base)) =
             (a.as_str().parse::<i32>(), b.as_str().parse::<i32>(), base)
         else {

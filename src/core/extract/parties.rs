@@ -178,14 +178,23 @@ struct Signature {
 /// The sender's signature block in the new part of the body (above any quoted history): the line
 /// bearing the sender's name, then a title line and a company line below it.
 fn signature(body: &str, from: &Address) -> Option<Signature> {
-    let new_part: Vec<&str> = body
+    let mut new_part_end = body.len();
+    let mut offset = 0;
+    for line in body.split_inclusive('\n') {
+        if starts_quoted_history(line) {
+            new_part_end = offset;
+            break;
+        }
+        offset += line.len();
+    }
+    // A signature sits at the bottom of the new text: only its last lines are searched.
+    let mut lines: Vec<&str> = body[..new_part_end]
         .lines()
-        .take_while(|l| !starts_quoted_history(l))
+        .rev()
+        .take(SIGNATURE_SEARCH_LINES)
         .map(str::trim)
         .collect();
-    // A signature sits at the bottom of the new text; newsletters and long bodies need not be
-    // searched line by line from the end.
-    let lines = &new_part[new_part.len().saturating_sub(SIGNATURE_SEARCH_LINES)..];
+    lines.reverse();
     let tokens = name_tokens(from);
     let (name_at, is_sender) = match lines.iter().rposition(|line| is_name_line(line, &tokens)) {
         Some(at) => (at, true),
