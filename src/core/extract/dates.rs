@@ -286,6 +286,8 @@ struct Mention {
     explicit_year: bool,
     /// "today", "this afternoon": as often a report of what happened as a deadline.
     today_like: bool,
+    /// "EOD", "end of day": a time of day, not a date, when a date follows it.
+    day_end: bool,
 }
 
 /// `mentions` are the dates in `sentence`, with spans relative to it.
@@ -306,7 +308,21 @@ fn deadlines_in_sentence(
     found: &mut Vec<Deadline>,
 ) {
     let times = times_in(sentence, mentions);
+    // "by EOD tomorrow": the words before "EOD" belong to "tomorrow".
+    let mut carried_left = None;
     for (index, m) in mentions.iter().enumerate() {
+        let next = mentions.get(index + 1);
+        if m.day_end
+            && next.is_some_and(|n| {
+                matches!(
+                    sentence[m.span.end..n.span.start].trim_ascii(),
+                    "" | "," | "on"
+                )
+            })
+        {
+            carried_left = Some(m.span.start);
+            continue;
+        }
         if is_part_of_range(sentence, m, mentions.get(index + 1)) {
             continue;
         }
@@ -323,6 +339,14 @@ fn deadlines_in_sentence(
                 sentence,
                 m.span.start.saturating_sub(KIND_REACH_LEFT),
             ));
+        let left_bound = carried_left.take().map_or(left_bound, |carried| {
+            // From before "EOD", not from its end.
+            let before_day_end = index.checked_sub(2).map_or(0, |p| mentions[p].span.end);
+            before_day_end.max(floor_boundary(
+                sentence,
+                carried.saturating_sub(KIND_REACH_LEFT),
+            ))
+        });
         let left = &sentence[left_bound..m.span.start];
         let right_end = mentions
             .get(index + 1)
@@ -617,6 +641,7 @@ static DATE: LazyLock<Regex> = LazyLock::new(|| {
             r"|(?:(?P<nw>{wd}),?\s+)?(?P<na>\d{{1,2}})/(?P<nb>\d{{1,2}})(?:/(?P<ny>\d{{4}}|\d{{2}}))?(?-u:\b)",
             r"|(?P<ea>\d{{1,2}})\.(?P<eb>\d{{1,2}})\.(?P<ey>\d{{4}})(?-u:\b)",
             r"|(?P<wpre>(?:this|next|coming)\s+)?(?P<wd>monday|tuesday|wednesday|thursday|friday|saturday|sunday)(?:\s+the\s+(?P<wdd>\d{{1,2}})(?:st|nd|rd|th)?(?-u:\b))?",
+            r"|(?:the\s+)?end\s+of\s+(?P<eomm>{month})(?-u:\b)",
             r"|(?P<rel>today|tonight|tomorrow|this\s+(?:morning|afternoon|evening)|end\s+of\s+(?:the\s+)?(?:day|week|month)|eod|eow|eom)",
             r")"
         ),
@@ -634,6 +659,7 @@ struct DateGroups {
     dmy: usize,
     ea: usize,
     eb: usize,
+    eomm: usize,
     ey: usize,
     id: usize,
     im: usize,
@@ -664,6 +690,7 @@ static DATE_GROUPS: LazyLock<DateGroups> = LazyLock::new(|| {
         dmy: index("dmy"),
         ea: index("ea"),
         eb: index("eb"),
+        eomm: index("eomm"),
         ey: index("ey"),
         id: index("id"),
         im: index("im"),
@@ -750,6 +777,8 @@ fn mention(
             Some(dom) => day_of_month(dom, base)?,
             None => weekday_date(day, next, base),
         }
+    } else if let Some(m) = caps.get(g.eomm) {
+        end_of_month(month(m.as_str())?, base)
     } else {
         relative(&caps.get(g.rel)?.as_str().to_ascii_lowercase(), base)
     };
@@ -762,15 +791,14 @@ fn mention(
         // "Tuesday, March 3" when March 3 is a Wednesday: one of the two is wrong.
         ambiguous |= d.weekday() != wd;
     }
-    let today_like = caps
-        .name("rel")
-        .is_some_and(|r| TODAY_LIKE.is_match(r.as_str()));
+    let rel = caps.get(g.rel).map(|r| r.as_str());
     Some(Mention {
         span,
         date,
         ambiguous,
         explicit_year,
-        today_like,
+        today_like: rel.is_some_and(|r| TODAY_LIKE.is_match(r)),
+        day_end: rel.is_some_and(|r| DAY_END.is_match(r)),
     })
 }
 
@@ -812,6 +840,11 @@ fn is_month_and_year(sentence: &str, caps: &regex::Captures<'_>, base: Option<Na
 static MONTH_PERIOD_WORD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?-u:\b)(?:for|of|in|during|through|thru|since|from)\s+$")
         .expect("period word regex")
+});
+
+/// "EOD", "end of day": a time of day when a date follows ("by EOD tomorrow").
+static DAY_END: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(?:eod|end\s+of\s+(?:the\s+)?day)$").expect("day end regex")
 });
 
 static TODAY_LIKE: LazyLock<Regex> = LazyLock::new(|| {
@@ -939,6 +972,23 @@ fn relative(word: &str, base: Option<NaiveDate>) -> Reading {
     } else {
         Some(base)
     };
+    (date, false, false)
+}
+
+/// "the end of March": the last day of the next March on or after the mail date.
+fn end_of_month(month: u32, base: Option<NaiveDate>) -> Reading {
+    let Some(base) = base else {
+        return (None, true, false);
+    };
+    let last_day = |year: i32| {
+        NaiveDate::from_ymd_opt(year, month, 1)
+            .and_then(|d| d.checked_add_months(Months::new(1)))
+            .and_then(|d| d.pred_opt())
+    };
+    let date = [base.year(), base.year() + 1]
+        .into_iter()
+        .filter_map(last_day)
+        .find(|d| *d >= base);
     (date, false, false)
 }
 
@@ -1354,6 +1404,11 @@ mod tests {
             ("Proposals are due March 3.", day(2027, 3, 3)),
             // Month and day without a year: the next one on or after the mail date.
             ("Proposals are due February 3.", day(2028, 2, 3)),
+            (
+                "Please submit pricing, ideally by EOD tomorrow.",
+                day(2027, 3, 2),
+            ),
+            ("Proposals are due by the end of April.", day(2027, 4, 30)),
         ];
         for (body, want) in table {
             assert_eq!(one(body, monday()).date, Some(want), "{body}");
