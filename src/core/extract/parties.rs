@@ -39,8 +39,15 @@ pub fn find_parties(mail: &Mail) -> Parties {
             .as_ref()
             .filter(|s| s.is_sender)
             .and_then(|s| s.title.clone());
+        let role = match role_of(title.as_deref(), from) {
+            StakeholderRole::Unknown => from
+                .name
+                .as_deref()
+                .map_or(StakeholderRole::Unknown, role_from_title),
+            known => known,
+        };
         Stakeholder {
-            role: role_of(title.as_deref(), from),
+            role,
             name,
             email: Some(from.email.clone()),
             title,
@@ -78,12 +85,115 @@ pub fn find_parties(mail: &Mail) -> Parties {
             role: role_of(None, address),
         });
     }
+    for named in named_in_text(&mail.body) {
+        let known = |s: &Stakeholder| {
+            s.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(named.name.as_deref().unwrap_or("")))
+        };
+        match stakeholders.iter_mut().find(|s| known(s)) {
+            Some(existing) if existing.title.is_none() => {
+                existing.role = named.role;
+                existing.title = named.title;
+            }
+            Some(_) => {}
+            None if !contact.as_ref().is_some_and(known) => stakeholders.push(named),
+            None => {}
+        }
+    }
     Parties {
         buyer,
         contact,
         stakeholders,
     }
 }
+
+/// People the buyer names with their role ("our Head of Operations, Sarah Mills", "Tom Lee
+/// (CFO)"): often the business owners a discovery call should include. A fast search for title
+/// words finds the candidates; the full pattern runs only around them.
+fn named_in_text(body: &str) -> Vec<Stakeholder> {
+    let mut found: Vec<Stakeholder> = Vec::new();
+    let mut searched_to = 0;
+    for hit in TITLE_HINT.find_iter(body) {
+        if hit.start() < searched_to {
+            continue;
+        }
+        let mut from = hit.start().saturating_sub(NAMED_REACH);
+        while !body.is_char_boundary(from) {
+            from -= 1;
+        }
+        let mut to = (hit.end() + NAMED_REACH).min(body.len());
+        while !body.is_char_boundary(to) {
+            to -= 1;
+        }
+        searched_to = to;
+        for caps in NAMED_PERSON.captures_iter(&body[from..to]) {
+            let pick = |names: [&str; 3]| names.iter().find_map(|n| caps.name(n));
+            let (Some(name), Some(title)) = (
+                pick(["name", "name2", "name3"]),
+                pick(["title", "title2", "title3"]),
+            ) else {
+                continue;
+            };
+            let name = name
+                .as_str()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let title = title
+                .as_str()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            // "the RFP Committee, John Smith" names a group, not a role; "Chief Procurement
+            // Officer" and "Director of Facilities Management" are titles cut in two, not people.
+            let title_cut = ["of", "for", "and", "&"]
+                .iter()
+                .any(|w| title.rsplit(' ').next() == Some(*w));
+            if !TITLE_WORD.is_match(&title)
+                || title_cut
+                || TITLE_WORD.is_match(&name)
+                || ORGANISATION.is_match(&name)
+                || UNIT_WORD.is_match(&name)
+                || found
+                    .iter()
+                    .any(|s| s.name.as_deref() == Some(name.as_str()))
+            {
+                continue;
+            }
+            found.push(Stakeholder {
+                role: role_from_title(&title),
+                name: Some(name),
+                email: None,
+                title: Some(title),
+            });
+        }
+    }
+    found
+}
+
+static UNIT_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?-u:\b)(?:management|operations|division|office|team|committee|unit|facilities|finance|technology|resources|affairs|relations|development|marketing|sales|support)(?-u:\b)")
+        .expect("unit word regex")
+});
+
+/// How far around a title word a "name, title" pair is looked for, in bytes.
+const NAMED_REACH: usize = 60;
+
+static TITLE_HINT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"Director|Manager|Head of|VP|Vice President|Chief|CIO|CFO|CEO|COO|CTO|CISO|President|Owner|Officer|Buyer|Superintendent|Controller")
+        .expect("title hint regex")
+});
+
+/// "our Head of Operations, Sarah Mills" / "Sarah Mills, our IT Manager" / "Tom Lee (CFO)".
+static NAMED_PERSON: LazyLock<Regex> = LazyLock::new(|| {
+    let title = r"(?:(?:Senior|Sr\.?|Chief|Deputy|Assistant|Associate|General|Executive|Vice|Head|Director|Manager|VP|[A-Z]{2,4}|President|Owner|Officer|Buyer|Superintendent|Controller|of|for|and|&|[A-Z][a-z]+)\s?){1,6}";
+    let person = r"[A-Z][a-z]+(?:\s[A-Z]\.)?\s[A-Z][a-zA-Z'-]+";
+    Regex::new(&format!(
+        r"(?:(?i:our|the|my|your)\s+(?P<title>{title}),?\s+(?P<name>{person}))|(?:(?P<name2>{person}),\s+(?i:our|the)\s+(?P<title2>{title})|(?P<name3>{person})\s+\((?P<title3>{title})\))"
+    ))
+    .expect("named person regex")
+});
 
 /// Procurement titles are checked first: "Director of Procurement" runs the process.
 pub fn role_from_title(title: &str) -> StakeholderRole {
@@ -207,26 +317,29 @@ fn signature(body: &str, from: &Address) -> Option<Signature> {
             (at, false)
         }
     };
-    let name = lines[name_at].trim_end_matches(',').to_string();
+    let name_line = lines[name_at].trim_end_matches(',');
+    // "Jim Mathes, President": name and title on one line.
+    let (name, mut title) = match name_line.split_once(", ") {
+        Some((name, rest)) if is_title_line(rest) => (name.to_string(), Some(rest.to_string())),
+        _ => (name_line.to_string(), None),
+    };
     let block = lines[name_at + 1..]
         .iter()
         .filter(|l| !l.is_empty())
         .take(SIGNATURE_LINES);
-    let mut title = None;
     let mut company = None;
     for line in block {
+        // Contact lines, header lines ("Subject: ...") and prose are not titles or companies.
         if line.contains('@')
+            || line.contains(':')
             || line.contains("http")
             || line.contains("www.")
+            || line.len() > MAX_NAME_LINE_LEN
             || line.chars().filter(char::is_ascii_digit).count() >= 3
         {
             continue;
         }
-        if title.is_none()
-            && company.is_none()
-            && TITLE_WORD.is_match(line)
-            && !ORGANISATION.is_match(line)
-        {
+        if title.is_none() && company.is_none() && is_title_line(line) {
             title = Some(line.to_string());
         } else if company.is_none()
             && ORGANISATION.is_match(line)
@@ -241,6 +354,13 @@ fn signature(body: &str, from: &Address) -> Option<Signature> {
         company,
         is_sender,
     })
+}
+
+/// "Senior Buyer", "Energy Manager": a line with a title word that is not a company's name,
+/// or whose last word is the title itself (so "Energy" does not make it a company).
+fn is_title_line(line: &str) -> bool {
+    let last_word = line.rsplit(' ').next().unwrap_or("");
+    TITLE_WORD.is_match(line) && (!ORGANISATION.is_match(line) || TITLE_WORD.is_match(last_word))
 }
 
 /// Lower-case name parts to look for: from the display name, else from the mailbox name.
@@ -350,6 +470,57 @@ mod tests {
         assert_eq!(sig.name, "Brent Berneking");
         assert_eq!(sig.title.as_deref(), Some("Senior Buyer"));
         assert_eq!(sig.company.as_deref(), Some("Summit Energy Services, Inc"));
+    }
+
+    #[test]
+    fn finds_people_named_with_their_role() {
+        let body = "Our Head of Operations, Sarah Mills, will decide. Please copy Tom Lee (CFO) \
+and Jane Roe, our Contracts Manager. Regards, the RFP Committee, John Smith. Our Chief Procurement Officer and the Director of \
+Facilities Management will attend.";
+        let named: Vec<_> = named_in_text(body)
+            .into_iter()
+            .map(|s| (s.name.unwrap(), s.title.unwrap(), s.role))
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                (
+                    "Sarah Mills".to_string(),
+                    "Head of Operations".to_string(),
+                    StakeholderRole::Business
+                ),
+                (
+                    "Tom Lee".to_string(),
+                    "CFO".to_string(),
+                    StakeholderRole::Business
+                ),
+                (
+                    "Jane Roe".to_string(),
+                    "Contracts Manager".to_string(),
+                    StakeholderRole::Procurement
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_title_beside_name_and_skips_prose() {
+        let from = Address {
+            name: Some("Jim Mathes".into()),
+            email: "jmathes@chamber.example".into(),
+        };
+        let body = "Please attend.\n\nJim Mathes, President\nNorth Bay Chamber of Commerce\n";
+        let sig = signature(body, &from).unwrap();
+        assert_eq!(
+            (sig.name.as_str(), sig.title.as_deref()),
+            ("Jim Mathes", Some("President"))
+        );
+        let body = "Thanks,\nJim Mathes\nEnergy Manager\nSubject: RFP: Gas Supply\n";
+        let sig = signature(body, &from).unwrap();
+        assert_eq!(
+            (sig.title.as_deref(), sig.company),
+            (Some("Energy Manager"), None)
+        );
     }
 
     #[test]
