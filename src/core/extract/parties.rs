@@ -340,12 +340,12 @@ fn signature(body: &str, from: &Address) -> Option<Signature> {
             continue;
         }
         if title.is_none() && company.is_none() && is_title_line(line) {
-            title = Some(line.to_string());
+            title = Some(collapse_spaces(line));
         } else if company.is_none()
             && ORGANISATION.is_match(line)
             && line.split_whitespace().count() <= 8
         {
-            company = Some(line.trim_end_matches(['.', ',']).to_string());
+            company = Some(collapse_spaces(line.trim_end_matches(['.', ','])));
         }
     }
     Some(Signature {
@@ -354,6 +354,10 @@ fn signature(body: &str, from: &Address) -> Option<Signature> {
         company,
         is_sender,
     })
+}
+
+fn collapse_spaces(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// "Senior Buyer", "Energy Manager": a line with a title word that is not a company's name,
@@ -377,7 +381,8 @@ fn name_tokens(from: &Address) -> Vec<String> {
 
 /// A short line of capitalised words without digits, sharing a name part with the sender.
 fn is_name_line(line: &str, tokens: &[String]) -> bool {
-    if line.is_empty() || line.len() > MAX_NAME_LINE_LEN {
+    // "Reagan:" opens a letter; it does not sign one.
+    if line.is_empty() || line.len() > MAX_NAME_LINE_LEN || line.ends_with(':') {
         return false;
     }
     let words: Vec<&str> = line.trim_end_matches(',').split_whitespace().collect();
