@@ -864,9 +864,24 @@ fn month_day(month: u32, day: u32, year: Option<u32>, base: Option<NaiveDate>) -
         None => {
             // Validate against a leap year so "February 29" survives until a year is known.
             NaiveDate::from_ymd_opt(2028, month, day)?;
-            Some((next_occurrence(month, day, base), base.is_none(), false))
+            Some((
+                next_occurrence(month, day, base),
+                base.is_none() || recently_past(month, day, base),
+                false,
+            ))
         }
     }
+}
+
+/// How many days before the mail date a month and day still read as "just passed" rather than
+/// as next year's.
+const RECENT_PAST_DAYS: i64 = 31;
+
+/// "Responses were due November 9" in a mail of November 12: next year's November 9 is the rule's
+/// reading, but the buyer may well mean the one just gone, so the date is flagged.
+fn recently_past(month: u32, day: u32, base: Option<NaiveDate>) -> bool {
+    base.and_then(|b| NaiveDate::from_ymd_opt(b.year(), month, day).map(|d| (b, d)))
+        .is_some_and(|(b, d)| d < b && (b - d).num_days() <= RECENT_PAST_DAYS)
 }
 
 /// Year inference: the next occurrence on or after the mail date.
@@ -916,7 +931,7 @@ fn numeric(
             NaiveDate::from_ymd_opt(2028, month, day)?;
             Some((
                 next_occurrence(month, day, base),
-                ambiguous || base.is_none(),
+                ambiguous || base.is_none() || recently_past(month, day, base),
                 false,
             ))
         }
@@ -1450,6 +1465,12 @@ mod tests {
         // 4 March 2027 is a Thursday.
         let clash = one("Proposals are due Tuesday, March 4, 2027.", monday());
         assert_eq!((clash.date, clash.ambiguous), (Some(day(2027, 3, 4)), true));
+        // A month and day just before the mail date: next year's by the rule, but flagged.
+        let passed = one("Proposals are due February 20.", monday());
+        assert_eq!(
+            (passed.date, passed.ambiguous),
+            (Some(day(2028, 2, 20)), true)
+        );
         let next = one("We need your quote next Tuesday.", monday());
         assert_eq!((next.date, next.ambiguous), (Some(day(2027, 3, 2)), true));
         for body in [
