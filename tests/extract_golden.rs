@@ -75,12 +75,14 @@ fn corpus_deadline_score() {
         .collect();
     files.sort();
     let verbose = std::env::var_os("PUSHBACK_VERBOSE").is_some();
+    let mut mails = Vec::new();
     for path in files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let Ok(mail) = Mail::parse(&fs::read(&path).unwrap()) else {
             continue;
         };
         let facts = extract(&mail);
+        mails.push(mail);
         if verbose {
             for d in &facts.deadlines {
                 println!(
@@ -100,4 +102,14 @@ fn corpus_deadline_score() {
     }
     let score = eval::score_deadlines(&gold, &found).expect("score");
     println!("{}\n{score}", dir.display());
+    // Throughput of extraction alone over the same mails; meaningful with --release.
+    let start = std::time::Instant::now();
+    let rounds = 20;
+    for _ in 0..rounds {
+        for mail in &mails {
+            std::hint::black_box(extract(mail));
+        }
+    }
+    let per_second = (rounds * mails.len()) as f64 / start.elapsed().as_secs_f64();
+    println!("  extract throughput     {per_second:.0} msgs/s (one thread)");
 }

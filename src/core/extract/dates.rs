@@ -38,13 +38,42 @@ pub fn find_deadlines(
 ) -> Vec<Deadline> {
     let mut found: Vec<Deadline> = Vec::new();
     let subject = strip_reply_prefixes(subject);
-    let body = drop_header_lines(body);
-    for text in [subject, body.as_str()] {
+    for text in [subject, body] {
         if !might_hold_a_date(text) {
             continue;
         }
-        for sentence in sentences(text) {
-            deadlines_in_sentence(&text[sentence], base, order, &mut found);
+        // One pass over the whole text finds the dates; only their sentences are read further.
+        let all: Vec<Mention> = DATE
+            .captures_iter(text)
+            .filter_map(|caps| mention(text, &caps, base, order))
+            .collect();
+        if all.is_empty() {
+            continue;
+        }
+        // Sentences are found around the dates only, not over the whole body.
+        let mut rest = &all[..];
+        while let Some(first) = rest.first() {
+            if is_header_line(line_of(text, first.span.start)) {
+                rest = &rest[1..];
+                continue;
+            }
+            let sentence = sentence_around(text, first.span.clone());
+            let count = rest
+                .iter()
+                .take_while(|m| m.span.start < sentence.end)
+                .count()
+                .max(1);
+            let (here, later) = rest.split_at(count);
+            rest = later;
+            let here: Vec<Mention> = here
+                .iter()
+                .filter(|m| m.span.end <= sentence.end)
+                .filter(|m| !is_header_line(line_of(text, m.span.start)))
+                .map(|m| m.within(sentence.start))
+                .collect();
+            if !here.is_empty() {
+                deadlines_in_sentence(&text[sentence], &here, base, &mut found);
+            }
         }
     }
     found
@@ -56,7 +85,7 @@ fn might_hold_a_date(text: &str) -> bool {
 }
 
 static PREFILTER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)day\b|tomorrow|tonight|this (?:morning|afternoon|evening)|end of")
+    Regex::new(r"(?i)day(?-u:\b)|tomorrow|tonight|this (?:morning|afternoon|evening)|end of")
         .expect("prefilter regex")
 });
 
@@ -74,94 +103,141 @@ fn strip_reply_prefixes(subject: &str) -> &str {
     }
 }
 
-/// Removes the lines of quoted and forwarded header blocks ("Sent: Monday, September 24, 2001",
-/// "On Tue, 2 Mar 2027 Pat wrote:", "Forwarded by X on 07/14/2000"): their dates are when mail
-/// was sent, never a deadline. Quote markers are stripped so quoted buyer text is still read.
-fn drop_header_lines(body: &str) -> String {
-    let mut kept = String::with_capacity(body.len());
-    for line in body.lines() {
-        let unquoted = line.trim_start_matches(|c: char| c == '>' || c.is_whitespace());
-        if HEADER_LINE.is_match(unquoted) {
-            kept.push('\n');
-            continue;
-        }
-        kept.push_str(unquoted);
-        kept.push('\n');
-    }
-    kept
+/// Lines of quoted and forwarded header blocks ("Sent: Monday, September 24, 2001", "On Tue, 2
+/// Mar 2027 Pat wrote:", "Forwarded by X on 07/14/2000"): their dates are when mail was sent,
+/// never a deadline, and they end any sentence around them.
+fn is_header_line(line: &str) -> bool {
+    let line = unquoted(line);
+    // Every header-line form has a colon or starts a "----- Forwarded"/"-----Original" rule: the
+    // cheap test spares the regex on ordinary lines.
+    (line.as_bytes().contains(&b':') || line.starts_with('-')) && HEADER_LINE.is_match(line)
+}
+
+/// A line without its quote markers ("> > ") and surrounding spaces.
+fn unquoted(line: &str) -> &str {
+    line.trim_start_matches(|c: char| c == '>' || c.is_ascii_whitespace())
+        .trim_ascii_end()
+}
+
+/// The line (without its newline) holding byte `pos`.
+fn line_of(text: &str, pos: usize) -> &str {
+    let start = text[..pos].rfind('\n').map_or(0, |p| p + 1);
+    let end = text[pos..].find('\n').map_or(text.len(), |p| pos + p);
+    &text[start..end]
 }
 
 static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"(?i)^(?:(?:sent|date|from|to|cc|bcc|subject|x-[\w-]+)\s*:",
-        r"|on\b.{0,120}\bwrote:?\s*$",
+        r"(?i)^(?:(?:sent|date|from|to|cc|bcc|subject|x-[A-Za-z0-9_-]+)\s*:",
+        r"|on(?-u:\b).{0,120}(?-u:\b)wrote:?\s*$",
         r"|.*(?:original message|forwarded by|forwarded message)",
-        r"|.*\bon \d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}",
+        r"|.*(?-u:\b)on \d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}",
         r"|\d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}(?::\d{2})?\s*(?:[ap]m)?\s*$",
         r")"
     ))
     .expect("header line regex")
 });
 
-/// Splits text into sentences as byte ranges. Wrapped lines of a paragraph are joined; short
-/// lines, list items and "Label: value" lines stand alone, since deadline schedules are often
-/// written as one line per date.
-fn sentences(text: &str) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
+/// The sentence around a date, as a byte range: back to the previous sentence end and on to the
+/// next. Wrapped lines of a paragraph are joined; short lines, list items, "Label: value" lines
+/// and header lines stand alone, since deadline schedules are often written one line per date.
+fn sentence_around(text: &str, span: Range<usize>) -> Range<usize> {
     let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let end_here = match b {
-            b'\n' => line_ends_sentence(text, start, i),
-            b'.' | b'!' | b'?' => {
-                let next = text[i + 1..].chars().next();
-                let after = text[i + 1..].trim_start_matches([' ', '\t']);
-                next.is_none_or(char::is_whitespace)
-                    && (after.starts_with(|c: char| c.is_uppercase() || c == '\n')
-                        || after.is_empty())
-                    && !(b == b'.' && ends_with_abbreviation(&text[start..i]))
-            }
+    let mut start = span.start;
+    while start > 0 {
+        let at = start - 1;
+        let ends = match bytes[at] {
+            b'\n' => newline_ends_sentence(text, at),
+            mark @ (b'.' | b'!' | b'?') => ends_sentence_at(text, at, mark == b'.'),
             _ => false,
         };
-        if end_here {
-            if text[start..=i].trim().len() > 1 {
-                out.push(start..i + 1);
-            }
-            start = i + 1;
+        if ends {
+            break;
         }
-        i += 1;
+        start = at;
     }
-    if text[start..].trim().len() > 1 {
-        out.push(start..text.len());
+    let mut end = span.end.max(start);
+    while end < bytes.len() {
+        match bytes[end] {
+            b'\n' if newline_ends_sentence(text, end) => break,
+            mark @ (b'.' | b'!' | b'?') if ends_sentence_at(text, end, mark == b'.') => {
+                end += 1;
+                break;
+            }
+            _ => end += 1,
+        }
     }
-    out
+    start..end
 }
 
-fn line_ends_sentence(text: &str, sentence_start: usize, newline: usize) -> bool {
-    let line_start = text[..newline].rfind('\n').map_or(0, |p| p + 1);
-    // The whole line decides whether it was wrapped; only its tail belongs to this sentence.
-    let whole_line = text[line_start..newline].trim();
-    let line = text[line_start.max(sentence_start)..newline].trim();
-    let next_line = text[newline + 1..].lines().next().unwrap_or("").trim();
-    line.is_empty()
-        || next_line.is_empty()
-        || whole_line.len() < 45
-        || line.ends_with(':')
-        || LIST_OR_LABEL.is_match(next_line)
+/// Whether the newline at byte `at` ends a sentence: after a blank, short, label or header line,
+/// or before a blank line, a list item, a label or a header line.
+fn newline_ends_sentence(text: &str, at: usize) -> bool {
+    let line = line_of(text, at);
+    let next = if at + 1 < text.len() {
+        line_of(text, at + 1)
+    } else {
+        ""
+    };
+    let (line_text, next_text) = (unquoted(line), unquoted(next));
+    line_text.is_empty()
+        || next_text.is_empty()
+        || line_text.len() < 45
+        || line_text.ends_with(':')
+        || starts_list_item_or_label(next_text)
+        || is_header_line(line)
+        || is_header_line(next)
 }
 
-static LIST_OR_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:[-*\u{2022}]|\d{1,2}[.)]\s|[A-Z][A-Za-z /&-]{0,40}:)").expect("list regex")
-});
+/// A full stop, "!" or "?" ends a sentence when a space and a capital (or the line end) follow,
+/// and a full stop is not that of "p.m.", "No." or "Inc.".
+fn ends_sentence_at(text: &str, at: usize, full_stop: bool) -> bool {
+    let rest = &text[at + 1..];
+    let after = rest.trim_start_matches([' ', '\t']);
+    rest.chars().next().is_none_or(char::is_whitespace)
+        && (after.is_empty() || after.starts_with(|c: char| c.is_uppercase() || c == '\n'))
+        && !(full_stop && ends_with_abbreviation(&text[..at]))
+}
+
+/// "- item", "* item", "\u{2022} item", "1. item", "2) item" or "Proposals due: ...".
+fn starts_list_item_or_label(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    match bytes.first() {
+        Some(b'-' | b'*') => true,
+        _ if line.starts_with('\u{2022}') => true,
+        Some(b'0'..=b'9') => {
+            let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+            digits <= 2
+                && matches!(bytes.get(digits), Some(b'.' | b')'))
+                && bytes.get(digits + 1).is_some_and(u8::is_ascii_whitespace)
+        }
+        Some(b'A'..=b'Z') => line
+            .bytes()
+            .take(42)
+            .take_while(|b| b.is_ascii_alphabetic() || matches!(b, b' ' | b'/' | b'&' | b'-'))
+            .count()
+            .checked_add(0)
+            .is_some_and(|n| bytes.get(n) == Some(&b':')),
+        _ => false,
+    }
+}
 
 fn ends_with_abbreviation(before: &str) -> bool {
     let word = before
         .rsplit(|c: char| c.is_whitespace() || c == '(')
         .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
+        .unwrap_or("");
+    if word.ends_with("a.m")
+        || word.ends_with("p.m")
+        || word.ends_with("A.M")
+        || word.ends_with("P.M")
+    {
+        return true;
+    }
+    if word.len() > 6 {
+        return false;
+    }
+    let word = word.to_ascii_lowercase();
     word.len() == 1
         || word.ends_with("a.m")
         || word.ends_with("p.m")
@@ -201,7 +277,7 @@ fn ends_with_abbreviation(before: &str) -> bool {
 }
 
 /// A date found in a sentence, before its kind is known.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Mention {
     span: Range<usize>,
     date: Option<NaiveDate>,
@@ -210,23 +286,43 @@ struct Mention {
     explicit_year: bool,
     /// "today", "this afternoon": as often a report of what happened as a deadline.
     today_like: bool,
+    /// "EOD", "end of day": a time of day, not a date, when a date follows it.
+    day_end: bool,
+}
+
+/// `mentions` are the dates in `sentence`, with spans relative to it.
+impl Mention {
+    /// The same mention with its span relative to a sentence starting at `offset`.
+    fn within(&self, offset: usize) -> Mention {
+        Mention {
+            span: self.span.start - offset..self.span.end - offset,
+            ..self.clone()
+        }
+    }
 }
 
 fn deadlines_in_sentence(
     sentence: &str,
+    mentions: &[Mention],
     base: Option<NaiveDate>,
-    order: Option<DateOrder>,
     found: &mut Vec<Deadline>,
 ) {
-    let mentions: Vec<Mention> = DATE
-        .captures_iter(sentence)
-        .filter_map(|caps| mention(sentence, &caps, base, order))
-        .collect();
-    if mentions.is_empty() {
-        return;
-    }
-    let times = times_in(sentence, &mentions);
+    let times = times_in(sentence, mentions);
+    // "by EOD tomorrow": the words before "EOD" belong to "tomorrow".
+    let mut carried_left = None;
     for (index, m) in mentions.iter().enumerate() {
+        let next = mentions.get(index + 1);
+        if m.day_end
+            && next.is_some_and(|n| {
+                matches!(
+                    sentence[m.span.end..n.span.start].trim_ascii(),
+                    "" | "," | "on"
+                )
+            })
+        {
+            carried_left = Some(m.span.start);
+            continue;
+        }
         if is_part_of_range(sentence, m, mentions.get(index + 1)) {
             continue;
         }
@@ -243,18 +339,27 @@ fn deadlines_in_sentence(
                 sentence,
                 m.span.start.saturating_sub(KIND_REACH_LEFT),
             ));
+        let left_bound = carried_left.take().map_or(left_bound, |carried| {
+            // From before "EOD", not from its end.
+            let before_day_end = index.checked_sub(2).map_or(0, |p| mentions[p].span.end);
+            before_day_end.max(floor_boundary(
+                sentence,
+                carried.saturating_sub(KIND_REACH_LEFT),
+            ))
+        });
         let left = &sentence[left_bound..m.span.start];
         let right_end = mentions
             .get(index + 1)
             .map_or(sentence.len(), |n| n.span.start)
             .min(floor_boundary(sentence, m.span.end + KIND_REACH_RIGHT));
         let right = &sentence[m.span.end..right_end];
-        if !is_demand(sentence, left, right, m) {
-            continue;
-        }
+        // The kind test is the cheaper one and rules out most dates, so it goes first.
         let Some(kind) = kind_of(left, right) else {
             continue;
         };
+        if !is_demand(sentence, left, right, m) {
+            continue;
+        }
         let (time, zone, time_doubt) = match nearest_time(&times, m) {
             Some(t) => (Some(t.time), t.zone.clone(), t.ambiguous),
             None => (None, None, false),
@@ -292,7 +397,13 @@ fn add_deduplicated(found: &mut Vec<Deadline>, new: Deadline) {
 }
 
 fn clip(sentence: &str) -> String {
-    let joined = sentence.split_whitespace().collect::<Vec<_>>().join(" ");
+    let joined = sentence
+        .split_whitespace()
+        // Quote markers of quoted lines are not part of the buyer's words.
+        .map(|word| word.trim_start_matches('>'))
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     match joined.char_indices().nth(MAX_TEXT_CHARS) {
         Some((cut, _)) => format!("{}...", &joined[..cut]),
         None => joined,
@@ -326,7 +437,7 @@ fn is_part_of_range(sentence: &str, m: &Mention, next: Option<&Mention>) -> bool
 }
 
 static RANGE_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:from|through|thru|between|beginning|starting|commencing|effective)\s+(?:on\s+|the\s+)?$|[-\u{2013}]\s*$")
+    Regex::new(r"(?i)(?-u:\b)(?:from|through|thru|between|beginning|starting|commencing|effective)\s+(?:on\s+|the\s+)?$|[-\u{2013}]\s*$")
         .expect("range regex")
 });
 
@@ -338,7 +449,10 @@ static RANGE_BETWEEN: LazyLock<Regex> = LazyLock::new(|| {
 /// report of the past: "received your question today", "the RFP received Friday", "intends to
 /// issue an RFP on July 13", "SAN FRANCISCO, Nov. 26, 2001 -" (a press dateline).
 fn is_demand(sentence: &str, left: &str, right: &str, m: &Mention) -> bool {
-    if NOT_A_DEADLINE.is_match(tail(left, 40)) || DATELINE.is_match(&sentence[..m.span.start]) {
+    if NOT_A_DEADLINE.is_match(tail(left, 40))
+        || LAST.is_match(tail(left, 8))
+        || DATELINE.is_match(&sentence[..m.span.start])
+    {
         return false;
     }
     if let Some(caps) = PARTICIPLE_BEFORE.captures(left) {
@@ -357,14 +471,14 @@ fn is_demand(sentence: &str, left: &str, right: &str, m: &Mention) -> bool {
         return false;
     }
     // "intends to issue an RFP ... on July 13": the issue date, unless a deadline word follows.
-    ISSUE
-        .find_iter(left)
-        .last()
-        .is_none_or(|issue| GENERIC_DEADLINE.is_match(&left[issue.end()..]))
+    ISSUE.find_iter(left).last().is_none_or(|issue| {
+        let after = &left[issue.end()..];
+        GENERIC_DEADLINE.is_match(after) || BY_OR_BEFORE.is_match(after)
+    })
 }
 
 /// Participles that put a date in the future ("scheduled on", "extended to").
-const PLANNED: [&str; 9] = [
+const PLANNED: [&str; 17] = [
     "scheduled",
     "rescheduled",
     "planned",
@@ -374,25 +488,42 @@ const PLANNED: [&str; 9] = [
     "required",
     "requested",
     "expected",
+    "anticipated",
+    "targeted",
+    "estimated",
+    "projected",
+    "needed",
+    "delayed",
+    "revised",
+    "amended",
 ];
 
 static PARTICIPLE_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?P<word>[a-z]{3,}ed)\s+(?:on\s+)?$").expect("participle regex")
+    Regex::new(r"(?i)(?-u:\b)(?P<word>[a-z]{3,}ed)\s+(?:on\s+)?$").expect("participle regex")
 });
 
 static PAST_TENSE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)\b[a-z]{3,}ed\b").expect("past tense regex"));
+    LazyLock::new(|| Regex::new(r"(?i)(?-u:\b)[a-z]{3,}ed(?-u:\b)").expect("past tense regex"));
 
 static ISSUE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:issue|release|publish|post|advertise)[sd]?\b").expect("issue regex")
+    Regex::new(r"(?i)(?-u:\b)(?:issue|release|publish|post|advertise)[sd]?(?-u:\b)")
+        .expect("issue regex")
 });
+
+/// "last Friday" is past; "last day for questions: March 5" is not, so only the word right
+/// before the date counts.
+static LAST: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)(?-u:\b)last\s+$").expect("last regex"));
+
+static BY_OR_BEFORE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)(?-u:\b)(?:by|before|until)(?-u:\b)").expect("by regex"));
 
 static DATELINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*[A-Z][A-Z .'&-]{2,},\s*$").expect("dateline regex"));
 
 /// Words just before a date that make it the past or a fact rather than a demand on the supplier.
 static NOT_A_DEADLINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:issued?|released?|dated|sent|posted|published|advertised|signed|executed|spoke|talked|discussed|received on|provided on|submitted on|as of|since|letters? of|born|founded|last)\b[^.]{0,30}$")
+    Regex::new(r"(?i)(?-u:\b)(?:issued?|released?|dated|sent|posted|published|advertised|signed|executed|spoke|talked|discussed|received on|provided on|submitted on|as of|since|letters? of|born|founded)(?-u:\b)[^.]{0,30}$")
         .expect("past regex")
 });
 
@@ -400,59 +531,100 @@ static NOT_A_DEADLINE: LazyLock<Regex> = LazyLock::new(|| {
 /// before it wins, since "pre-bid conference call meeting" ends in a generic word), else from
 /// the words after it. `None` when nothing says this date is a deadline at all.
 fn kind_of(left: &str, right: &str) -> Option<DeadlineKind> {
-    let mut nearest_left = None;
-    for caps in KIND.captures_iter(left) {
-        let kind = kind_from_caps(&caps);
-        if matches!(kind, Some(DeadlineKind::PreBid | DeadlineKind::IntentToBid)) {
-            return kind;
-        }
-        if kind.is_some() {
-            nearest_left = kind;
+    let mut nearest_noun = None;
+    let mut nearest_act = None;
+    for word in KIND.find_iter(left) {
+        match kind_of_word(word.as_str()) {
+            Some((kind @ (DeadlineKind::PreBid | DeadlineKind::IntentToBid), _)) => {
+                return Some(kind);
+            }
+            Some((kind, true)) => nearest_act = Some(kind),
+            Some((kind, false)) => nearest_noun = Some(kind),
+            None => {}
         }
     }
-    if nearest_left.is_some() {
-        return nearest_left;
+    // What is due ("questions must be submitted") says more than the verb near the date.
+    if let Some(kind) = nearest_noun.or(nearest_act) {
+        return Some(kind);
     }
-    let right_kind = KIND.captures_iter(right).find_map(|c| kind_from_caps(&c));
-    if right_kind.is_some() {
-        return right_kind;
+    let mut right_act = None;
+    for word in KIND.find_iter(right) {
+        match kind_of_word(word.as_str()) {
+            Some((kind, false)) => return Some(kind),
+            Some((kind, true)) => right_act = right_act.or(Some(kind)),
+            None => {}
+        }
+    }
+    if right_act.is_some() {
+        return right_act;
     }
     // "Due date: Friday", "your deadline is July 17": a deadline with no noun is the submission.
     (GENERIC_DEADLINE.is_match(left) || GENERIC_DEADLINE.is_match(right))
         .then_some(DeadlineKind::Submission)
 }
 
-fn kind_from_caps(caps: &regex::Captures<'_>) -> Option<DeadlineKind> {
-    if caps.name("prebid").is_some() {
-        Some(DeadlineKind::PreBid)
-    } else if caps.name("intent").is_some() {
-        Some(DeadlineKind::IntentToBid)
-    } else if caps.name("questions").is_some() {
-        Some(DeadlineKind::Questions)
-    } else if caps.name("submission").is_some() {
-        Some(DeadlineKind::Submission)
-    } else if caps.name("other").is_some() {
-        Some(DeadlineKind::Other)
-    } else {
-        None
-    }
+/// The kind a keyword names, and whether it is only a verb ("submit", "respond"), which yields
+/// to a noun ("questions", "proposals") that says what is due.
+fn kind_of_word(word: &str) -> Option<(DeadlineKind, bool)> {
+    KIND_BY_WORD
+        .iter()
+        .find(|(_, _, whole)| whole.is_match(word))
+        .map(|(kind, verb, _)| (*kind, *verb))
 }
 
+/// Deadline keywords by kind, in the order they are tried. The last flag marks verbs, which
+/// yield to nouns that say what is due.
+const KIND_WORDS: [(DeadlineKind, bool, &str); 6] = [
+    (
+        DeadlineKind::PreBid,
+        false,
+        r"pre-?\s?(?:bid|proposal|submission|tender|quote|bidders?|offerors?)(?-u:\b)|(?:bidders?|offerors?|proposers?|vendors?|suppliers?)'?s?'?\s+(?:conference|meeting|briefing)|site\s+(?:visit|walk|inspection|tour|meeting)|walk-?\s?through|information\s+session|industry\s+day",
+    ),
+    (
+        DeadlineKind::IntentToBid,
+        false,
+        r"intent(?:ion)?\s+to\s+(?:bid|propose|respond|submit|participate|tender|quote)|notice\s+of\s+intent|letter\s+of\s+intent|intent-to-bid",
+    ),
+    (
+        DeadlineKind::Questions,
+        false,
+        r"questions?|q\s?&\s?a|queries|inquiries|inquiry|enquiries|enquiry|clarifications?",
+    ),
+    (
+        DeadlineKind::Submission,
+        false,
+        r"expressions?\s+of\s+interest|eois?|submittals?|proposals?|bids?|bidding|responses?|quotes?|quotations?|quoting|submissions?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|bafos?|solicitations?|closing|closes|applications?|registration",
+    ),
+    (
+        DeadlineKind::Submission,
+        true,
+        r"respond|submit(?:ted)?|returned|complet(?:e|ed|ion)|buying|purchasing|refresh(?:ed)?|register",
+    ),
+    (
+        DeadlineKind::Other,
+        false,
+        r"decisions?|decide|award(?:ed)?|select(?:ion)?|shortlist|approval|notif(?:y|ied|ication)|advise|meet(?:ing)?s?|presentations?|interviews?|pitch|demo(?:nstration)?s?|kick-?off|start\s+date",
+    ),
+];
+
+/// All keywords in one pattern: found with the fast engine, then sorted by `KIND_BY_WORD`.
 static KIND: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"(?i)\b(?:",
-        r"(?P<prebid>pre-?\s?(?:bid|proposal|submission|tender|quote|bidders?|offerors?)\b|(?:bidders?|offerors?|proposers?|vendors?|suppliers?)'?s?'?\s+(?:conference|meeting|briefing)|site\s+(?:visit|walk|inspection|tour|meeting)|walk-?\s?through|information\s+session|industry\s+day)",
-        r"|(?P<intent>intent(?:ion)?\s+to\s+(?:bid|propose|respond|submit|participate|tender|quote)|notice\s+of\s+intent|letter\s+of\s+intent|intent-to-bid)",
-        r"|(?P<questions>questions?|inquiries|inquiry|enquiries|enquiry|clarifications?|rfis?\s+questions)",
-        r"|(?P<submission>proposals?|bids?|bidding|responses?|respond|quotes?|quotations?|quoting|submissions?|submit(?:ted|tal)?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|solicitations?|closing|closes|buying|purchasing|refresh(?:ed)?|applications?|registration|register|returned|complet(?:e|ed|ion))",
-        r"|(?P<other>decisions?|decide|award(?:ed)?|select(?:ion)?|shortlist|approval|notif(?:y|ied|ication)|advise|meet(?:ing)?s?|presentations?|interviews?|pitch|demo(?:nstration)?s?|kick-?off|start\s+date)",
-        r")\b"
-    ))
-    .expect("kind regex")
+    let all: Vec<&str> = KIND_WORDS.iter().map(|(_, _, words)| *words).collect();
+    Regex::new(&format!(r"(?i)(?-u:\b)(?:{})(?-u:\b)", all.join("|"))).expect("kind regex")
+});
+
+static KIND_BY_WORD: LazyLock<Vec<(DeadlineKind, bool, Regex)>> = LazyLock::new(|| {
+    KIND_WORDS
+        .iter()
+        .map(|(kind, verb, words)| {
+            let whole = Regex::new(&format!(r"(?i)^(?:{words})$")).expect("kind word regex");
+            (*kind, *verb, whole)
+        })
+        .collect()
 });
 
 static GENERIC_DEADLINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:due|deadline|no\s+later\s+than|not\s+later\s+than|on\s+or\s+before|cut-?\s?off|close\s+of\s+business|cob|eod|latest|expires?)\b")
+    Regex::new(r"(?i)(?-u:\b)(?:due|deadline|no\s+later\s+than|not\s+later\s+than|on\s+or\s+before|cut-?\s?off|close\s+of\s+business|cob|eod|latest|expires?)(?-u:\b)")
         .expect("generic deadline regex")
 });
 
@@ -462,13 +634,14 @@ static DATE: LazyLock<Regex> = LazyLock::new(|| {
     let month = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)";
     Regex::new(&format!(
         concat!(
-            r"(?i)\b(?:",
-            r"(?P<iy>\d{{4}})-(?P<im>\d{{1,2}})-(?P<id>\d{{1,2}})\b",
-            r"|(?:(?P<mdw>{wd}),?\s+(?:the\s+)?)?(?P<mdm>{month})\.?\s*(?P<mdd>\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s*(?P<mdy>\d{{4}})\b)?",
-            r"|(?:(?P<dmw>{wd}),?\s+(?:the\s+)?)?(?P<dmd>\d{{1,2}})(?:st|nd|rd|th)?(?:\s+of)?\s*(?P<dmm>{month})\b\.?(?:,?\s*(?P<dmy>\d{{4}})\b)?",
-            r"|(?:(?P<nw>{wd}),?\s+)?(?P<na>\d{{1,2}})/(?P<nb>\d{{1,2}})(?:/(?P<ny>\d{{4}}|\d{{2}}))?\b",
-            r"|(?P<ea>\d{{1,2}})\.(?P<eb>\d{{1,2}})\.(?P<ey>\d{{4}})\b",
-            r"|(?P<wpre>(?:this|next|coming)\s+)?(?P<wd>monday|tuesday|wednesday|thursday|friday|saturday|sunday)(?:\s+the\s+(?P<wdd>\d{{1,2}})(?:st|nd|rd|th)?\b)?",
+            r"(?i)(?-u:\b)(?:",
+            r"(?P<iy>\d{{4}})-(?P<im>\d{{1,2}})-(?P<id>\d{{1,2}})(?-u:\b)",
+            r"|(?:(?P<mdw>{wd}),?\s+(?:the\s+)?)?(?P<mdm>{month})\.?\s*(?P<mdd>\d{{1,2}})(?:st|nd|rd|th)?(?-u:\b)(?:,?\s*(?P<mdy>\d{{4}})(?-u:\b))?",
+            r"|(?:(?P<dmw>{wd}),?\s+(?:the\s+)?)?(?P<dmd>\d{{1,2}})(?:st|nd|rd|th)?(?:\s+of)?\s*(?P<dmm>{month})(?-u:\b)\.?(?:,?\s*(?P<dmy>\d{{4}})(?-u:\b))?",
+            r"|(?:(?P<nw>{wd}),?\s+)?(?P<na>\d{{1,2}})/(?P<nb>\d{{1,2}})(?:/(?P<ny>\d{{4}}|\d{{2}}))?(?-u:\b)",
+            r"|(?P<ea>\d{{1,2}})\.(?P<eb>\d{{1,2}})\.(?P<ey>\d{{4}})(?-u:\b)",
+            r"|(?P<wpre>(?:this|next|coming)\s+)?(?P<wd>monday|tuesday|wednesday|thursday|friday|saturday|sunday)(?:\s+the\s+(?P<wdd>\d{{1,2}})(?:st|nd|rd|th)?(?-u:\b))?",
+            r"|(?:the\s+)?end\s+of\s+(?P<eomm>{month})(?-u:\b)",
             r"|(?P<rel>today|tonight|tomorrow|this\s+(?:morning|afternoon|evening)|end\s+of\s+(?:the\s+)?(?:day|week|month)|eod|eow|eom)",
             r")"
         ),
@@ -478,12 +651,71 @@ static DATE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("date regex")
 });
 
+/// Indices of the named groups of `DATE`: looked up once, since a lookup by name hashes.
+struct DateGroups {
+    dmd: usize,
+    dmm: usize,
+    dmw: usize,
+    dmy: usize,
+    ea: usize,
+    eb: usize,
+    eomm: usize,
+    ey: usize,
+    id: usize,
+    im: usize,
+    iy: usize,
+    mdd: usize,
+    mdm: usize,
+    mdw: usize,
+    mdy: usize,
+    na: usize,
+    nb: usize,
+    nw: usize,
+    ny: usize,
+    rel: usize,
+    wd: usize,
+    wdd: usize,
+}
+
+static DATE_GROUPS: LazyLock<DateGroups> = LazyLock::new(|| {
+    let index = |name: &str| {
+        DATE.capture_names()
+            .position(|n| n == Some(name))
+            .expect("date regex names this group")
+    };
+    DateGroups {
+        dmd: index("dmd"),
+        dmm: index("dmm"),
+        dmw: index("dmw"),
+        dmy: index("dmy"),
+        ea: index("ea"),
+        eb: index("eb"),
+        eomm: index("eomm"),
+        ey: index("ey"),
+        id: index("id"),
+        im: index("im"),
+        iy: index("iy"),
+        mdd: index("mdd"),
+        mdm: index("mdm"),
+        mdw: index("mdw"),
+        mdy: index("mdy"),
+        na: index("na"),
+        nb: index("nb"),
+        nw: index("nw"),
+        ny: index("ny"),
+        rel: index("rel"),
+        wd: index("wd"),
+        wdd: index("wdd"),
+    }
+});
+
 fn mention(
     sentence: &str,
     caps: &regex::Captures<'_>,
     base: Option<NaiveDate>,
     order: Option<DateOrder>,
 ) -> Option<Mention> {
+    let g = &*DATE_GROUPS;
     let whole = caps.get(0)?;
     let span = whole.range();
     // Reference numbers and file names ("ABC/2027/05", "RFQ1.xls") are not dates.
@@ -505,79 +737,81 @@ fn mention(
     if is_month_and_year(sentence, caps, base) {
         return None;
     }
-    let num = |name: &str| caps.name(name).and_then(|m| m.as_str().parse::<u32>().ok());
-    let weekday_named = ["mdw", "dmw", "nw"]
+    let num = |i: usize| caps.get(i).and_then(|m| m.as_str().parse::<u32>().ok());
+    let weekday_named = [g.mdw, g.dmw, g.nw]
         .iter()
-        .find_map(|n| caps.name(n))
+        .find_map(|&n| caps.get(n))
         .and_then(|m| weekday(m.as_str()));
 
-    let (date, mut ambiguous, explicit_year) = if let Some(y) = num("iy") {
+    let (date, mut ambiguous, explicit_year) = if let Some(y) = num(g.iy) {
         (
-            NaiveDate::from_ymd_opt(y as i32, num("im")?, num("id")?),
+            NaiveDate::from_ymd_opt(y as i32, num(g.im)?, num(g.id)?),
             false,
             true,
         )
-    } else if let Some(m) = caps.name("mdm") {
-        month_day(month(m.as_str())?, num("mdd")?, num("mdy"), base)?
-    } else if let Some(m) = caps.name("dmm") {
-        month_day(month(m.as_str())?, num("dmd")?, num("dmy"), base)?
-    } else if let Some(a) = num("na") {
+    } else if let Some(m) = caps.get(g.mdm) {
+        month_day(month(m.as_str())?, num(g.mdd)?, num(g.mdy), base)?
+    } else if let Some(m) = caps.get(g.dmm) {
+        month_day(month(m.as_str())?, num(g.dmd)?, num(g.dmy), base)?
+    } else if let Some(a) = num(g.na) {
         numeric(
             a,
-            num("nb")?,
-            caps.name("ny").map(|y| y.as_str()),
+            num(g.nb)?,
+            caps.get(g.ny).map(|y| y.as_str()),
             base,
             order,
         )?
-    } else if let Some(d) = num("ea") {
+    } else if let Some(d) = num(g.ea) {
         // Dotted dates ("14.06.2027") are written day first wherever they are used.
         (
-            NaiveDate::from_ymd_opt(num("ey")? as i32, num("eb")?, d),
+            NaiveDate::from_ymd_opt(num(g.ey)? as i32, num(g.eb)?, d),
             false,
             true,
         )
-    } else if let Some(w) = caps.name("wd") {
+    } else if let Some(w) = caps.get(g.wd) {
         let day = weekday(w.as_str())?;
         let next = caps
             .name("wpre")
             .is_some_and(|p| p.as_str().to_ascii_lowercase().starts_with("next"));
-        match num("wdd") {
+        match num(g.wdd) {
             Some(dom) => day_of_month(dom, base)?,
             None => weekday_date(day, next, base),
         }
+    } else if let Some(m) = caps.get(g.eomm) {
+        end_of_month(month(m.as_str())?, base)
     } else {
-        relative(&caps.name("rel")?.as_str().to_ascii_lowercase(), base)
+        relative(&caps.get(g.rel)?.as_str().to_ascii_lowercase(), base)
     };
     if date.is_none() && explicit_year {
         return None;
     }
     let checked_weekday =
-        weekday_named.or_else(|| caps.name("wd").and_then(|w| weekday(w.as_str())));
+        weekday_named.or_else(|| caps.get(g.wd).and_then(|w| weekday(w.as_str())));
     if let (Some(wd), Some(d)) = (checked_weekday, date) {
         // "Tuesday, March 3" when March 3 is a Wednesday: one of the two is wrong.
         ambiguous |= d.weekday() != wd;
     }
-    let today_like = caps
-        .name("rel")
-        .is_some_and(|r| TODAY_LIKE.is_match(r.as_str()));
+    let rel = caps.get(g.rel).map(|r| r.as_str());
     Some(Mention {
         span,
         date,
         ambiguous,
         explicit_year,
-        today_like,
+        today_like: rel.is_some_and(|r| TODAY_LIKE.is_match(r)),
+        day_end: rel.is_some_and(|r| DAY_END.is_match(r)),
     })
 }
 
 static POSSESSIVE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^['\u{2019}]s\b").expect("possessive regex"));
+    LazyLock::new(|| Regex::new(r"^['\u{2019}]s(?-u:\b)").expect("possessive regex"));
 
 /// Traders and buyers write months with two-digit years: "Nov01", "Apr02-Oct02", "quote for
 /// Nov 01", "request for quote 12/01". A zero-padded number glued to a month, after "for/of/in",
 /// or a number/number whose second half is this year's or next year's two digits, is a month.
 fn is_month_and_year(sentence: &str, caps: &regex::Captures<'_>, base: Option<NaiveDate>) -> bool {
-    if let (Some(m), Some(d)) = (caps.name("mdm"), caps.name("mdd")) {
-        if caps.name("mdy").is_some() {
+    let g = &*DATE_GROUPS;
+    if let (Some(m), Some(d)) = (caps.get(g.mdm), caps.get(g.mdd)) {
+        if caps.get(g.mdy).is_some() {
             return false;
         }
         let glued = d.start() == m.end();
@@ -585,10 +819,10 @@ fn is_month_and_year(sentence: &str, caps: &regex::Captures<'_>, base: Option<Na
             .get(..2)
             .is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "st" | "nd" | "rd" | "th"));
         let padded = d.as_str().starts_with('0');
-        let period_word = MONTH_PERIOD_WORD.is_match(&sentence[..m.start()]);
+        let period_word = MONTH_PERIOD_WORD.is_match(tail(&sentence[..m.start()], 16));
         return !suffixed && ((glued && !d.as_str().is_empty()) || (padded && period_word));
     }
-    if let (Some(a), Some(b), None) = (caps.name("na"), caps.name("nb"), caps.name("ny")) {
+    if let (Some(a), Some(b), None) = (caps.get(g.na), caps.get(g.nb), caps.get(g.ny)) {
         let (Ok(month), Ok(yy), Some(base)) =
             (a.as_str().parse::<i32>(), b.as_str().parse::<i32>(), base)
         else {
@@ -604,8 +838,13 @@ fn is_month_and_year(sentence: &str, caps: &regex::Captures<'_>, base: Option<Na
 }
 
 static MONTH_PERIOD_WORD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:for|of|in|during|through|thru|since|from)\s+$")
+    Regex::new(r"(?i)(?-u:\b)(?:for|of|in|during|through|thru|since|from)\s+$")
         .expect("period word regex")
+});
+
+/// "EOD", "end of day": a time of day when a date follows ("by EOD tomorrow").
+static DAY_END: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(?:eod|end\s+of\s+(?:the\s+)?day)$").expect("day end regex")
 });
 
 static TODAY_LIKE: LazyLock<Regex> = LazyLock::new(|| {
@@ -625,9 +864,24 @@ fn month_day(month: u32, day: u32, year: Option<u32>, base: Option<NaiveDate>) -
         None => {
             // Validate against a leap year so "February 29" survives until a year is known.
             NaiveDate::from_ymd_opt(2028, month, day)?;
-            Some((next_occurrence(month, day, base), base.is_none(), false))
+            Some((
+                next_occurrence(month, day, base),
+                base.is_none() || recently_past(month, day, base),
+                false,
+            ))
         }
     }
+}
+
+/// How many days before the mail date a month and day still read as "just passed" rather than
+/// as next year's.
+const RECENT_PAST_DAYS: i64 = 31;
+
+/// "Responses were due November 9" in a mail of November 12: next year's November 9 is the rule's
+/// reading, but the buyer may well mean the one just gone, so the date is flagged.
+fn recently_past(month: u32, day: u32, base: Option<NaiveDate>) -> bool {
+    base.and_then(|b| NaiveDate::from_ymd_opt(b.year(), month, day).map(|d| (b, d)))
+        .is_some_and(|(b, d)| d < b && (b - d).num_days() <= RECENT_PAST_DAYS)
 }
 
 /// Year inference: the next occurrence on or after the mail date.
@@ -677,7 +931,7 @@ fn numeric(
             NaiveDate::from_ymd_opt(2028, month, day)?;
             Some((
                 next_occurrence(month, day, base),
-                ambiguous || base.is_none(),
+                ambiguous || base.is_none() || recently_past(month, day, base),
                 false,
             ))
         }
@@ -733,6 +987,23 @@ fn relative(word: &str, base: Option<NaiveDate>) -> Reading {
     } else {
         Some(base)
     };
+    (date, false, false)
+}
+
+/// "the end of March": the last day of the next March on or after the mail date.
+fn end_of_month(month: u32, base: Option<NaiveDate>) -> Reading {
+    let Some(base) = base else {
+        return (None, true, false);
+    };
+    let last_day = |year: i32| {
+        NaiveDate::from_ymd_opt(year, month, 1)
+            .and_then(|d| d.checked_add_months(Months::new(1)))
+            .and_then(|d| d.pred_opt())
+    };
+    let date = [base.year(), base.year() + 1]
+        .into_iter()
+        .filter_map(last_day)
+        .find(|d| *d >= base);
     (date, false, false)
 }
 
@@ -839,6 +1110,9 @@ fn clock(caps: &regex::Captures<'_>) -> Option<(NaiveTime, bool)> {
         // "5:00" with no a.m./p.m. in a business deadline is the afternoon: nobody sets a 5 a.m. cut-off.
         let hour = if (1..=6).contains(&h) { h + 12 } else { h };
         (hour, minute, None)
+    } else if let Some(h) = num("hd") {
+        // "17.00 hrs", "12.00 noon": the European way of writing a 24-hour time.
+        (h, num("md")?, None)
     } else {
         (num("hh")?, num("mm")?, None)
     };
@@ -853,12 +1127,13 @@ fn clock(caps: &regex::Captures<'_>) -> Option<(NaiveTime, bool)> {
 
 static TIME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"(?i)\b(?:",
-        r"(?P<rh>\d{1,2})(?::(?P<rm>\d{2}))?\s*(?:-|\u{2013}|to)\s*\d{1,2}(?::\d{2})?\s*(?P<rap>[ap])\.?\s?m\b\.?",
-        r"|(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ap>[ap])\.?\s?m\b\.?",
-        r"|(?P<h24>\d{1,2}):(?P<m24>\d{2})(?:\s*(?P<noon>noon|midnight))?\b(?:\s*(?:hrs|hours|h)\b)?",
-        r"|(?P<hh>[01]\d|2[0-3])(?P<mm>[0-5]\d)\s*(?:hrs|hours|h)\b",
-        r"|(?P<word>noon|midday|midnight)\b",
+        r"(?i)(?-u:\b)(?:",
+        r"(?P<rh>\d{1,2})(?::(?P<rm>\d{2}))?\s*(?:-|\u{2013}|to)\s*\d{1,2}(?::\d{2})?\s*(?P<rap>[ap])\.?\s?m(?-u:\b)\.?",
+        r"|(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?\s*(?P<ap>[ap])\.?\s?m(?-u:\b)\.?",
+        r"|(?P<h24>\d{1,2}):(?P<m24>\d{2})(?-u:\b)(?:\s*\(?(?P<noon>noon|midnight)\)?|\s*(?:hrs|hours|h)(?-u:\b))?",
+        r"|(?P<hh>[01]\d|2[0-3])(?P<mm>[0-5]\d)\s*(?:hrs|hours|h)(?-u:\b)",
+        r"|(?P<hd>\d{1,2})\.(?P<md>\d{2})\s*(?:hrs|hours|h|noon)(?-u:\b)",
+        r"|(?P<word>noon|midday|midnight)(?-u:\b)",
         r")"
     ))
     .expect("time regex")
@@ -918,7 +1193,7 @@ mod tests {
     fn reads_deadline_phrases() {
         use DeadlineKind::*;
         let ny = Some("America/New_York");
-        let table: [Row; 16] = [
+        let table: [Row; 24] = [
             (
                 "Proposals are due March 3, 2027 at 5:00 PM EST.",
                 monday(),
@@ -1047,6 +1322,71 @@ mod tests {
                 None,
                 None,
             ),
+            (
+                "Q&A deadline: Thurs., March 4 at 17.00 hrs CEST",
+                monday(),
+                Questions,
+                day(2027, 3, 4),
+                hm(17, 0),
+                Some("Europe/Berlin"),
+            ),
+            (
+                "Expressions of interest by 12.00 noon on the 15th of March 2027.",
+                monday(),
+                Submission,
+                day(2027, 3, 15),
+                hm(12, 0),
+                None,
+            ),
+            (
+                "Submit through the portal posted on our website by 11:59 PM ET, March 19, 2027.",
+                monday(),
+                Submission,
+                day(2027, 3, 19),
+                hm(23, 59),
+                ny,
+            ),
+            (
+                "Deadline for clarifications: 2027-03-10 16:00 UTC",
+                monday(),
+                Questions,
+                day(2027, 3, 10),
+                hm(16, 0),
+                Some("+00:00"),
+            ),
+            (
+                "Closing date: 15 March 2027, 12:00 (noon) GMT",
+                monday(),
+                Submission,
+                day(2027, 3, 15),
+                hm(12, 0),
+                Some("Europe/London"),
+            ),
+            // The noun says what is due; the verb next to the date does not.
+            (
+                "Questions must be submitted in writing by March 8 at 4pm PT; answers will be posted by March 12.",
+                monday(),
+                Questions,
+                day(2027, 3, 8),
+                hm(16, 0),
+                Some("America/Los_Angeles"),
+            ),
+            (
+                "Last day for questions: March 5",
+                monday(),
+                Questions,
+                day(2027, 3, 5),
+                None,
+                None,
+            ),
+            (
+                "Contract award is anticipated on April 30.",
+                monday(),
+                Other,
+                day(2027, 4, 30),
+                None,
+                None,
+            ),
         ];
         for (body, base, kind, date, time, zone) in table {
             let d = one(body, base);
@@ -1079,6 +1419,11 @@ mod tests {
             ("Proposals are due March 3.", day(2027, 3, 3)),
             // Month and day without a year: the next one on or after the mail date.
             ("Proposals are due February 3.", day(2028, 2, 3)),
+            (
+                "Please submit pricing, ideally by EOD tomorrow.",
+                day(2027, 3, 2),
+            ),
+            ("Proposals are due by the end of April.", day(2027, 4, 30)),
         ];
         for (body, want) in table {
             assert_eq!(one(body, monday()).date, Some(want), "{body}");
@@ -1120,6 +1465,12 @@ mod tests {
         // 4 March 2027 is a Thursday.
         let clash = one("Proposals are due Tuesday, March 4, 2027.", monday());
         assert_eq!((clash.date, clash.ambiguous), (Some(day(2027, 3, 4)), true));
+        // A month and day just before the mail date: next year's by the rule, but flagged.
+        let passed = one("Proposals are due February 20.", monday());
+        assert_eq!(
+            (passed.date, passed.ambiguous),
+            (Some(day(2028, 2, 20)), true)
+        );
         let next = one("We need your quote next Tuesday.", monday());
         assert_eq!((next.date, next.ambiguous), (Some(day(2027, 3, 2)), true));
         for body in [

@@ -10,6 +10,11 @@ use std::sync::LazyLock;
 
 /// How many lines under the name are read as the signature block.
 const SIGNATURE_LINES: usize = 6;
+/// How many lines above the quoted history are searched for the signature.
+const SIGNATURE_SEARCH_LINES: usize = 40;
+/// Longer lines are prose, not a name or a closing ("Kind regards,").
+const MAX_NAME_LINE_LEN: usize = 60;
+const MAX_CLOSING_LEN: usize = 24;
 
 #[derive(Debug, Default)]
 pub struct Parties {
@@ -34,8 +39,15 @@ pub fn find_parties(mail: &Mail) -> Parties {
             .as_ref()
             .filter(|s| s.is_sender)
             .and_then(|s| s.title.clone());
+        let role = match role_of(title.as_deref(), from) {
+            StakeholderRole::Unknown => from
+                .name
+                .as_deref()
+                .map_or(StakeholderRole::Unknown, role_from_title),
+            known => known,
+        };
         Stakeholder {
-            role: role_of(title.as_deref(), from),
+            role,
             name,
             email: Some(from.email.clone()),
             title,
@@ -73,12 +85,115 @@ pub fn find_parties(mail: &Mail) -> Parties {
             role: role_of(None, address),
         });
     }
+    for named in named_in_text(&mail.body) {
+        let known = |s: &Stakeholder| {
+            s.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(named.name.as_deref().unwrap_or("")))
+        };
+        match stakeholders.iter_mut().find(|s| known(s)) {
+            Some(existing) if existing.title.is_none() => {
+                existing.role = named.role;
+                existing.title = named.title;
+            }
+            Some(_) => {}
+            None if !contact.as_ref().is_some_and(known) => stakeholders.push(named),
+            None => {}
+        }
+    }
     Parties {
         buyer,
         contact,
         stakeholders,
     }
 }
+
+/// People the buyer names with their role ("our Head of Operations, Sarah Mills", "Tom Lee
+/// (CFO)"): often the business owners a discovery call should include. A fast search for title
+/// words finds the candidates; the full pattern runs only around them.
+fn named_in_text(body: &str) -> Vec<Stakeholder> {
+    let mut found: Vec<Stakeholder> = Vec::new();
+    let mut searched_to = 0;
+    for hit in TITLE_HINT.find_iter(body) {
+        if hit.start() < searched_to {
+            continue;
+        }
+        let mut from = hit.start().saturating_sub(NAMED_REACH);
+        while !body.is_char_boundary(from) {
+            from -= 1;
+        }
+        let mut to = (hit.end() + NAMED_REACH).min(body.len());
+        while !body.is_char_boundary(to) {
+            to -= 1;
+        }
+        searched_to = to;
+        for caps in NAMED_PERSON.captures_iter(&body[from..to]) {
+            let pick = |names: [&str; 3]| names.iter().find_map(|n| caps.name(n));
+            let (Some(name), Some(title)) = (
+                pick(["name", "name2", "name3"]),
+                pick(["title", "title2", "title3"]),
+            ) else {
+                continue;
+            };
+            let name = name
+                .as_str()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let title = title
+                .as_str()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            // "the RFP Committee, John Smith" names a group, not a role; "Chief Procurement
+            // Officer" and "Director of Facilities Management" are titles cut in two, not people.
+            let title_cut = ["of", "for", "and", "&"]
+                .iter()
+                .any(|w| title.rsplit(' ').next() == Some(*w));
+            if !TITLE_WORD.is_match(&title)
+                || title_cut
+                || TITLE_WORD.is_match(&name)
+                || ORGANISATION.is_match(&name)
+                || UNIT_WORD.is_match(&name)
+                || found
+                    .iter()
+                    .any(|s| s.name.as_deref() == Some(name.as_str()))
+            {
+                continue;
+            }
+            found.push(Stakeholder {
+                role: role_from_title(&title),
+                name: Some(name),
+                email: None,
+                title: Some(title),
+            });
+        }
+    }
+    found
+}
+
+static UNIT_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?-u:\b)(?:management|operations|division|office|team|committee|unit|facilities|finance|technology|resources|affairs|relations|development|marketing|sales|support)(?-u:\b)")
+        .expect("unit word regex")
+});
+
+/// How far around a title word a "name, title" pair is looked for, in bytes.
+const NAMED_REACH: usize = 60;
+
+static TITLE_HINT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"Director|Manager|Head of|VP|Vice President|Chief|CIO|CFO|CEO|COO|CTO|CISO|President|Owner|Officer|Buyer|Superintendent|Controller")
+        .expect("title hint regex")
+});
+
+/// "our Head of Operations, Sarah Mills" / "Sarah Mills, our IT Manager" / "Tom Lee (CFO)".
+static NAMED_PERSON: LazyLock<Regex> = LazyLock::new(|| {
+    let title = r"(?:(?:Senior|Sr\.?|Chief|Deputy|Assistant|Associate|General|Executive|Vice|Head|Director|Manager|VP|[A-Z]{2,4}|President|Owner|Officer|Buyer|Superintendent|Controller|of|for|and|&|[A-Z][a-z]+)\s?){1,6}";
+    let person = r"[A-Z][a-z]+(?:\s[A-Z]\.)?\s[A-Z][a-zA-Z'-]+";
+    Regex::new(&format!(
+        r"(?:(?i:our|the|my|your)\s+(?P<title>{title}),?\s+(?P<name>{person}))|(?:(?P<name2>{person}),\s+(?i:our|the)\s+(?P<title2>{title})|(?P<name3>{person})\s+\((?P<title3>{title})\))"
+    ))
+    .expect("named person regex")
+});
 
 /// Procurement titles are checked first: "Director of Procurement" runs the process.
 pub fn role_from_title(title: &str) -> StakeholderRole {
@@ -100,24 +215,24 @@ fn role_of(title: Option<&str>, address: &Address) -> StakeholderRole {
 }
 
 static PROCUREMENT_TITLE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:procurement|purchasing|sourcing|contracts?|contracting|buyer|category\s+manager|tender|acquisitions?|supply\s+chain|commodity\s+manager|vendor\s+management|bids?)\b")
+    Regex::new(r"(?i)(?-u:\b)(?:procurement|purchasing|sourcing|contracts?|contracting|buyer|category\s+manager|tender|acquisitions?|supply\s+chain|commodity\s+manager|vendor\s+management|bids?)(?-u:\b)")
         .expect("procurement title regex")
 });
 
 static BUSINESS_TITLE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:vp|svp|evp|vice\s+president|director|head\s+of|chief|cio|cfo|ceo|coo|cto|ciso|president|owner|founder|manager|superintendent|operations|general\s+manager|principal|partner|administrator|lead|supervisor|engineer)\b")
+    Regex::new(r"(?i)(?-u:\b)(?:vp|svp|evp|vice\s+president|director|head\s+of|chief|cio|cfo|ceo|coo|cto|ciso|president|owner|founder|manager|superintendent|operations|general\s+manager|principal|partner|administrator|lead|supervisor|engineer)(?-u:\b)")
         .expect("business title regex")
 });
 
 static PROCUREMENT_MAILBOX: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)procure|purchas|sourcing|tender|bids?\b|rfp|rfq|contracts|buyer|supplier|vendor",
+        r"(?i)procure|purchas|sourcing|tender|bids?(?-u:\b)|rfp|rfq|contracts|buyer|supplier|vendor",
     )
     .expect("mailbox regex")
 });
 
 static ORGANISATION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:inc|llc|llp|ltd|limited|corp|corporation|company|co|group|gmbh|ag|plc|s\.?a|city|county|state|department|dept|university|college|school|district|authority|agency|services|energy|power|gas|electric|utilities|bank|hospital|council|ministry|board|commission|association|partners|holdings|technologies|systems|solutions)\b\.?")
+    Regex::new(r"(?i)(?-u:\b)(?:inc|llc|llp|ltd|limited|corp|corporation|company|co|group|gmbh|ag|plc|s\.?a|city|county|state|department|dept|university|college|school|district|authority|agency|services|energy|power|gas|electric|utilities|bank|hospital|council|ministry|board|commission|association|partners|holdings|technologies|systems|solutions)(?-u:\b)\.?")
         .expect("organisation regex")
 });
 
@@ -173,47 +288,64 @@ struct Signature {
 /// The sender's signature block in the new part of the body (above any quoted history): the line
 /// bearing the sender's name, then a title line and a company line below it.
 fn signature(body: &str, from: &Address) -> Option<Signature> {
-    let lines: Vec<&str> = body
+    let mut new_part_end = body.len();
+    let mut offset = 0;
+    for line in body.split_inclusive('\n') {
+        if starts_quoted_history(line) {
+            new_part_end = offset;
+            break;
+        }
+        offset += line.len();
+    }
+    // A signature sits at the bottom of the new text: only its last lines are searched.
+    let mut lines: Vec<&str> = body[..new_part_end]
         .lines()
-        .take_while(|l| !QUOTE_START.is_match(l))
+        .rev()
+        .take(SIGNATURE_SEARCH_LINES)
         .map(str::trim)
         .collect();
+    lines.reverse();
     let tokens = name_tokens(from);
     let (name_at, is_sender) = match lines.iter().rposition(|line| is_name_line(line, &tokens)) {
         Some(at) => (at, true),
         // A team mailbox ("Supplier Onboarding") signs with a person's name under the closing.
         None => {
-            let closing = lines.iter().rposition(|line| CLOSING.is_match(line))?;
+            let closing = lines
+                .iter()
+                .rposition(|line| line.len() <= MAX_CLOSING_LEN && CLOSING.is_match(line))?;
             let at = lines[closing + 1..].iter().position(|l| !l.is_empty())? + closing + 1;
             (at, false)
         }
     };
-    let name = lines[name_at].trim_end_matches(',').to_string();
+    let name_line = lines[name_at].trim_end_matches(',');
+    // "Jim Mathes, President": name and title on one line.
+    let (name, mut title) = match name_line.split_once(", ") {
+        Some((name, rest)) if is_title_line(rest) => (name.to_string(), Some(rest.to_string())),
+        _ => (name_line.to_string(), None),
+    };
     let block = lines[name_at + 1..]
         .iter()
         .filter(|l| !l.is_empty())
         .take(SIGNATURE_LINES);
-    let mut title = None;
     let mut company = None;
     for line in block {
+        // Contact lines, header lines ("Subject: ...") and prose are not titles or companies.
         if line.contains('@')
+            || line.contains(':')
             || line.contains("http")
             || line.contains("www.")
+            || line.len() > MAX_NAME_LINE_LEN
             || line.chars().filter(char::is_ascii_digit).count() >= 3
         {
             continue;
         }
-        if title.is_none()
-            && company.is_none()
-            && TITLE_WORD.is_match(line)
-            && !ORGANISATION.is_match(line)
-        {
-            title = Some(line.to_string());
+        if title.is_none() && company.is_none() && is_title_line(line) {
+            title = Some(collapse_spaces(line));
         } else if company.is_none()
             && ORGANISATION.is_match(line)
             && line.split_whitespace().count() <= 8
         {
-            company = Some(line.trim_end_matches(['.', ',']).to_string());
+            company = Some(collapse_spaces(line.trim_end_matches(['.', ','])));
         }
     }
     Some(Signature {
@@ -222,6 +354,17 @@ fn signature(body: &str, from: &Address) -> Option<Signature> {
         company,
         is_sender,
     })
+}
+
+fn collapse_spaces(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// "Senior Buyer", "Energy Manager": a line with a title word that is not a company's name,
+/// or whose last word is the title itself (so "Energy" does not make it a company).
+fn is_title_line(line: &str) -> bool {
+    let last_word = line.rsplit(' ').next().unwrap_or("");
+    TITLE_WORD.is_match(line) && (!ORGANISATION.is_match(line) || TITLE_WORD.is_match(last_word))
 }
 
 /// Lower-case name parts to look for: from the display name, else from the mailbox name.
@@ -238,6 +381,10 @@ fn name_tokens(from: &Address) -> Vec<String> {
 
 /// A short line of capitalised words without digits, sharing a name part with the sender.
 fn is_name_line(line: &str, tokens: &[String]) -> bool {
+    // "Reagan:" opens a letter; it does not sign one.
+    if line.is_empty() || line.len() > MAX_NAME_LINE_LEN || line.ends_with(':') {
+        return false;
+    }
     let words: Vec<&str> = line.trim_end_matches(',').split_whitespace().collect();
     if words.is_empty() || words.len() > 5 || line.chars().any(|c| c.is_ascii_digit() || c == '@') {
         return false;
@@ -261,10 +408,19 @@ fn is_name_line(line: &str, tokens: &[String]) -> bool {
     })
 }
 
-static QUOTE_START: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s*(?:>|-{2,}\s*original message|-{5,}\s*forwarded|on\b.{0,120}\bwrote:?\s*$|from:\s)")
-        .expect("quote start regex")
-});
+/// Where the quoted history begins: "> ...", "-----Original Message-----", "----- Forwarded by",
+/// "On ... wrote:" or a bare "From:" header. Plain string tests: this runs on every body line.
+fn starts_quoted_history(line: &str) -> bool {
+    let line = line.trim();
+    let has_prefix = |prefix: &str| {
+        line.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
+    line.starts_with('>')
+        || (line.starts_with("--") && (line.contains("riginal") || line.contains("orward")))
+        || has_prefix("from:")
+        || (has_prefix("on ") && line.trim_end_matches(':').ends_with("wrote"))
+}
 
 static CLOSING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^(?:(?:kind|best|warm|many)\s+)?(?:regards|thanks|thank\s+you|sincerely|cheers|best|respectfully)[,.!]?$")
@@ -272,7 +428,7 @@ static CLOSING: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static TITLE_WORD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:manager|director|officer|buyer|specialist|analyst|coordinator|vp|vice\s+president|president|head|chief|cio|cfo|ceo|coo|cto|owner|administrator|agent|lead|supervisor|engineer|consultant|principal|purchasing|procurement|sourcing|contracts?|executive|superintendent|controller|treasurer|associate)\b")
+    Regex::new(r"(?i)(?-u:\b)(?:manager|director|officer|buyer|specialist|analyst|coordinator|vp|vice\s+president|president|head|chief|cio|cfo|ceo|coo|cto|owner|administrator|agent|lead|supervisor|engineer|consultant|principal|purchasing|procurement|sourcing|contracts?|executive|superintendent|controller|treasurer|associate)(?-u:\b)")
         .expect("title regex")
 });
 
@@ -319,6 +475,57 @@ mod tests {
         assert_eq!(sig.name, "Brent Berneking");
         assert_eq!(sig.title.as_deref(), Some("Senior Buyer"));
         assert_eq!(sig.company.as_deref(), Some("Summit Energy Services, Inc"));
+    }
+
+    #[test]
+    fn finds_people_named_with_their_role() {
+        let body = "Our Head of Operations, Sarah Mills, will decide. Please copy Tom Lee (CFO) \
+and Jane Roe, our Contracts Manager. Regards, the RFP Committee, John Smith. Our Chief Procurement Officer and the Director of \
+Facilities Management will attend.";
+        let named: Vec<_> = named_in_text(body)
+            .into_iter()
+            .map(|s| (s.name.unwrap(), s.title.unwrap(), s.role))
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                (
+                    "Sarah Mills".to_string(),
+                    "Head of Operations".to_string(),
+                    StakeholderRole::Business
+                ),
+                (
+                    "Tom Lee".to_string(),
+                    "CFO".to_string(),
+                    StakeholderRole::Business
+                ),
+                (
+                    "Jane Roe".to_string(),
+                    "Contracts Manager".to_string(),
+                    StakeholderRole::Procurement
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_title_beside_name_and_skips_prose() {
+        let from = Address {
+            name: Some("Jim Mathes".into()),
+            email: "jmathes@chamber.example".into(),
+        };
+        let body = "Please attend.\n\nJim Mathes, President\nNorth Bay Chamber of Commerce\n";
+        let sig = signature(body, &from).unwrap();
+        assert_eq!(
+            (sig.name.as_str(), sig.title.as_deref()),
+            ("Jim Mathes", Some("President"))
+        );
+        let body = "Thanks,\nJim Mathes\nEnergy Manager\nSubject: RFP: Gas Supply\n";
+        let sig = signature(body, &from).unwrap();
+        assert_eq!(
+            (sig.title.as_deref(), sig.company),
+            (Some("Energy Manager"), None)
+        );
     }
 
     #[test]

@@ -9,6 +9,12 @@ use std::sync::LazyLock;
 /// Longest clause or title kept, in characters.
 const MAX_CLAUSE_CHARS: usize = 400;
 const MAX_TITLE_CHARS: usize = 100;
+/// How far after a solicitation word its number or title may reach, in bytes.
+const REFERENCE_WINDOW: usize = 80;
+const TITLE_WINDOW: usize = 260;
+/// How far before and after a contact word a no-contact clause is looked for, in bytes.
+const CLAUSE_LEAD: usize = 100;
+const CLAUSE_TAIL: usize = 200;
 
 #[derive(Debug, Default)]
 pub struct References {
@@ -20,25 +26,6 @@ pub struct References {
 
 pub fn find_references(subject: &str, body: &str) -> References {
     let mut found = References::default();
-    for text in [subject, body] {
-        for caps in REFERENCE.captures_iter(text) {
-            let (Some(whole), Some(id)) = (caps.get(0), caps.name("id")) else {
-                continue;
-            };
-            let id = id.as_str().trim_end_matches(['.', '-', '/', '_']);
-            if !is_reference_id(id) {
-                continue;
-            }
-            let label = text
-                [whole.start()..id.as_ptr() as usize - text.as_ptr() as usize + id.len()]
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-            if !found.references.iter().any(|r| r.ends_with(id)) {
-                found.references.push(label);
-            }
-        }
-    }
     if let Some(title) = SUBJECT_TITLE
         .captures(subject)
         .and_then(|c| c.name("title"))
@@ -47,34 +34,113 @@ pub fn find_references(subject: &str, body: &str) -> References {
         push_title(&mut found.titles, title);
     }
     for text in [subject, body] {
-        for caps in TITLE.captures_iter(text) {
-            if let Some(title) = caps.name("title").map(|t| clean_title(t.as_str())) {
-                push_title(&mut found.titles, title);
+        solicitation_names(text, &mut found);
+    }
+    if body.contains("http") || body.contains("www.") {
+        for m in URL.find_iter(body) {
+            let url = m
+                .as_str()
+                .trim_end_matches(['.', ',', ';', ':', ')', ']', '>', '!', '?', '\'', '"']);
+            if PORTAL.is_match(url) {
+                push_unique(&mut found.portal_urls, url.to_string());
             }
         }
     }
-    for m in URL.find_iter(body) {
-        let url = m
-            .as_str()
-            .trim_end_matches(['.', ',', ';', ':', ')', ']', '>', '!', '?', '\'', '"']);
-        if PORTAL.is_match(url) {
-            push_unique(&mut found.portal_urls, url.to_string());
-        }
-    }
-    // The clause often runs over two sentences ("A cone of silence applies. Proposers shall not
-    // contact..."): keep both so the drafter sees what exactly is forbidden.
-    let mut clause: Vec<String> = Vec::new();
-    for m in NO_CONTACT.find_iter(body) {
-        let sentence = sentence_around(body, m.start(), m.end());
-        if !clause.contains(&sentence) && clause.len() < 2 {
-            clause.push(sentence);
-        }
-    }
-    if !clause.is_empty() {
-        let joined = clause.join(" ");
-        found.no_contact_clause = Some(joined.chars().take(MAX_CLAUSE_CHARS).collect());
-    }
+    found.no_contact_clause = no_contact_clause(body);
     found
+}
+
+/// Reference numbers and titles both start at a solicitation word ("RFP", "Tender", "Bid"):
+/// a fast literal search finds those words and the costly patterns run anchored there only.
+fn solicitation_names(text: &str, found: &mut References) {
+    let mut reference_end = 0;
+    let mut title_end = 0;
+    for hit in SOLICITATION_WORD.find_iter(text) {
+        let start = hit.start();
+        if text[..start]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric)
+        {
+            continue;
+        }
+        if start >= reference_end {
+            let window = window(text, start, REFERENCE_WINDOW);
+            if let Some(end) = REFERENCE
+                .captures(window)
+                .and_then(|caps| push_reference(&mut found.references, window, &caps))
+            {
+                reference_end = start + end;
+            }
+        }
+        if start >= title_end {
+            let window = window(text, start, TITLE_WINDOW);
+            if let Some(title) = TITLE.captures(window).and_then(|c| c.name("title")) {
+                title_end = start + title.end();
+                push_title(&mut found.titles, clean_title(title.as_str()));
+            }
+        }
+    }
+}
+
+/// Adds "RFP #2027-014" (label and identifier as written); returns where it ended in `window`.
+fn push_reference(
+    references: &mut Vec<String>,
+    window: &str,
+    caps: &regex::Captures<'_>,
+) -> Option<usize> {
+    let id = caps.name("id")?;
+    let trimmed = id.as_str().trim_end_matches(['.', '-', '/', '_']);
+    if !is_reference_id(trimmed) {
+        return None;
+    }
+    let end = id.start() + trimmed.len();
+    let label = window[..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !references.iter().any(|r| r.ends_with(trimmed)) {
+        references.push(label);
+    }
+    Some(end)
+}
+
+/// The clause often runs over two sentences ("A cone of silence applies. Proposers shall not
+/// contact..."): both are kept so the drafter sees exactly what is forbidden. The pattern runs
+/// only in windows around a contact word.
+fn no_contact_clause(body: &str) -> Option<String> {
+    let mut clause: Vec<String> = Vec::new();
+    let mut searched_to = 0;
+    for hit in CONTACT_WORD.find_iter(body) {
+        if hit.start() < searched_to || clause.len() == 2 {
+            continue;
+        }
+        let mut from = hit.start().saturating_sub(CLAUSE_LEAD);
+        while !body.is_char_boundary(from) {
+            from -= 1;
+        }
+        let window = window(body, from, CLAUSE_LEAD + CLAUSE_TAIL);
+        searched_to = from + window.len();
+        for m in NO_CONTACT.find_iter(window) {
+            let sentence = sentence_around(body, from + m.start(), from + m.end());
+            if !clause.contains(&sentence) && clause.len() < 2 {
+                clause.push(sentence);
+            }
+        }
+    }
+    if clause.is_empty() {
+        return None;
+    }
+    Some(clause.join(" ").chars().take(MAX_CLAUSE_CHARS).collect())
+}
+
+/// Up to `len` bytes of `text` from `start`, cut on a character boundary.
+fn window(text: &str, start: usize, len: usize) -> &str {
+    let mut end = (start + len).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[start..end]
 }
 
 fn push_unique(list: &mut Vec<String>, item: String) {
@@ -136,11 +202,68 @@ fn sentence_around(text: &str, start: usize, end: usize) -> String {
     joined.chars().take(MAX_CLAUSE_CHARS).collect()
 }
 
+/// Cheap literal prefilters (the regex engine turns a plain word list into a fast multi-literal
+/// search): the costly patterns below run only on mail that contains one of their words.
+static SOLICITATION_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    literal_words(&[
+        "rfp",
+        "rfq",
+        "rfi",
+        "rfb",
+        "rft",
+        "rfx",
+        "itb",
+        "itn",
+        "itt",
+        "ifb",
+        "eoi",
+        "tender",
+        "solicitation",
+        "bid",
+        "contract",
+        "project",
+        "event",
+        "quot",
+        "request for",
+        "invitation",
+    ])
+});
+
+static CONTACT_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    literal_words(&[
+        "silence",
+        "quiet period",
+        "blackout",
+        "contact",
+        "lobby",
+        "communicat",
+        "discuss",
+        "directed",
+        "addressed",
+        "routed",
+        "point of",
+    ])
+});
+
+/// A search for plain words written in lower, Capitalised or UPPER case. Kept free of `(?i)` so
+/// the engine can use its SIMD multi-literal search instead of a full automaton pass.
+fn literal_words(words: &[&str]) -> Regex {
+    let mut variants = Vec::with_capacity(words.len() * 3);
+    for word in words {
+        let mut capitalised = word.to_string();
+        capitalised[..1].make_ascii_uppercase();
+        variants.push(regex::escape(word));
+        variants.push(regex::escape(&capitalised));
+        variants.push(regex::escape(&word.to_ascii_uppercase()));
+    }
+    Regex::new(&variants.join("|")).expect("literal word regex")
+}
+
 /// Acronyms may stand before a bare number ("RFP 2027-014"); words need a number marker
 /// ("Bid Number: B-1234"), or "bids due 12" would be a reference.
 static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"(?i)\b(?:",
+        r"(?i)^(?:",
         r"(?:RFP|RFQ|RFI|RFB|RFT|ITB|IFB|ITT|ITN|RFx|EOI)\s*(?:No\.?|Number|Num\.?|Ref(?:erence)?\.?|ID)?\s*[:#]?\s*",
         r"|(?:tender|solicitation|bid|contract|project|event|sourcing\s+event|quote|quotation)\s*(?:No\.?|Number|Num\.?|Ref(?:erence)?\.?|ID|#)\s*[:#]?\s*",
         r")(?P<id>[A-Z0-9][A-Z0-9/._-]*)"
@@ -149,18 +272,21 @@ static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static TITLE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:RFP|RFQ|RFI|ITB|IFB|request\s+for\s+(?:proposals?|quot(?:es?|ations?)|information|bids?)|invitation\s+to\s+(?:bid|tender)|tender)\s+(?:for|to\s+provide|regarding)\s+(?:the\s+)?(?P<title>[A-Z][^.\n;:()]{2,100}?)(?:\s+(?:is|are|will|due|by|on|from|that|which|must|to\s+be)\b|[.\n;:(]|,\s|$)")
+    Regex::new(r"(?i)^(?:RFP|RFQ|RFI|ITB|IFB|request\s+for\s+(?:proposals?|quot(?:es?|ations?)|information|bids?)|invitation\s+to\s+(?:bid|tender)|tender)\s+(?:for|to\s+provide|regarding)\s+(?:the\s+)?(?P<title>[A-Z][^.\n;:()]{2,100}?)(?:\s+(?:is|are|will|due|by|on|from|that|which|must|to\s+be)(?-u:\b)|[.\n;:(]|,\s|$)")
         .expect("title regex")
 });
 
 /// "RFP 2027-014 - Fleet Telematics", "RFQ: Office Furniture".
 static SUBJECT_TITLE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^(?:(?:re|fwd?):\s*)*(?:RFP|RFQ|RFI|ITB|IFB|tender|solicitation)\b(?:\s*(?:No\.?|#)?\s*[A-Z0-9/._-]*\d[A-Z0-9/._-]*)?\s*(?:[-:\u{2013}]|for)\s+(?P<title>[A-Z][^\n]{2,100})$")
+    Regex::new(r"(?i)^(?:(?:re|fwd?):\s*)*(?:RFP|RFQ|RFI|ITB|IFB|tender|solicitation)(?-u:\b)(?:\s*(?:No\.?|#)?\s*[A-Z0-9/._-]*\d[A-Z0-9/._-]*)?\s*(?:[-:\u{2013}]|for)\s+(?P<title>[A-Z][^\n]{2,100})$")
         .expect("subject title regex")
 });
 
-static URL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"(?i)\b(?:https?://|www\.)[^\s<>"'\]\)]+"#).expect("url regex"));
+static URL: LazyLock<Regex> = LazyLock::new(|| {
+    // Literal starts without (?i), for the same fast search as `literal_words`.
+    Regex::new(r#"(?-u:\b)(?:https?://|HTTPS?://|Https?://|www\.|WWW\.)[^\s<>"'\]\)]+"#)
+        .expect("url regex")
+});
 
 static PORTAL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)ariba|coupa|jaggaer|sciquest|bonfirehub|bonfire|network\.sap|business\s*network|oracle(?:cloud)?\.com/.*(?:supplier|sourcing)|supplier\.?portal|ivalua|proactis|bidnet|periscope|bidsync|negometrix|tenders?\.|e-?sourcing|e-?procurement|eprocure|supplier[-_]?(?:registration|portal|login)|vendor[-_]?(?:registration|portal|login|self-?service)|isupplier|opengov|planetbids|demandstar|publicpurchase|govspend|procurement")
@@ -173,7 +299,7 @@ static NO_CONTACT: LazyLock<Regex> = LazyLock::new(|| {
         r"|(?:shall|must|may|should|will)\s+not\s+(?:contact|communicate|discuss|lobby)",
         r"|(?:prohibited|restricted|barred)\s+from\s+(?:contacting|communicating|discussing|lobbying)",
         r"|no\s+(?:contact|communications?)\s+(?:with|regarding|about|shall|may|is\s+permitted)",
-        r"|(?:all\s+)?(?:communications?|contacts?|inquiries|questions)\s+(?:\w+\s+){0,6}(?:must|shall|should|are\s+to)\s+be\s+(?:directed|addressed|made|submitted|routed)\s+(?:only\s+|solely\s+|exclusively\s+)?(?:to|through|via)",
+        r"|(?:all\s+)?(?:communications?|contacts?|inquiries|questions)\s+(?:[A-Za-z0-9_]+\s+){0,6}(?:must|shall|should|are\s+to)\s+be\s+(?:directed|addressed|made|submitted|routed)\s+(?:only\s+|solely\s+|exclusively\s+)?(?:to|through|via)",
         r"|(?:sole|only|single)\s+point\s+of\s+contact"
     ))
     .expect("no-contact regex")

@@ -87,7 +87,10 @@ static OFFSET: LazyLock<Regex> = LazyLock::new(|| {
 static ZONE_AT_START: LazyLock<Regex> = LazyLock::new(|| {
     let long = r"(?i:(?:prevailing\s+)?local\s+time|(?:eastern|central|mountain|pacific|alaska|hawaii|atlantic)(?:\s+(?:standard|daylight|prevailing))?(?:\s+time)?|central\s+european(?:\s+(?:summer|standard))?\s+time|(?:uk|british|london|greenwich|india|singapore)(?:\s+(?:summer|standard|mean))?\s+time|(?:utc|gmt)\s*[+-]\s*\d{1,2}(?::?\d{2})?)";
     let abbrev = r"(?:UTC|GMT|BST|EST|EDT|ET|CST|CDT|CT|MST|MDT|MT|PST|PDT|PT|PPT|AKST|AKDT|HST|AST|ADT|CET|CEST|MET|MEZ|MESZ|EET|EEST|WET|WEST|IST|SGT|HKT|JST|AEST|AEDT|ACST|ACDT|AWST|NZST|NZDT|SAST|Z)";
-    Regex::new(&format!(r"^[\s,]*(?:\(\s*)?(?P<zone>{long}|{abbrev})\b\)?")).expect("zone regex")
+    Regex::new(&format!(
+        r"^[\s,]*(?:\(\s*)?(?P<zone>{long}|{abbrev})(?-u:\b)\)?"
+    ))
+    .expect("zone regex")
 });
 
 #[cfg(test)]
