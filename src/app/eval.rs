@@ -5,13 +5,13 @@
 //! and is reported in its own section.
 
 use crate::core::classify::{Classifier, Rules};
-use crate::core::extract::{self, eval::DeadlineScore, eval::score_deadlines};
 use crate::core::eval::{Outcome, Prf, Scorecard, parse_labels};
+use crate::core::extract::{self, eval::DeadlineScore, eval::score_deadlines};
 use crate::core::mail::Mail;
 use crate::core::model::{Category, Classification, Deadline, Label, Reason};
-use std::collections::BTreeMap;
 use anyhow::Context;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -235,7 +235,10 @@ fn table(report: &Report) -> String {
     match &report.deadlines {
         DeadlineSection::NoGold => {}
         DeadlineSection::Scored(score) => {
-            let _ = writeln!(out, "\ndeadline extraction (against deadlines.csv)\n{score}");
+            let _ = writeln!(
+                out,
+                "\ndeadline extraction (against deadlines.csv)\n{score}"
+            );
         }
     }
     out

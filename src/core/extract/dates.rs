@@ -593,12 +593,12 @@ const KIND_WORDS: [(DeadlineKind, bool, &str); 6] = [
     (
         DeadlineKind::Submission,
         false,
-        r"expressions?\s+of\s+interest|eois?|submittals?|proposals?|bids?|bidding|responses?|quotes?|quotations?|quoting|submissions?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|bafos?|solicitations?|closing|closes|applications?|registration",
+        r"expressions?\s+of\s+interest|eois?|submittals?|proposals?|bids?|bidding|responses?|quotes?|quotations?|quoting|submissions?|offers?|tenders?|pricing|prices?|rates?|rf[pqib]s?|itbs?|ifbs?|bafos?|solicitations?|closing|closes|applications?|registration|questionnaires?|forms?|declarations?",
     ),
     (
         DeadlineKind::Submission,
         true,
-        r"respond|submit(?:ted)?|returned|complet(?:e|ed|ion)|buying|purchasing|refresh(?:ed)?|register",
+        r"respond|submit(?:ted)?|return(?:ed)?|complet(?:e|ed|ion)|buying|purchasing|refresh(?:ed)?|register",
     ),
     (
         DeadlineKind::Other,
