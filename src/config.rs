@@ -197,13 +197,7 @@ impl Config {
     pub fn demo(maildir: &Path, state_dir: &Path) -> Config {
         Config {
             file: None,
-            identity: Identity {
-                name: "Alex Rivera".into(),
-                email: "alex@northwind.example".into(),
-                title: "Account Executive".into(),
-                company: "Northwind Analytics".into(),
-                timezone: "Europe/London".into(),
-            },
+            identity: Identity::demo(),
             timezone: Tz::Europe__London,
             mailbox: Mailbox {
                 access: MailboxAccess::Maildir {

@@ -31,13 +31,7 @@ struct Case {
 }
 
 fn identity() -> Identity {
-    Identity {
-        name: "Alex Morgan".into(),
-        email: "alex.morgan@acme-analytics.example".into(),
-        title: "Account Executive".into(),
-        company: "Acme Analytics".into(),
-        timezone: "America/New_York".into(),
-    }
+    Identity::demo()
 }
 
 fn classified(category: Category, score: f64, reasons: &[(&str, f64, &str)]) -> Classification {

@@ -269,7 +269,7 @@ impl DraftContext {
             reasons: Vec::new(),
         };
         let facts = sample_facts(category);
-        DraftContext::new(&mail, &classification, &facts, &sample_identity())
+        DraftContext::new(&mail, &classification, &facts, &Identity::demo())
     }
 }
 
@@ -302,22 +302,7 @@ impl DraftContext {
             score: 0.5,
             reasons: Vec::new(),
         };
-        DraftContext::new(
-            &mail,
-            &classification,
-            &Facts::default(),
-            &sample_identity(),
-        )
-    }
-}
-
-fn sample_identity() -> Identity {
-    Identity {
-        name: "Alex Morgan".into(),
-        email: "alex.morgan@acme-analytics.example".into(),
-        title: "Account Executive".into(),
-        company: "Acme Analytics".into(),
-        timezone: "America/New_York".into(),
+        DraftContext::new(&mail, &classification, &Facts::default(), &Identity::demo())
     }
 }
 
@@ -935,7 +920,7 @@ mod tests {
     use crate::core::model::{Label, Reason};
 
     fn identity() -> Identity {
-        sample_identity()
+        Identity::demo()
     }
 
     fn mail(raw: &str) -> Mail {
@@ -943,7 +928,7 @@ mod tests {
     }
 
     const RFP: &str = "From: \"Dana Whitfield\" <dana@northwind.example>\r\n\
-To: alex.morgan@acme-analytics.example\r\n\
+To: alex@northwind.example\r\n\
 Subject: RE: RFP #2027-014 Patient Analytics\r\n\
 Date: Mon, 15 Feb 2027 09:30:00 -0500\r\n\
 Message-ID: <rfp-14@northwind.example>\r\n\
@@ -1018,7 +1003,7 @@ Regards, Dana\r\n";
             id,
             reply_message_id(&identity(), "rfp-14@northwind.example", 1)
         );
-        assert!(id.ends_with(".v1@acme-analytics.example"), "{id}");
+        assert!(id.ends_with(".v1@northwind.example"), "{id}");
         assert!(id.starts_with("pushback."), "{id}");
         assert_ne!(
             id,
@@ -1029,7 +1014,7 @@ Regards, Dana\r\n";
             reply_message_id(&identity(), "rfp-15@northwind.example", 1)
         );
         // Pinned: FNV-1a must not drift, or a retry after an upgrade would send a second copy.
-        assert_eq!(id, "pushback.36f17d81fe027f98.v1@acme-analytics.example");
+        assert_eq!(id, "pushback.5e0d0d92d4bced34.v1@northwind.example");
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
@@ -1154,7 +1139,7 @@ Regards, Dana\r\n";
             &m,
             &identity(),
             "Hi Dana,\n\nThanks.\n",
-            "pushback.1.v1@acme-analytics.example",
+            "pushback.1.v1@northwind.example",
             date("2027-02-16T08:00:00-05:00"),
         )
         .unwrap();
@@ -1171,13 +1156,10 @@ Regards, Dana\r\n";
         let parsed = mail_parser::MessageParser::default()
             .parse(&reply.raw)
             .unwrap();
-        assert_eq!(
-            parsed.message_id(),
-            Some("pushback.1.v1@acme-analytics.example")
-        );
+        assert_eq!(parsed.message_id(), Some("pushback.1.v1@northwind.example"));
         assert_eq!(
             parsed.from().unwrap().first().unwrap().address(),
-            Some("alex.morgan@acme-analytics.example")
+            Some("alex@northwind.example")
         );
         assert_eq!(
             parsed.date().unwrap().to_timestamp(),

@@ -188,6 +188,19 @@ pub struct Identity {
     pub timezone: String,
 }
 
+impl Identity {
+    /// The fictional rep of the demo, the template samples and the tests.
+    pub fn demo() -> Identity {
+        Identity {
+            name: "Alex Rivera".into(),
+            email: "alex@northwind.example".into(),
+            title: "Account Executive".into(),
+            company: "Northwind Analytics".into(),
+            timezone: "Europe/London".into(),
+        }
+    }
+}
+
 mod hh_mm {
     use chrono::NaiveTime;
     use serde::{Deserialize, Deserializer, Serializer};
