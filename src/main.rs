@@ -266,6 +266,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out
         }
         Command::Eval { dir, rules, json } => {
+            let rules = rules.or(optional_config(&config_path)?.classifier_rules);
             app::eval::run(&dir, rules.as_deref(), json)?;
             String::new()
         }

@@ -1,5 +1,5 @@
 //! Golden test for the classifier: every `tests/fixtures/classify/*.eml` must get the label and
-//! category listed in `expected.csv`. On a mismatch the full classification (score and reasons)
+//! category listed in `labels.csv`. On a mismatch the full classification (score and reasons)
 //! is written beside the fixture as `<name>.actual.json`, so the diff is one command away.
 
 use pushback::core::classify::{Classifier, Rules};
@@ -10,7 +10,7 @@ use std::path::Path;
 #[test]
 fn fixtures_get_their_expected_verdicts() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/classify");
-    let expected_text = std::fs::read_to_string(dir.join("expected.csv")).unwrap();
+    let expected_text = std::fs::read_to_string(dir.join("labels.csv")).unwrap();
     let expected = parse_labels(&expected_text).unwrap();
     let classifier = Classifier::new(&Rules::builtin()).unwrap();
 
@@ -47,7 +47,7 @@ fn fixtures_get_their_expected_verdicts() {
     assert_eq!(
         on_disk,
         expected.len(),
-        "every .eml needs a row in expected.csv"
+        "every .eml needs a row in labels.csv"
     );
     assert!(!expected.is_empty(), "no fixtures ran");
     assert!(

@@ -291,3 +291,109 @@ fn config_check_prints_what_it_resolved() {
     assert!(out.contains("config ok"), "{out}");
     assert!(out.contains("Europe/London"), "{out}");
 }
+
+/// Copies the classifier fixtures (a labelled folder) into `dir`, with one label changed so the
+/// eval has a miss to count.
+fn labelled_folder(dir: &Path) {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/classify");
+    std::fs::create_dir_all(dir).unwrap();
+    for file in files_in(&fixtures) {
+        if file.extension().is_some_and(|e| e == "eml") {
+            std::fs::copy(&file, dir.join(file.file_name().unwrap())).unwrap();
+        }
+    }
+    let labels = std::fs::read_to_string(fixtures.join("labels.csv")).unwrap();
+    let changed = labels.replace(
+        "neg_invoice.eml,other,none",
+        "neg_invoice.eml,procurement,rfp",
+    );
+    assert_ne!(
+        changed, labels,
+        "the fixture list changed; pick another row to flip"
+    );
+    std::fs::write(dir.join("labels.csv"), changed).unwrap();
+    std::fs::write(
+        dir.join("deadlines.csv"),
+        "file,kind,date,time,zone,relative,text\n\
+         rfp_buyer_invitation.eml,submission,2027-04-14,14:00,EST,,Proposals are due April 14\n\
+         rfp_buyer_invitation.eml,questions,2027-03-24,,,,Questions must be submitted by March 24\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn eval_scores_classification_and_deadlines_on_a_labelled_folder() {
+    let sandbox = Sandbox::with_demo();
+    let folder = sandbox.dir.path().join("labelled");
+    labelled_folder(&folder);
+    let report: Value =
+        serde_json::from_str(&sandbox.ok(&["eval", "--json", folder.to_str().unwrap()])).unwrap();
+    let overall = &report["scorecard"]["overall"];
+    assert_eq!(overall["true_positives"], 12, "{report:#}");
+    assert_eq!(overall["false_negatives"], 1);
+    assert_eq!(overall["false_positives"], 0);
+    assert_eq!(overall["precision"], 1.0);
+    assert!((overall["recall"].as_f64().unwrap() - 12.0 / 13.0).abs() < 1e-9);
+    let missed = report["misclassified"].as_array().unwrap();
+    assert_eq!(missed.len(), 1);
+    assert_eq!(missed[0]["file"], "neg_invoice.eml");
+    let deadlines = &report["deadlines"];
+    assert_eq!(deadlines["status"], "scored", "{deadlines:#}");
+    assert_eq!(deadlines["detail"]["submission_gold"], 1);
+    assert_eq!(deadlines["detail"]["submission_found"], 1);
+
+    let table = sandbox.ok(&["eval", folder.to_str().unwrap()]);
+    assert!(table.contains("overall (procurement)"), "{table}");
+    assert!(table.contains("neg_invoice.eml"), "{table}");
+}
+
+#[test]
+fn templates_check_names_the_file_and_line_of_a_broken_template() {
+    let sandbox = Sandbox::with_demo();
+    assert!(sandbox.ok(&["templates", "check"]).contains("templates ok"));
+    let dir = sandbox.dir.path().join("team-templates");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rfq.txt"),
+        "Hi {{ greeting }},\n\nThanks for {{ buyer.nme }}.\n",
+    )
+    .unwrap();
+    let out = sandbox.run(&["templates", "check", dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("rfq.txt") && stdout.contains("line 3"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn templates_preview_renders_one_template_for_a_message() {
+    let sandbox = Sandbox::with_demo();
+    let sample = files_in(&sandbox.maildir().join("new"))
+        .into_iter()
+        .find(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .contains("just send pricing")
+        })
+        .unwrap();
+    let out = sandbox.ok(&["templates", "preview", "rfq", sample.to_str().unwrap()]);
+    assert!(out.starts_with("Hi Priya"), "{out}");
+    assert!(out.contains("Alex Rivera"), "{out}");
+}
+
+#[test]
+fn a_bad_config_line_names_file_line_and_key() {
+    let sandbox = Sandbox::with_demo();
+    let config = sandbox.demo().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("Europe/London", "Europe/Londn")).unwrap();
+    let out = sandbox.run(&["config", "check"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config.toml line 9") && stderr.contains("timezone"),
+        "{stderr}"
+    );
+}
