@@ -14,11 +14,17 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod sync;
+pub use sync::SyncProgress;
+
 /// The database file's name inside the state directory.
 pub const FILE_NAME: &str = "pushback.sqlite3";
 
 /// Migration 1 creates everything; later migrations append here, never edit an applied one.
-const MIGRATION_LIST: &[M<'static>] = &[M::up(include_str!("store/0001_initial.sql"))];
+const MIGRATION_LIST: &[M<'static>] = &[
+    M::up(include_str!("store/0001_initial.sql")),
+    M::up(include_str!("store/0003_imap_sync.sql")),
+];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
 /// How long a write waits for another process (e.g. `pushback drafts approve` while the daemon
@@ -127,6 +133,9 @@ pub struct ScannedMessage {
     pub classification: Classification,
     pub facts: Facts,
     pub draft: Option<NewDraft>,
+    /// For IMAP: the folder position this message moves the watcher to, recorded in the same
+    /// transaction.
+    pub progress: Option<SyncProgress>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -297,7 +306,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<RecordOutcome, Error> {
         let tx = begin(&mut self.conn)?;
+        if let Some(progress) = scan.progress {
+            sync::advance(&tx, &scan.mailbox, progress, now)?;
+        }
         if is_seen(&tx, &scan.mailbox, &scan.key)? {
+            tx.commit().map_err(sql(format!(
+                "record message {} in {}",
+                scan.key, scan.mailbox
+            )))?;
             return Ok(RecordOutcome::AlreadySeen);
         }
         let duplicate = match (&scan.draft, &scan.message_id) {
@@ -381,16 +397,21 @@ impl Store {
         mailbox: &str,
         key: &str,
         reason: &str,
+        progress: Option<SyncProgress>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        self.conn
-            .execute(
-                "INSERT INTO messages (mailbox, key, seen_at, skip_reason) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (mailbox, key) DO NOTHING",
-                params![mailbox, key, timestamp(now), reason],
-            )
-            .map_err(sql(format!("record skipped message {key} in {mailbox}")))?;
-        Ok(())
+        let action = || format!("record skipped message {key} in {mailbox}");
+        let tx = begin(&mut self.conn)?;
+        if let Some(progress) = progress {
+            sync::advance(&tx, mailbox, progress, now)?;
+        }
+        tx.execute(
+            "INSERT INTO messages (mailbox, key, seen_at, skip_reason) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (mailbox, key) DO NOTHING",
+            params![mailbox, key, timestamp(now), reason],
+        )
+        .map_err(sql(action()))?;
+        tx.commit().map_err(sql(action()))
     }
 
     /// Drafts oldest first, all of them or those with `status`.
@@ -942,6 +963,7 @@ mod tests {
                 notes: vec!["submission deadline is ambiguous".into()],
                 folder_name: format!("pushback-{key}"),
             }),
+            progress: None,
         }
     }
 
@@ -1032,10 +1054,22 @@ mod tests {
     fn skipped_messages_are_remembered_once() {
         let mut store = Store::open_in_memory().unwrap();
         store
-            .record_skip("INBOX", "huge", "larger than max-message-bytes", at(9))
+            .record_skip(
+                "INBOX",
+                "huge",
+                "larger than max-message-bytes",
+                None,
+                at(9),
+            )
             .unwrap();
         store
-            .record_skip("INBOX", "huge", "larger than max-message-bytes", at(10))
+            .record_skip(
+                "INBOX",
+                "huge",
+                "larger than max-message-bytes",
+                None,
+                at(10),
+            )
             .unwrap();
         assert!(store.is_seen("INBOX", "huge").unwrap());
         assert_eq!(count(&store, "messages"), 1);

@@ -1,13 +1,14 @@
-//! One pass over the rep's Maildir inbox: every message not seen before is analysed, and for
-//! procurement mail a pending draft reply is written to `.Drafts` and recorded in the state store.
+//! Scanning: every message not seen before is analysed and recorded, and for procurement mail a
+//! pending draft reply is recorded and then placed in the mailbox's Drafts folder.
 //!
-//! Exactly-once without a two-phase commit: the draft's file name in `.Drafts` is derived from the
-//! inbox message's stable key, and writing the same name replaces the file. The file is written
-//! first and the store records the message after; a crash in between leaves a draft file and an
-//! unseen message, and the next pass rewrites the same file instead of adding a second one.
+//! Exactly-once without a two-phase commit: the store records the message and its draft in one
+//! transaction first (a second record of the same message, or of a copy with the same Message-ID,
+//! adds nothing), and only then is the draft placed. A draft recorded but not placed (a crash in
+//! between) is placed on the next pass: in a Maildir under its deterministic file name, which
+//! replaces rather than adds; on IMAP after searching Drafts for its Message-ID.
 
-use crate::adapters::maildir::{InboxEntry, Maildir};
-use crate::adapters::store::{NewDraft, RecordOutcome, ScannedMessage, Store};
+use crate::adapters::maildir::Maildir;
+use crate::adapters::store::{NewDraft, RecordOutcome, ScannedMessage, Store, SyncProgress};
 use crate::app::pipeline::{Analysis, Pipeline};
 use crate::core::model::Category;
 use anyhow::Result;
@@ -36,7 +37,7 @@ pub struct Finding {
     pub category: Category,
     pub score: f64,
     pub procurement: bool,
-    /// The id of the draft written for it, when one was.
+    /// The id of the draft recorded for it, when one was.
     pub draft_id: Option<i64>,
 }
 
@@ -46,75 +47,53 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// The `.Drafts` file name for the reply to one inbox message.
-pub fn draft_file_name(entry_key: &str) -> String {
-    format!("pushback-reply.{entry_key}")
+/// What became of one message.
+#[derive(Debug)]
+pub enum Processed {
+    Found(Finding),
+    Skipped(Skipped),
 }
 
-pub fn scan(
-    maildir: &Maildir,
+/// One message of `mailbox`, identified there by `key`: analysed, recorded (with `progress`, for
+/// IMAP, in the same transaction) and, for procurement mail, given a pending draft. Placing the
+/// draft in the Drafts folder is the caller's next step.
+pub fn process(
     store: &mut Store,
     pipeline: &Pipeline,
+    mailbox: &str,
+    key: &str,
+    raw: &[u8],
+    progress: Option<SyncProgress>,
     now: DateTime<Utc>,
-) -> Result<ScanReport> {
-    let mut report = ScanReport::default();
-    for entry in maildir.inbox()? {
-        report.examined += 1;
-        if store.is_seen(MAILDIR_INBOX, &entry.key)? {
-            report.already_seen += 1;
-            continue;
-        }
-        if let Err(error) = scan_one(maildir, store, pipeline, &entry, now, &mut report) {
-            // One bad message never stops the pass; it is retried next time.
-            tracing::warn!(key = %entry.key, "cannot process message: {error:#}");
-            report.deferred.push(Skipped {
-                key: entry.key.clone(),
-                reason: format!("{error:#}"),
-            });
-        }
-    }
-    Ok(report)
-}
-
-fn scan_one(
-    maildir: &Maildir,
-    store: &mut Store,
-    pipeline: &Pipeline,
-    entry: &InboxEntry,
-    now: DateTime<Utc>,
-    report: &mut ScanReport,
-) -> Result<()> {
-    let raw = maildir.read(entry)?;
-    let analysis = match pipeline.analyse(&raw) {
+) -> Result<Processed> {
+    let analysis = match pipeline.analyse(raw) {
         Ok(analysis) => analysis,
         Err(error) => {
             let reason = error.to_string();
-            tracing::info!(key = %entry.key, "skipping message: {reason}");
-            store.record_skip(MAILDIR_INBOX, &entry.key, &reason, now)?;
-            report.skipped.push(Skipped {
-                key: entry.key.clone(),
+            tracing::info!(mailbox, key, "skipping message: {reason}");
+            store.record_skip(mailbox, key, &reason, progress, now)?;
+            return Ok(Processed::Skipped(Skipped {
+                key: key.to_string(),
                 reason,
-            });
-            return Ok(());
+            }));
         }
     };
-
     let duplicate = match &analysis.mail.message_id {
-        Some(id) => store.draft_exists_for_message_id(MAILDIR_INBOX, id)?,
+        Some(id) => store.draft_exists_for_message_id(mailbox, id)?,
         None => false,
     };
     let draft = if analysis.is_procurement() && !duplicate {
-        Some(write_draft(maildir, pipeline, &analysis, entry, &raw, now)?)
+        Some(new_draft(pipeline, &analysis, key, raw, now)?)
     } else {
         None
     };
-    let outcome = store.record_scan(&scanned(entry, &analysis, draft), now)?;
+    let outcome = store.record_scan(&scanned(mailbox, key, &analysis, draft, progress), now)?;
     let draft_id = match outcome {
         RecordOutcome::Recorded { draft_id } => draft_id,
         RecordOutcome::AlreadySeen | RecordOutcome::DuplicateMessageId { .. } => None,
     };
-    report.findings.push(Finding {
-        key: entry.key.clone(),
+    Ok(Processed::Found(Finding {
+        key: key.to_string(),
         subject: analysis.mail.subject.clone(),
         sender: analysis
             .mail
@@ -126,21 +105,82 @@ fn scan_one(
         score: analysis.classification.score,
         procurement: analysis.is_procurement(),
         draft_id,
-    });
+    }))
+}
+
+/// One pass over a Maildir inbox: new messages processed, their drafts placed in `.Drafts`.
+pub fn scan(
+    maildir: &Maildir,
+    store: &mut Store,
+    pipeline: &Pipeline,
+    now: DateTime<Utc>,
+) -> Result<ScanReport> {
+    let mut report = ScanReport::default();
+    // Drafts a crash left recorded but unplaced go first.
+    place_in_maildir(maildir, store)?;
+    for entry in maildir.inbox()? {
+        report.examined += 1;
+        if store.is_seen(MAILDIR_INBOX, &entry.key)? {
+            report.already_seen += 1;
+            continue;
+        }
+        let processed = maildir
+            .read(&entry)
+            .map_err(anyhow::Error::from)
+            .and_then(|raw| process(store, pipeline, MAILDIR_INBOX, &entry.key, &raw, None, now));
+        match processed {
+            Ok(Processed::Found(finding)) => report.findings.push(finding),
+            Ok(Processed::Skipped(skipped)) => report.skipped.push(skipped),
+            Err(error) => {
+                // One bad message never stops the pass; it is retried next time.
+                tracing::warn!(key = %entry.key, "cannot process message: {error:#}");
+                report.deferred.push(Skipped {
+                    key: entry.key.clone(),
+                    reason: format!("{error:#}"),
+                });
+            }
+        }
+        place_in_maildir(maildir, store)?;
+    }
+    Ok(report)
+}
+
+/// Writes every recorded but unplaced draft into `.Drafts` under its own name.
+fn place_in_maildir(maildir: &Maildir, store: &mut Store) -> Result<()> {
+    for id in store.unplaced_drafts()? {
+        if let Some(draft) = store.draft(id)? {
+            maildir.write_draft(&draft.folder_name, &draft.raw)?;
+            // A Maildir has no UIDs: 0 records "placed, under its file name".
+            store.mark_placed(id, 0)?;
+        }
+    }
     Ok(())
 }
 
-fn write_draft(
-    maildir: &Maildir,
+/// The Drafts-folder name of the reply to message `key`: deterministic, so placing it twice
+/// replaces rather than adds.
+pub fn draft_file_name(key: &str) -> String {
+    let safe: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("pushback-reply.{safe}")
+}
+
+fn new_draft(
     pipeline: &Pipeline,
     analysis: &Analysis,
-    entry: &InboxEntry,
+    key: &str,
     raw: &[u8],
     now: DateTime<Utc>,
 ) -> Result<NewDraft> {
     let composed = pipeline.compose(analysis, now, 1)?;
-    let folder_name = draft_file_name(&entry.key);
-    maildir.write_draft(&folder_name, &composed.reply.raw)?;
     Ok(NewDraft {
         in_reply_to: composed.reply.in_reply_to.clone(),
         message_id: composed.reply.message_id.clone(),
@@ -151,14 +191,20 @@ fn write_draft(
         raw: composed.reply.raw,
         original: raw.to_vec(),
         notes: composed.notes,
-        folder_name,
+        folder_name: draft_file_name(key),
     })
 }
 
-fn scanned(entry: &InboxEntry, analysis: &Analysis, draft: Option<NewDraft>) -> ScannedMessage {
+fn scanned(
+    mailbox: &str,
+    key: &str,
+    analysis: &Analysis,
+    draft: Option<NewDraft>,
+    progress: Option<SyncProgress>,
+) -> ScannedMessage {
     ScannedMessage {
-        mailbox: MAILDIR_INBOX.to_string(),
-        key: entry.key.clone(),
+        mailbox: mailbox.to_string(),
+        key: key.to_string(),
         message_id: analysis.mail.message_id.clone(),
         subject: analysis.mail.subject.clone(),
         sender: analysis.mail.from.as_ref().map(|a| a.email.clone()),
@@ -166,5 +212,6 @@ fn scanned(entry: &InboxEntry, analysis: &Analysis, draft: Option<NewDraft>) -> 
         classification: analysis.classification.clone(),
         facts: analysis.facts.clone(),
         draft,
+        progress,
     }
 }
