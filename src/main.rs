@@ -6,7 +6,7 @@ use chrono::Utc;
 use clap::{Parser, Subcommand};
 use pushback::adapters::store::DraftStatus;
 use pushback::adapters::templates::Templates;
-use pushback::app::{self, Session, approval, demo, inspect, scan};
+use pushback::app::{self, Session, approval, daemon, demo, inspect, scan};
 use pushback::config::{self, Config};
 use pushback::core::draft::DraftContext;
 use std::io::Write;
@@ -54,6 +54,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run as a service: watch the mailbox, draft replies, send what you approved (until SIGTERM/SIGINT)
+    Run,
     /// Review drafts: nothing is sent without approval
     #[command(subcommand)]
     Drafts(DraftsCommand),
@@ -185,6 +187,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 scan_summary(&report)
             }
+        }
+        Command::Run => {
+            let config = required_config(&config_path)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(daemon::run(config, daemon::shutdown_signal()))?;
+            String::new()
         }
         Command::Drafts(command) => {
             let config = required_config(&config_path)?;

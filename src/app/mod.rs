@@ -2,12 +2,14 @@
 //! adapters, and reports with anyhow.
 
 pub mod approval;
+pub mod daemon;
 pub mod demo;
 pub mod eval;
 pub mod inspect;
 pub mod outbox;
 pub mod pipeline;
 pub mod scan;
+pub mod watch;
 
 use crate::adapters::maildir::{Folders, Maildir};
 use crate::adapters::store::Store;

@@ -1,0 +1,105 @@
+//! `pushback run`: the long-running service. The mailbox watcher (IMAP IDLE, or a Maildir polled
+//! on an interval) and the outbox sender run as tokio tasks under one shutdown signal (SIGTERM,
+//! what systemd sends, or SIGINT): each finishes the message in hand, leaves the rest for the next
+//! start, and the process exits 0.
+
+use crate::adapters::maildir::Maildir;
+use crate::adapters::store::Store;
+use crate::app::{Session, outbox, scan};
+use crate::config::{Config, MailboxAccess};
+use anyhow::{Context, Result};
+use chrono::Utc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Resolves when the process is asked to stop.
+pub async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: finishing the message in hand"),
+        result = tokio::signal::ctrl_c() => {
+            result.context("cannot listen for SIGINT")?;
+            tracing::info!("SIGINT: finishing the message in hand");
+        }
+    }
+    Ok(())
+}
+
+/// Runs until `stop` resolves.
+pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Result<()> {
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let watcher = match &config.mailbox.access {
+        MailboxAccess::Maildir { .. } => tokio::spawn(watch_maildir(config.clone(), shutdown)),
+        MailboxAccess::Imap(_) => tokio::spawn(watch_imap(config.clone(), shutdown)),
+    };
+    tracing::info!(
+        file = ?config.file,
+        "pushback running; drafts wait for your approval"
+    );
+    tokio::select! {
+        result = stop => result?,
+        // A watcher only returns on its own when it cannot start at all.
+        joined = async { (&mut watcher).await } => {
+            return joined.context("the watcher task failed")?;
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    watcher.await.context("the watcher task failed")??;
+    tracing::info!("pushback stopped");
+    Ok(())
+}
+
+/// Maildir: a scan and an outbox flush every poll interval.
+async fn watch_maildir(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    let interval = config.mailbox.sync.poll_interval;
+    let mut session = Session::open(&config)?;
+    loop {
+        let Session {
+            maildir,
+            store,
+            pipeline,
+        } = &mut session;
+        let now = Utc::now();
+        match scan::scan(maildir, store, pipeline, now) {
+            Ok(report) if !report.findings.is_empty() => tracing::info!(
+                new = report.findings.len(),
+                drafts = report.findings.iter().filter(|f| f.draft_id.is_some()).count(),
+                "scanned the maildir"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!("cannot scan the maildir: {error:#}"),
+        }
+        if let Err(error) = flush_local(maildir, store) {
+            tracing::warn!("cannot deliver approved drafts: {error:#}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+        }
+    }
+}
+
+fn flush_local(maildir: &Maildir, store: &mut Store) -> Result<()> {
+    outbox::flush(maildir, store, Utc::now())?;
+    Ok(())
+}
+
+async fn watch_imap(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
+    let MailboxAccess::Imap(server) = &config.mailbox.access else {
+        unreachable!("watch_imap is only started for an IMAP mailbox")
+    };
+    let settings = crate::app::imap_settings(server, Duration::from_secs(60))?;
+    let options = crate::app::watch::WatchOptions {
+        backfill_days: config.mailbox.sync.backfill_days,
+        fetch_max_bytes: config.mailbox.sync.fetch_max_bytes,
+        idle_timeout: config.mailbox.sync.idle_timeout,
+        poll_interval: config.mailbox.sync.poll_interval,
+        drafts_folder: config.mailbox.drafts_folder.clone(),
+        sent_folder: config.mailbox.sent_folder.clone(),
+        timezone: config.timezone,
+    };
+    let mut store = Store::open(&config.state_dir)?;
+    let pipeline = crate::app::pipeline_for(&config)?;
+    crate::app::watch::run(&settings, &options, &mut store, &pipeline, shutdown).await
+}

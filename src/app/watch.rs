@@ -1,0 +1,202 @@
+//! The IMAP watcher: keeps the rep's inbox and the state store in step. One connection IDLEs on
+//! the inbox, a second one fetches new mail and places drafts. On every wake it fetches only the
+//! UIDs above the last one recorded; a changed UIDVALIDITY restarts the folder from the backfill
+//! window, and the store's Message-ID check keeps that resync from drafting anything twice.
+//! Network errors end the cycle; `run` reconnects with capped, jittered backoff and catches up,
+//! so nothing that arrived during an outage is missed.
+
+use crate::adapters::imap::{Backoff, IdleOutcome, ImapSettings, Session};
+use crate::adapters::store::{Store, SyncProgress};
+use crate::app::pipeline::Pipeline;
+use crate::app::scan::{self, Processed};
+use anyhow::Result;
+use chrono::{Days, Utc};
+use chrono_tz::Tz;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The store's name for the IMAP inbox.
+pub const IMAP_INBOX: &str = "imap:INBOX";
+const INBOX: &str = "INBOX";
+/// UIDs per FETCH: bounds memory during a backfill of any size.
+const FETCH_BATCH: usize = 200;
+
+pub struct WatchOptions {
+    pub backfill_days: u32,
+    pub fetch_max_bytes: u32,
+    pub idle_timeout: Duration,
+    pub poll_interval: Duration,
+    pub drafts_folder: String,
+    pub sent_folder: String,
+    pub timezone: Tz,
+}
+
+/// How a watch cycle ended.
+enum CycleEnd {
+    Shutdown,
+}
+
+/// Watches until `shutdown` turns true, reconnecting after any failure.
+pub async fn run(
+    settings: &ImapSettings,
+    options: &WatchOptions,
+    store: &mut Store,
+    pipeline: &Pipeline,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut backoff = Backoff::default();
+    // Logged once per change of state, not per attempt.
+    let mut last_failure: Option<String> = None;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        match cycle(settings, options, store, pipeline, &mut shutdown, &mut backoff).await {
+            Ok(CycleEnd::Shutdown) => return Ok(()),
+            Err(error) => {
+                let text = format!("{error:#}");
+                if last_failure.as_deref() != Some(text.as_str()) {
+                    tracing::warn!("imap watcher disconnected, will reconnect: {text}");
+                    last_failure = Some(text);
+                }
+                let delay = backoff.next_delay(fastrand::f64());
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+async fn cycle(
+    settings: &ImapSettings,
+    options: &WatchOptions,
+    store: &mut Store,
+    pipeline: &Pipeline,
+    shutdown: &mut watch::Receiver<bool>,
+    backoff: &mut Backoff,
+) -> Result<CycleEnd> {
+    let mut work = Session::connect(settings).await?;
+    let folders = work
+        .special_folders(&options.drafts_folder, &options.sent_folder)
+        .await?;
+    let mut idler = if work.capabilities().idle {
+        let mut idler = Session::connect(settings).await?;
+        idler.select(INBOX).await?;
+        Some(idler)
+    } else {
+        None
+    };
+    tracing::info!(host = %settings.host, drafts = %folders.drafts, "imap watcher connected");
+    backoff.reset();
+    loop {
+        catch_up(&mut work, &folders.drafts, options, store, pipeline, shutdown).await?;
+        if *shutdown.borrow() {
+            work.logout().await.ok();
+            return Ok(CycleEnd::Shutdown);
+        }
+        let woke = match idler.take() {
+            Some(session) => {
+                let mut stop = shutdown.clone();
+                let (session, outcome) = session
+                    .idle(options.idle_timeout, async move {
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    })
+                    .await?;
+                idler = Some(session);
+                outcome
+            }
+            None => {
+                tokio::select! {
+                    _ = tokio::time::sleep(options.poll_interval) => IdleOutcome::Timeout,
+                    _ = shutdown.wait_for(|stop| *stop) => IdleOutcome::Shutdown,
+                }
+            }
+        };
+        if matches!(woke, IdleOutcome::Shutdown) {
+            work.logout().await.ok();
+            return Ok(CycleEnd::Shutdown);
+        }
+    }
+}
+
+/// Handles every inbox message not handled yet, then places any unplaced draft.
+async fn catch_up(
+    work: &mut Session,
+    drafts_folder: &str,
+    options: &WatchOptions,
+    store: &mut Store,
+    pipeline: &Pipeline,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<()> {
+    place_drafts(work, drafts_folder, store).await?;
+    let folder = work.select(INBOX).await?;
+    let uids = match store.sync_state(IMAP_INBOX)? {
+        Some(known) if known.uid_validity == folder.uid_validity => {
+            work.uids_above(known.uid).await?
+        }
+        known => {
+            if known.is_some() {
+                tracing::warn!(
+                    uid_validity = folder.uid_validity,
+                    "the server renumbered the inbox (UIDVALIDITY changed): resyncing the backfill window; Message-IDs keep drafts from repeating"
+                );
+            }
+            store.reset_sync(IMAP_INBOX, folder.uid_validity, Utc::now())?;
+            let today = Utc::now().with_timezone(&options.timezone).date_naive();
+            let since = today
+                .checked_sub_days(Days::new(options.backfill_days.into()))
+                .unwrap_or(today);
+            work.uids_since(since).await?
+        }
+    };
+    for batch in uids.chunks(FETCH_BATCH) {
+        for message in work.fetch_heads(batch, options.fetch_max_bytes).await? {
+            let progress = SyncProgress {
+                uid_validity: folder.uid_validity,
+                uid: message.uid,
+            };
+            let key = format!("{}:{}", folder.uid_validity, message.uid);
+            let now = Utc::now();
+            match scan::process(store, pipeline, IMAP_INBOX, &key, &message.raw, Some(progress), now) {
+                Ok(Processed::Found(found)) if found.draft_id.is_some() => {
+                    tracing::info!(uid = message.uid, category = %found.category, "drafted a reply");
+                }
+                Ok(_) => {}
+                // A message that cannot be handled (a template failing, say) is logged and left:
+                // progress does not pass it, so it is retried on the next wake.
+                Err(error) => {
+                    tracing::warn!(uid = message.uid, "cannot process message: {error:#}");
+                    return Ok(());
+                }
+            }
+            place_drafts(work, drafts_folder, store).await?;
+            // Finish the message in hand, leave the rest for the next start.
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends every recorded but unplaced draft to the server's Drafts folder with `\Draft`, after
+/// checking by Message-ID that an earlier attempt did not already put it there.
+async fn place_drafts(work: &mut Session, drafts_folder: &str, store: &mut Store) -> Result<()> {
+    for id in store.unplaced_drafts()? {
+        let Some(draft) = store.draft(id)? else { continue };
+        let found = work
+            .find_by_header(drafts_folder, "Message-ID", &draft.message_id)
+            .await?;
+        let uid = match found.first() {
+            Some(uid) => *uid,
+            None => work
+                .append(drafts_folder, &["\\Draft"], &draft.raw)
+                .await?
+                .unwrap_or(0),
+        };
+        store.mark_placed(id, uid)?;
+    }
+    Ok(())
+}
