@@ -1,7 +1,7 @@
 //! The example config must parse, resolve to the defaults, and mention every key the config
 //! accepts, so that it cannot drift from the code.
 
-use pushback::config::{self, Config, MailboxAccess};
+use pushback::config::{self, Config, ImapSync, MailboxAccess};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,8 @@ fn the_example_parses_strictly_and_resolves_to_the_defaults() {
     assert!(path.ends_with("Mail") && path.is_absolute(), "{path:?}");
     assert_eq!(config.mailbox.drafts_folder, config::DEFAULT_DRAFTS_FOLDER);
     assert_eq!(config.mailbox.sent_folder, config::DEFAULT_SENT_FOLDER);
-    assert_eq!(config.smtp, None);
+    assert_eq!(config.outgoing, None);
+    assert_eq!(config.mailbox.sync, ImapSync::default());
     assert_eq!(config.templates_dir, None);
     assert_eq!(config.classifier_rules, None);
     assert_eq!(config.max_message_bytes, config::DEFAULT_MAX_MESSAGE_BYTES);
