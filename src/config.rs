@@ -293,9 +293,10 @@ impl Config {
     }
 
     /// What was resolved, for `pushback config check`. Holds no secrets because the config has
-    /// none: only password and token commands and environment variable names.
+    /// none: only password and token commands and environment variable names. Ends with a
+    /// newline, so whatever is printed after it starts on a line of its own.
     pub fn describe(&self) -> String {
-        self.to_string()
+        format!("{self}\n")
     }
 
     /// The servers whose certificates are not checked, by table, for the warnings.
@@ -1872,6 +1873,8 @@ timezone = "Europe/London"
         assert_eq!(config.timezone.name(), config.identity.timezone);
         let described = config.describe();
         assert!(described.contains("built-in demo configuration"));
+        // Regression: `config check` prints it with print!, and text after it was glued on.
+        assert!(described.ends_with("bytes\n"), "{described:?}");
         assert!(described.contains("maildir /tmp/demo/Mail"));
     }
 }
