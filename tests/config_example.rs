@@ -1,7 +1,7 @@
 //! The example config must parse, resolve to the defaults, and mention every key the config
 //! accepts, so that it cannot drift from the code.
 
-use pushback::config::{self, Config, MailboxAccess};
+use pushback::config::{self, Config, ImapSync, MailboxAccess};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,8 @@ fn the_example_parses_strictly_and_resolves_to_the_defaults() {
     assert!(path.ends_with("Mail") && path.is_absolute(), "{path:?}");
     assert_eq!(config.mailbox.drafts_folder, config::DEFAULT_DRAFTS_FOLDER);
     assert_eq!(config.mailbox.sent_folder, config::DEFAULT_SENT_FOLDER);
-    assert_eq!(config.smtp, None);
+    assert_eq!(config.outgoing, None);
+    assert_eq!(config.mailbox.sync, ImapSync::default());
     assert_eq!(config.templates_dir, None);
     assert_eq!(config.classifier_rules, None);
     assert_eq!(config.max_message_bytes, config::DEFAULT_MAX_MESSAGE_BYTES);
@@ -94,4 +95,46 @@ fn the_example_mentions_every_accepted_key() {
         }
     }
     assert!(checked > 20, "only {checked} keys checked");
+}
+
+/// The first value written for `[section] key` in the example, commented out or not.
+fn example_value(section: &str, key: &str) -> String {
+    let text = std::fs::read_to_string(example_path()).unwrap();
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = header.trim_end_matches(']').to_owned();
+        } else if current == section
+            && let Some((k, value)) = line.split_once(" = ")
+            && k == key
+        {
+            return value.to_owned();
+        }
+    }
+    panic!("the example has no [{section}] {key}");
+}
+
+#[test]
+fn the_examples_commented_defaults_are_the_real_defaults() {
+    // The IMAP and SMTP keys are commented out in the example (it is a maildir), so the parse
+    // above cannot check their values.
+    let sync = ImapSync::default();
+    let mailbox = |key| example_value("mailbox", key);
+    assert_eq!(mailbox("backfill-days"), sync.backfill_days.to_string());
+    assert_eq!(mailbox("fetch-max-bytes"), sync.fetch_max_bytes.to_string());
+    assert_eq!(
+        mailbox("idle-minutes"),
+        (sync.idle_timeout.as_secs() / 60).to_string()
+    );
+    assert_eq!(
+        mailbox("poll-seconds"),
+        sync.poll_interval.as_secs().to_string()
+    );
+    assert_eq!(mailbox("accept-invalid-certs"), "false");
+    assert_eq!(example_value("smtp", "accept-invalid-certs"), "false");
+    assert_eq!(
+        example_value("smtp", "save-to-sent"),
+        config::DEFAULT_SAVE_TO_SENT.to_string()
+    );
 }
