@@ -13,9 +13,12 @@ pub mod watch;
 
 use crate::adapters::maildir::{Folders, Maildir};
 use crate::adapters::store::Store;
-use crate::config::{Config, MailboxAccess};
+use crate::adapters::imap::ImapSettings;
+use crate::adapters::secret::{self, Auth};
+use crate::config::{Config, Credential, Login, MailboxAccess, PasswordSource, Server};
+use std::time::Duration;
 use crate::core::classify::FeedbackModel;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use pipeline::Pipeline;
 
 /// Everything a mailbox command needs, opened from one validated config.
@@ -58,4 +61,45 @@ pub fn pipeline_for(config: &Config) -> Result<Pipeline> {
         config.templates_dir.as_deref(),
         usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX),
     )
+}
+
+/// The credentials a login needs, fetched now from the command or environment the config names.
+pub fn resolve_auth(login: &Login, host: &str) -> Result<Auth> {
+    let fetched = match &login.credential {
+        Credential::Password(PasswordSource::Command(command)) => secret::from_command(command)
+            .map(|password| Auth::Password {
+                user: login.user.clone(),
+                password,
+            }),
+        Credential::Password(PasswordSource::Env(name)) => {
+            secret::from_env(name).map(|password| Auth::Password {
+                user: login.user.clone(),
+                password,
+            })
+        }
+        Credential::OAuth2TokenCommand(command) => {
+            secret::from_command(command).map(|token| Auth::XOAuth2 {
+                user: login.user.clone(),
+                token,
+            })
+        }
+    };
+    fetched.with_context(|| format!("cannot get the credentials of {} for {host}", login.user))
+}
+
+/// IMAP connection settings from the config, with the credentials fetched now.
+pub fn imap_settings(server: &Server, timeout: Duration) -> Result<ImapSettings> {
+    let login = server
+        .login
+        .as_ref()
+        .with_context(|| format!("cannot log in to {}: no user configured", server.host))?;
+    Ok(ImapSettings {
+        host: server.host.clone(),
+        port: server.port,
+        security: server.security,
+        auth: resolve_auth(login, &server.host)?,
+        ca_file: server.tls.ca_file.clone(),
+        accept_invalid_certs: server.tls.accept_invalid_certs,
+        timeout,
+    })
 }
