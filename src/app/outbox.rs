@@ -214,3 +214,271 @@ pub async fn recover_in_flight(
     }
     Ok(recovery)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::store::{
+        ApprovedVia, DraftStatus, NewDraft, RecordOutcome, ScannedMessage,
+    };
+    use crate::core::model::{Category, Classification, Facts, Label};
+    use chrono::TimeZone;
+    use futures::executor::block_on;
+    use std::sync::Mutex;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2027, 3, 1, 10, minute, 0).unwrap()
+    }
+
+    fn raw(key: &str) -> Vec<u8> {
+        format!(
+            "From: Alex Rivera <alex@northwind.example>\r\nTo: pat@buyer.example\r\n\
+             Cc: lee@buyer.example\r\nSubject: Re: RFP {key}\r\n\
+             Message-ID: <draft-{key}@northwind.example>\r\n\r\nHi Pat\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// An approved draft for `key`, also written to the Maildir's Drafts folder.
+    fn approved(store: &mut Store, maildir: &Maildir, key: &str) -> i64 {
+        approved_message(store, maildir, key, raw(key))
+    }
+
+    fn approved_message(store: &mut Store, maildir: &Maildir, key: &str, raw: Vec<u8>) -> i64 {
+        let scan = ScannedMessage {
+            mailbox: "INBOX".into(),
+            key: key.into(),
+            message_id: Some(format!("<{key}@buyer.example>")),
+            subject: "RFP".into(),
+            sender: None,
+            date: None,
+            classification: Classification {
+                label: Label::Procurement,
+                category: Category::Rfp,
+                score: 4.0,
+                reasons: Vec::new(),
+            },
+            facts: Facts::default(),
+            draft: Some(NewDraft {
+                in_reply_to: None,
+                message_id: format!("<draft-{key}@northwind.example>"),
+                subject: format!("Re: RFP {key}"),
+                recipient: "pat@buyer.example".into(),
+                category: Category::Rfp,
+                body: "Hi Pat".into(),
+                raw: raw.clone(),
+                original: b"Subject: RFP\r\n\r\nx".to_vec(),
+                notes: Vec::new(),
+                folder_name: format!("pushback-{key}"),
+            }),
+        };
+        let Ok(RecordOutcome::Recorded { draft_id: Some(id) }) = store.record_scan(&scan, at(0))
+        else {
+            panic!("no draft recorded");
+        };
+        maildir
+            .write_draft(&format!("pushback-{key}"), &raw)
+            .unwrap();
+        store.approve(id, ApprovedVia::Cli, &[], at(0)).unwrap();
+        id
+    }
+
+    /// Records what it is given and answers from a script (Ok once the script runs out).
+    #[derive(Default)]
+    struct Recorder {
+        sent: Mutex<Vec<(Envelope, Vec<u8>)>>,
+        script: Mutex<Vec<SendError>>,
+    }
+
+    impl Recorder {
+        fn failing(errors: Vec<SendError>) -> Recorder {
+            Recorder {
+                script: Mutex::new(errors),
+                ..Recorder::default()
+            }
+        }
+
+        fn count(&self) -> usize {
+            self.sent.lock().unwrap().len()
+        }
+    }
+
+    impl Transport for Recorder {
+        fn send_raw<'a>(
+            &'a self,
+            envelope: &'a Envelope,
+            raw: &'a [u8],
+        ) -> BoxFuture<'a, Result<(), SendError>> {
+            self.sent
+                .lock()
+                .unwrap()
+                .push((envelope.clone(), raw.to_vec()));
+            let mut script = self.script.lock().unwrap();
+            let result = if script.is_empty() {
+                Ok(())
+            } else {
+                Err(script.remove(0))
+            };
+            Box::pin(std::future::ready(result))
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, Maildir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = Maildir::create(&dir.path().join("Mail")).unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        (dir, maildir, store)
+    }
+
+    fn status(store: &Store, id: i64) -> DraftStatus {
+        store.draft(id).unwrap().unwrap().status
+    }
+
+    #[test]
+    fn deliver_sends_once_then_files_the_copy_and_removes_the_draft() {
+        let (_dir, maildir, mut store) = setup();
+        let id = approved(&mut store, &maildir, "k1");
+        let transport = Recorder::default();
+        let mut folder = &maildir;
+        let delivery =
+            block_on(deliver_pending(&mut store, &transport, &mut folder, at(1))).unwrap();
+        assert_eq!(delivery.sent, [id]);
+        let sent = transport.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            sent[0].0,
+            Envelope {
+                from: "alex@northwind.example".into(),
+                to: vec!["pat@buyer.example".into(), "lee@buyer.example".into()],
+            }
+        );
+        assert_eq!(sent[0].1, raw("k1"));
+        assert_eq!(status(&store, id), DraftStatus::Sent);
+        assert_eq!(maildir.sent().unwrap().len(), 1);
+        assert!(maildir.drafts().unwrap().is_empty());
+        let again = block_on(deliver_pending(&mut store, &transport, &mut folder, at(59))).unwrap();
+        assert_eq!(again, Delivery::default());
+        assert_eq!(transport.count(), 1);
+    }
+
+    #[test]
+    fn transient_failures_back_off_and_permanent_ones_keep_the_reply() {
+        let (_dir, maildir, mut store) = setup();
+        let id = approved(&mut store, &maildir, "k1");
+        let transport = Recorder::failing(vec![
+            SendError::Transient("421 4.3.2 busy".into()),
+            SendError::Permanent("550 5.1.1 no such user".into()),
+        ]);
+        let mut folder = &maildir;
+        let first = block_on(deliver_pending(&mut store, &transport, &mut folder, at(1))).unwrap();
+        assert_eq!(first.retrying, [id]);
+        let item = &store.outbox_pending().unwrap()[0];
+        assert_eq!(item.status, DraftStatus::Approved);
+        assert_eq!(item.next_attempt_at, Some(at(2)));
+        assert_eq!(item.last_error.as_deref(), Some("421 4.3.2 busy"));
+        // Not due yet: nothing is attempted.
+        let early = block_on(deliver_pending(&mut store, &transport, &mut folder, at(1))).unwrap();
+        assert_eq!(early, Delivery::default());
+        assert_eq!(transport.count(), 1);
+        let second = block_on(deliver_pending(&mut store, &transport, &mut folder, at(2))).unwrap();
+        assert_eq!(second.failed, [id]);
+        assert_eq!(status(&store, id), DraftStatus::Failed);
+        let item = &store.outbox_pending().unwrap()[0];
+        assert_eq!(item.last_error.as_deref(), Some("550 5.1.1 no such user"));
+        // Failed drafts stay in Drafts and out of Sent, for the rep to see.
+        assert!(maildir.sent().unwrap().is_empty());
+        assert_eq!(maildir.drafts().unwrap().len(), 1);
+        // Both attempts carried the same bytes, so the same Message-ID.
+        let sent = transport.sent.lock().unwrap();
+        assert_eq!(sent[0].1, sent[1].1);
+    }
+
+    #[test]
+    fn transient_failures_give_up_after_max_attempts() {
+        let (_dir, maildir, mut store) = setup();
+        let id = approved(&mut store, &maildir, "k1");
+        let errors = (0..MAX_ATTEMPTS)
+            .map(|_| SendError::Transient("connection refused".into()))
+            .collect();
+        let transport = Recorder::failing(errors);
+        let mut folder = &maildir;
+        let mut now = at(0);
+        for attempt in 1..=MAX_ATTEMPTS {
+            let delivery =
+                block_on(deliver_pending(&mut store, &transport, &mut folder, now)).unwrap();
+            if attempt < MAX_ATTEMPTS {
+                assert_eq!(delivery.retrying, [id], "attempt {attempt}");
+            } else {
+                assert_eq!(delivery.failed, [id]);
+            }
+            now += retry_delay(attempt);
+        }
+        assert_eq!(transport.count(), MAX_ATTEMPTS as usize);
+        let item = &store.outbox_pending().unwrap()[0];
+        assert_eq!(item.status, DraftStatus::Failed);
+        assert_eq!(
+            item.last_error.as_deref(),
+            Some("gave up after 10 attempts: connection refused")
+        );
+    }
+
+    #[test]
+    fn the_backoff_doubles_from_a_minute_to_at_most_four_hours() {
+        let minutes: Vec<i64> = (1..=10).map(|a| retry_delay(a).num_minutes()).collect();
+        assert_eq!(minutes, [1, 2, 4, 8, 16, 32, 64, 128, 240, 240]);
+        assert_eq!(retry_delay(u32::MAX), TimeDelta::hours(4));
+    }
+
+    #[test]
+    fn a_message_without_recipients_fails_without_reaching_the_transport() {
+        let (_dir, maildir, mut store) = setup();
+        let nowhere = b"From: alex@northwind.example\r\nSubject: Re: RFP\r\n\r\nHi\r\n".to_vec();
+        let broken = approved_message(&mut store, &maildir, "broken", nowhere);
+        let fine = approved(&mut store, &maildir, "fine");
+        let transport = Recorder::default();
+        let mut folder = &maildir;
+        let delivery =
+            block_on(deliver_pending(&mut store, &transport, &mut folder, at(1))).unwrap();
+        // One bad draft does not stop the run.
+        assert_eq!(delivery.failed, [broken]);
+        assert_eq!(delivery.sent, [fine]);
+        assert_eq!(transport.count(), 1);
+        let item = &store.outbox_pending().unwrap()[0];
+        assert_eq!(
+            item.last_error.as_deref(),
+            Some("cannot send a message without To or Cc addresses")
+        );
+    }
+
+    #[test]
+    fn recovery_marks_found_messages_sent_and_the_rest_unknown() {
+        let (_dir, maildir, mut store) = setup();
+        let filed = approved(&mut store, &maildir, "filed");
+        let lost = approved(&mut store, &maildir, "lost");
+        store.claim_for_sending(filed, at(1)).unwrap();
+        store.claim_for_sending(lost, at(1)).unwrap();
+        // The process died after the server (or the local transport) filed one of them.
+        maildir.write_sent("copy-of-filed", &raw("filed")).unwrap();
+        let mut folder = &maildir;
+        let recovery = block_on(recover_in_flight(&mut store, &mut folder, at(5))).unwrap();
+        assert_eq!(recovery.sent, [filed]);
+        assert_eq!(recovery.unknown, [lost]);
+        assert_eq!(status(&store, filed), DraftStatus::Sent);
+        assert_eq!(status(&store, lost), DraftStatus::Unknown);
+        // Nothing was sent and the unknown one is not due for sending.
+        assert!(store.outbox_due(at(59)).unwrap().is_empty());
+        assert_eq!(maildir.drafts().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_local_transport_files_in_sent_and_sends_nothing() {
+        let (_dir, maildir, mut store) = setup();
+        let id = approved(&mut store, &maildir, "k1");
+        assert_eq!(flush(&maildir, &mut store, at(1)).unwrap(), [id]);
+        assert_eq!(status(&store, id), DraftStatus::Sent);
+        let sent = maildir.sent().unwrap();
+        assert_eq!(std::fs::read(&sent[0]).unwrap(), raw("k1"));
+        assert!(maildir.drafts().unwrap().is_empty());
+        assert!(flush(&maildir, &mut store, at(2)).unwrap().is_empty());
+    }
+}
