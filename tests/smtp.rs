@@ -3,7 +3,10 @@
 //! records what it was given. Each test gets its own temp dir, store and ports.
 
 use chrono::{DateTime, TimeZone, Utc};
+mod support;
+
 use pushback::adapters::maildir::Maildir;
+use pushback::adapters::secret::{Auth, Secret};
 use pushback::adapters::smtp::{
     Envelope, SendError, SendmailTransport, SmtpSettings, Transport, smtp_transport,
 };
@@ -15,6 +18,7 @@ use pushback::config::Security;
 use pushback::core::model::{Category, Classification, Facts, Label};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::MailServers;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -127,8 +131,8 @@ fn plain_settings(port: u16) -> SmtpSettings {
     }
 }
 
-/// A one-connection SMTP server that answers RCPT TO with `rcpt_reply` and records every
-/// command line it receives.
+/// A one-connection SMTP server that offers AUTH XOAUTH2 (and accepts any), answers RCPT TO with
+/// `rcpt_reply` and records every command line it receives.
 async fn scripted_server(rcpt_reply: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -150,7 +154,8 @@ async fn scripted_server(rcpt_reply: &'static str) -> (u16, Arc<Mutex<Vec<String
                 .unwrap_or("")
                 .to_ascii_uppercase();
             let reply = match verb.as_str() {
-                "EHLO" | "HELO" => "250 scripted\r\n",
+                "EHLO" | "HELO" => "250-scripted\r\n250 AUTH XOAUTH2\r\n",
+                "AUTH" => "235 2.7.0 accepted\r\n",
                 "MAIL" | "RSET" | "NOOP" => "250 2.0.0 ok\r\n",
                 "RCPT" => rcpt_reply,
                 "QUIT" => {
@@ -322,4 +327,152 @@ async fn sendmail_exit_75_is_transient_and_other_failures_permanent() {
         panic!("a timeout is transient");
     };
     assert!(text.contains("no exit after"), "{text}");
+}
+
+#[tokio::test]
+async fn xoauth2_sends_the_token_as_the_bearer() {
+    let (port, lines) = scripted_server("250 2.1.5 ok\r\n").await;
+    let mut settings = plain_settings(port);
+    settings.auth = Some(Auth::XOAuth2 {
+        user: "alex@northwind.example".into(),
+        token: Secret::new("ya29.token"),
+    });
+    let transport = smtp_transport(&settings).unwrap();
+    let envelope = Envelope::of_message(&draft_raw("k1")).unwrap();
+    // The scripted server does not take DATA; what matters is what came before it.
+    let _ = transport.send_raw(&envelope, &draft_raw("k1")).await;
+    let lines = lines.lock().unwrap().clone();
+    let auth = lines.iter().find(|l| l.starts_with("AUTH ")).unwrap();
+    let expected = support::xoauth2_initial_response("alex@northwind.example", "ya29.token");
+    assert_eq!(auth, &format!("AUTH XOAUTH2 {expected}"));
+}
+
+// ---- against the harness's real SMTP sink ----------------------------------------------------
+
+fn harness_settings(servers: &MailServers, port: u16, security: Security) -> SmtpSettings {
+    let (user, password) = servers.user();
+    SmtpSettings {
+        host: servers.host().into(),
+        port,
+        security,
+        auth: Some(Auth::Password {
+            user: user.into(),
+            password: Secret::new(password),
+        }),
+        ca_file: Some(servers.ca_file().to_path_buf()),
+        accept_invalid_certs: false,
+        timeout: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test]
+async fn approve_then_deliver_sends_exactly_that_message_once() {
+    let servers = MailServers::start();
+    let mut sandbox = Sandbox::new();
+    let id = sandbox.approved("k1");
+    let transport = smtp_transport(&harness_settings(
+        &servers,
+        servers.smtp_port(),
+        Security::Plain,
+    ))
+    .unwrap();
+    let delivery = sandbox.deliver(&transport, at(1)).await;
+    assert_eq!(delivery.sent, [id]);
+    let received = servers.smtp_received();
+    assert_eq!(received.len(), 1);
+    let mail = &received[0];
+    assert_eq!(mail.mail_from, "alex@northwind.example");
+    assert_eq!(mail.rcpt_tos, ["pat@buyer.example", "lee@buyer.example"]);
+    assert_eq!(mail.auth_user.as_deref(), Some(servers.user().0));
+    let message = mail_parser::MessageParser::default()
+        .parse(&mail.raw)
+        .unwrap();
+    assert_eq!(message.message_id(), Some("draft-k1@northwind.example"));
+    let draft = sandbox.store.draft(id).unwrap().unwrap();
+    assert_eq!(draft.message_id, "<draft-k1@northwind.example>");
+    // Regression: byte for byte, without the empty line lettre's DATA ending used to add.
+    assert_eq!(mail.raw, draft.raw);
+    assert_eq!(sandbox.status(id), DraftStatus::Sent);
+    assert_eq!(sandbox.maildir.sent().unwrap().len(), 1);
+    assert!(sandbox.maildir.drafts().unwrap().is_empty());
+    // A second run sends nothing.
+    assert_eq!(
+        sandbox.deliver(&transport, at(59)).await,
+        Delivery::default()
+    );
+    assert_eq!(servers.smtp_received().len(), 1);
+}
+
+#[tokio::test]
+async fn implicit_tls_and_starttls_trust_the_harness_ca() {
+    let servers = MailServers::start();
+    let envelope = Envelope::of_message(&draft_raw("k1")).unwrap();
+    let smtps = smtp_transport(&harness_settings(
+        &servers,
+        servers.smtps_port(),
+        Security::Tls,
+    ))
+    .unwrap();
+    smtps.send_raw(&envelope, &draft_raw("k1")).await.unwrap();
+    let starttls = smtp_transport(&harness_settings(
+        &servers,
+        servers.smtp_port(),
+        Security::Starttls,
+    ))
+    .unwrap();
+    starttls
+        .send_raw(&envelope, &draft_raw("k2"))
+        .await
+        .unwrap();
+    let received = servers.smtp_received();
+    let seen: Vec<(&str, bool, Option<&str>)> = received
+        .iter()
+        .map(|m| (m.listener.as_str(), m.tls, m.auth_user.as_deref()))
+        .collect();
+    let user = Some(servers.user().0);
+    assert_eq!(seen, [("smtps", true, user), ("smtp", true, user)]);
+    assert_eq!(received[0].raw, draft_raw("k1"));
+    assert_eq!(received[1].raw, draft_raw("k2"));
+}
+
+#[tokio::test]
+async fn a_client_without_the_ca_is_refused_and_sends_nothing() {
+    let servers = MailServers::start();
+    let mut settings = harness_settings(&servers, servers.smtps_port(), Security::Tls);
+    settings.ca_file = None;
+    let transport = smtp_transport(&settings).unwrap();
+    let envelope = Envelope::of_message(&draft_raw("k1")).unwrap();
+    let error = transport
+        .send_raw(&envelope, &draft_raw("k1"))
+        .await
+        .unwrap_err();
+    let SendError::Transient(text) = &error else {
+        panic!("a TLS failure is worth retrying once the CA is configured: {error:?}");
+    };
+    assert!(
+        text.contains("tls") || text.contains("certificate"),
+        "{text}"
+    );
+    assert!(servers.smtp_received().is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_permanent_failure() {
+    let servers = MailServers::start();
+    let mut settings = harness_settings(&servers, servers.smtps_port(), Security::Tls);
+    settings.auth = Some(Auth::Password {
+        user: servers.user().0.into(),
+        password: Secret::new("not-the-password"),
+    });
+    let transport = smtp_transport(&settings).unwrap();
+    let envelope = Envelope::of_message(&draft_raw("k1")).unwrap();
+    let error = transport
+        .send_raw(&envelope, &draft_raw("k1"))
+        .await
+        .unwrap_err();
+    let SendError::Permanent(text) = &error else {
+        panic!("expected a 5xx: {error:?}");
+    };
+    assert!(text.contains("535"), "{text}");
+    assert!(servers.smtp_received().is_empty());
 }

@@ -177,7 +177,8 @@ pub struct SmtpTransport {
     inner: AsyncSmtpTransport<Tokio1Executor>,
 }
 
-/// An SMTP transport for `settings`. Connects lazily, on the first send.
+/// An SMTP transport for `settings`. Connects lazily, on the first send; build and drop it inside
+/// a tokio runtime (its connection pool runs there).
 pub fn smtp_transport(settings: &SmtpSettings) -> Result<SmtpTransport, Error> {
     let tls = match settings.security {
         Security::Tls => Tls::Wrapper(tls_parameters(settings)?),
@@ -240,7 +241,9 @@ impl Transport for SmtpTransport {
             let envelope = envelope
                 .to_lettre()
                 .map_err(|e| SendError::Permanent(e.to_string()))?;
-            self.inner.send_raw(&envelope, raw).await?;
+            self.inner
+                .send_raw(&envelope, without_final_crlf(raw))
+                .await?;
             Ok(())
         })
     }
@@ -326,6 +329,12 @@ impl Transport for SendmailTransport {
     }
 }
 
+/// lettre ends DATA with `CRLF . CRLF` whatever the message ends with; the CRLF that ends the
+/// message's last line must be that one, or the server stores an extra empty line.
+fn without_final_crlf(raw: &[u8]) -> &[u8] {
+    raw.strip_suffix(b"\r\n").unwrap_or(raw)
+}
+
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
@@ -391,8 +400,9 @@ mod tests {
         assert!(error.contains("starts with '-'"), "{error}");
     }
 
-    #[test]
-    fn plain_is_refused_to_a_remote_host_before_connecting() {
+    // lettre's connection pool lives on the tokio runtime, even unused.
+    #[tokio::test]
+    async fn plain_is_refused_to_a_remote_host_before_connecting() {
         let error = smtp_transport(&settings("smtp.example.com", Security::Plain))
             .err()
             .unwrap();
@@ -411,6 +421,12 @@ mod tests {
             error.starts_with("cannot read the CA file /nonexistent/ca.pem"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn only_the_final_line_break_is_left_to_lettre() {
+        assert_eq!(without_final_crlf(b"a\r\n\r\n"), b"a\r\n");
+        assert_eq!(without_final_crlf(b"a"), b"a");
     }
 
     #[test]
