@@ -3,5 +3,6 @@
 
 pub mod maildir;
 pub mod secret;
+pub mod smtp;
 pub mod store;
 pub mod templates;

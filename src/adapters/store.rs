@@ -23,6 +23,7 @@ pub const FILE_NAME: &str = "pushback.sqlite3";
 /// Migration 1 creates everything; later migrations append here, never edit an applied one.
 const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("store/0001_initial.sql")),
+    M::up(include_str!("store/0002_outbox_states.sql")).foreign_key_check(),
     M::up(include_str!("store/0003_imap_sync.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
@@ -67,6 +68,11 @@ pub enum Error {
     },
     #[error("cannot {action} draft {id}: it is not in the outbox (it was never approved)")]
     NotQueued { action: &'static str, id: i64 },
+    /// The outbox row does not match a recorded approval (a row written behind approve()'s back).
+    #[error("cannot send draft {id}: {reason}")]
+    Unapproved { id: i64, reason: &'static str },
+    #[error("cannot send draft {id}: its next attempt is due at {due}")]
+    NotDue { id: i64, due: DateTime<Utc> },
 }
 
 fn sql(action: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
@@ -74,44 +80,99 @@ fn sql(action: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
     move |cause| Error::Sql { action, cause }
 }
 
+/// Where a draft is in its life. A pending draft is approved or rejected by the rep; an approved
+/// one is in the outbox and moves `Approved -> Sending -> Sent | Failed`, back to `Approved` to
+/// retry, or to `Unknown` when the process died mid-send and the rep must decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DraftStatus {
     Pending,
+    /// In the outbox, waiting for its (next) attempt.
     Approved,
-    Rejected,
+    /// Claimed by a sender: an attempt is under way.
+    Sending,
     Sent,
+    /// The server refused it for good; the reply is in the outbox's `last_error`.
+    Failed,
+    /// An attempt was under way when the process stopped; it may or may not have left.
+    Unknown,
+    Rejected,
 }
 
 impl DraftStatus {
+    const ALL: [DraftStatus; 7] = [
+        DraftStatus::Pending,
+        DraftStatus::Approved,
+        DraftStatus::Sending,
+        DraftStatus::Sent,
+        DraftStatus::Failed,
+        DraftStatus::Unknown,
+        DraftStatus::Rejected,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DraftStatus::Pending => "pending",
             DraftStatus::Approved => "approved",
-            DraftStatus::Rejected => "rejected",
+            DraftStatus::Sending => "sending",
             DraftStatus::Sent => "sent",
+            DraftStatus::Failed => "failed",
+            DraftStatus::Unknown => "unknown",
+            DraftStatus::Rejected => "rejected",
         }
     }
 
     pub fn parse(name: &str) -> Option<DraftStatus> {
-        [
-            DraftStatus::Pending,
-            DraftStatus::Approved,
-            DraftStatus::Rejected,
-            DraftStatus::Sent,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
+        DraftStatus::ALL.into_iter().find(|s| s.as_str() == name)
     }
 
-    /// Why an action that needs a pending draft cannot go on.
+    /// Why an action that needs another status cannot go on.
     fn explain(self) -> &'static str {
         match self {
             DraftStatus::Pending => "it is still pending",
             DraftStatus::Approved => "it is already approved",
-            DraftStatus::Rejected => "it was rejected",
+            DraftStatus::Sending => "it is being sent",
             DraftStatus::Sent => "it was already sent",
+            DraftStatus::Failed => "the server refused it",
+            DraftStatus::Unknown => "it may or may not have been sent",
+            DraftStatus::Rejected => "it was rejected",
         }
     }
+}
+
+/// Which path the rep approved a draft through, recorded with the approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovedVia {
+    /// `pushback drafts approve`.
+    Cli,
+    /// The web page.
+    Web,
+    /// The rep sent the draft from their own mail client.
+    ClientSent,
+}
+
+impl ApprovedVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovedVia::Cli => "cli",
+            ApprovedVia::Web => "web",
+            ApprovedVia::ClientSent => "client-sent",
+        }
+    }
+
+    fn parse(name: &str) -> Option<ApprovedVia> {
+        [ApprovedVia::Cli, ApprovedVia::Web, ApprovedVia::ClientSent]
+            .into_iter()
+            .find(|v| v.as_str() == name)
+    }
+}
+
+/// The recorded approval of one version of a draft.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    pub draft_id: i64,
+    pub version: i64,
+    pub via: ApprovedVia,
+    pub approved_at: DateTime<Utc>,
 }
 
 impl fmt::Display for DraftStatus {
@@ -195,16 +256,33 @@ pub struct DraftRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// An outbox row with its draft's status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxItem {
     pub draft_id: i64,
+    pub status: DraftStatus,
     pub message_id: String,
     pub folder_name: String,
     pub raw: Vec<u8>,
     pub queued_at: DateTime<Utc>,
+    /// Attempts begun (claims) since approval or the rep's last `resend`.
     pub attempts: u32,
     pub last_attempt_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The server's reply to the last failed attempt.
     pub last_error: Option<String>,
+}
+
+/// A draft claimed for one send attempt: the exact approved bytes, Message-ID included. Whoever
+/// holds it must finish with `mark_sent`, `mark_retry` or `mark_failed_permanent`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub draft_id: i64,
+    pub message_id: String,
+    pub folder_name: String,
+    pub raw: Vec<u8>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
 }
 
 /// The original message as scanned.
@@ -273,7 +351,9 @@ impl Store {
             cause,
         };
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
+        // Off while migrating: rebuilding a table (migration 2) would otherwise cascade or fail.
+        // Migrations that rebuild check the keys themselves before they commit.
+        conn.pragma_update(None, "foreign_keys", "OFF")
             .map_err(open_error)?;
         MIGRATIONS
             .to_latest(&mut conn)
@@ -281,6 +361,8 @@ impl Store {
                 path: path.to_path_buf(),
                 cause,
             })?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_error)?;
         Ok(Store { conn })
     }
 
@@ -454,12 +536,14 @@ impl Store {
         Ok(record)
     }
 
-    /// Approves a pending draft: status, outbox row and a `procurement` feedback example (the
-    /// rep confirmed the classification) in one transaction. Approving twice is an error, so there
-    /// is never a second outbox row.
+    /// Approves a pending draft: status, the approval event (when, through which path, the exact
+    /// bytes), the outbox row and a `procurement` feedback example (the rep confirmed the
+    /// classification) in one transaction. This is the only way to put a draft in the outbox (a
+    /// trigger refuses any other); approving twice is an error, so there is never a second row.
     pub fn approve(
         &mut self,
         id: i64,
+        via: ApprovedVia,
         tokens: &[String],
         now: DateTime<Utc>,
     ) -> Result<DraftRecord, Error> {
@@ -472,7 +556,14 @@ impl Store {
         )
         .map_err(sql(action()))?;
         tx.execute(
-            "INSERT INTO outbox (draft, raw, queued_at) SELECT id, raw, ?2 FROM drafts WHERE id = ?1",
+            "INSERT INTO approvals (draft, version, raw, via, approved_at)
+             SELECT id, version, raw, ?2, ?3 FROM drafts WHERE id = ?1",
+            params![id, via.as_str(), timestamp(now)],
+        )
+        .map_err(sql(action()))?;
+        tx.execute(
+            "INSERT INTO outbox (draft, raw, queued_at, next_attempt_at)
+             SELECT id, raw, ?2, ?2 FROM drafts WHERE id = ?1",
             params![id, timestamp(now)],
         )
         .map_err(sql(action()))?;
@@ -485,6 +576,35 @@ impl Store {
         let record = draft(&tx, id)?.ok_or(Error::NoDraft { id })?;
         tx.commit().map_err(sql(action()))?;
         Ok(record)
+    }
+
+    /// The recorded approval of a draft, if it was approved.
+    pub fn approval(&self, draft_id: i64) -> Result<Option<Approval>, Error> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT version, via, approved_at FROM approvals WHERE draft = ?1",
+                [draft_id],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(sql(format!("read the approval of draft {draft_id}")))?;
+        row.map(|(version, via, approved_at)| {
+            Ok(Approval {
+                draft_id,
+                version,
+                via: ApprovedVia::parse(&via)
+                    .ok_or_else(|| corrupt("approval path", &via, "unknown path"))?,
+                approved_at: parse_timestamp("approved_at", &approved_at)?,
+            })
+        })
+        .transpose()
     }
 
     /// Rejects a pending draft. With `not_procurement` the rep also says the classifier was wrong,
@@ -517,98 +637,271 @@ impl Store {
         Ok(record)
     }
 
-    /// Approved drafts not sent yet, in the order they were approved.
+    /// Every outbox row not sent yet (approved, sending, failed or unknown), in approval order.
     pub fn outbox_pending(&self) -> Result<Vec<OutboxItem>, Error> {
+        self.outbox_where(
+            "d.status IN ('approved', 'sending', 'failed', 'unknown')",
+            None,
+        )
+    }
+
+    /// Approved drafts whose next attempt is due at `now`, the longest waiting first.
+    pub fn outbox_due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxItem>, Error> {
+        self.outbox_where(
+            "d.status = 'approved' AND o.next_attempt_at <= ?1",
+            Some(now),
+        )
+    }
+
+    /// Drafts left in `sending`: the process stopped during an attempt. Do not resend them
+    /// blindly: look for their Message-ID in the Sent folder, then `mark_sent` or `mark_unknown`.
+    pub fn in_flight(&self) -> Result<Vec<OutboxItem>, Error> {
+        self.outbox_where("d.status = 'sending'", None)
+    }
+
+    fn outbox_where(
+        &self,
+        condition: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Vec<OutboxItem>, Error> {
         let action = "list the outbox";
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT o.draft, d.message_id, d.folder_name, o.raw, o.queued_at, o.attempts,
-                        o.last_attempt_at, o.last_error
-                 FROM outbox o JOIN drafts d ON d.id = o.draft
-                 WHERE o.sent_at IS NULL
-                 ORDER BY o.queued_at, o.id",
-            )
-            .map_err(sql(action))?;
+        let query = format!(
+            "SELECT o.draft, d.status, d.message_id, d.folder_name, o.raw, o.queued_at,
+                    o.attempts, o.last_attempt_at, o.next_attempt_at, o.last_error
+             FROM outbox o JOIN drafts d ON d.id = o.draft
+             WHERE {condition}
+             ORDER BY COALESCE(o.next_attempt_at, o.queued_at), o.queued_at, o.id"
+        );
+        let mut stmt = self.conn.prepare(&query).map_err(sql(action))?;
+        let params = match now {
+            Some(now) => vec![timestamp(now)],
+            None => Vec::new(),
+        };
         let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, u32>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                ))
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                Ok(OutboxRow {
+                    draft_id: r.get(0)?,
+                    status: r.get(1)?,
+                    message_id: r.get(2)?,
+                    folder_name: r.get(3)?,
+                    raw: r.get(4)?,
+                    queued_at: r.get(5)?,
+                    attempts: r.get(6)?,
+                    last_attempt_at: r.get(7)?,
+                    next_attempt_at: r.get(8)?,
+                    last_error: r.get(9)?,
+                })
             })
             .map_err(sql(action))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql(action))?;
-        rows.into_iter()
-            .map(
-                |(draft_id, message_id, folder_name, raw, queued, attempts, last, last_error)| {
-                    Ok(OutboxItem {
-                        draft_id,
-                        message_id,
-                        folder_name,
-                        raw,
-                        queued_at: parse_timestamp("outbox queued_at", &queued)?,
-                        attempts,
-                        last_attempt_at: last
-                            .map(|t| parse_timestamp("outbox last_attempt_at", &t))
-                            .transpose()?,
-                        last_error,
-                    })
-                },
-            )
-            .collect()
+        rows.into_iter().map(OutboxRow::into_item).collect()
     }
 
-    /// Marks an approved draft as sent (outbox and draft together). Marking it again is a no-op,
-    /// so a retry after a crash between sending and recording is harmless.
-    pub fn mark_sent(&mut self, draft_id: i64, now: DateTime<Utc>) -> Result<(), Error> {
-        let action = || format!("mark draft {draft_id} as sent");
+    /// Moves an approved, due draft to `sending` in one transaction and returns the bytes the rep
+    /// approved, Message-ID and all. Refuses a draft that is not approved (so a second claim of
+    /// the same draft fails), not due, or whose outbox row does not match its recorded approval.
+    pub fn claim_for_sending(&mut self, draft_id: i64, now: DateTime<Utc>) -> Result<Claim, Error> {
+        let verb = "send";
+        let action = || format!("claim draft {draft_id} for sending");
         let tx = begin(&mut self.conn)?;
-        if outbox_sent_at(&tx, draft_id, "mark as sent")?.is_some() {
-            return Ok(());
+        let status = require_queued(&tx, draft_id, verb)?;
+        if status != DraftStatus::Approved {
+            return Err(Error::WrongStatus {
+                action: verb,
+                id: draft_id,
+                status,
+            });
         }
+        let (raw, due, approved_raw, approved_version, version, message_id, folder_name, attempts) =
+            tx.query_row(
+                "SELECT o.raw, o.next_attempt_at, a.raw, a.version, d.version, d.message_id,
+                        d.folder_name, o.attempts
+                 FROM outbox o JOIN drafts d ON d.id = o.draft
+                 LEFT JOIN approvals a ON a.draft = o.draft
+                 WHERE o.draft = ?1",
+                [draft_id],
+                |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<Vec<u8>>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, u32>(7)?,
+                    ))
+                },
+            )
+            .map_err(sql(action()))?;
+        let unapproved = |reason| Error::Unapproved {
+            id: draft_id,
+            reason,
+        };
+        let approved_raw = approved_raw.ok_or(unapproved("there is no recorded approval"))?;
+        if approved_version != Some(version) {
+            return Err(unapproved("the approval is for another version"));
+        }
+        if approved_raw != raw {
+            return Err(unapproved("the queued message is not the one approved"));
+        }
+        let due = due
+            .map(|t| parse_timestamp("outbox next_attempt_at", &t))
+            .transpose()?
+            .ok_or(unapproved("it has no attempt scheduled"))?;
+        if due > now {
+            return Err(Error::NotDue { id: draft_id, due });
+        }
+        set_status(
+            &tx,
+            draft_id,
+            DraftStatus::Approved,
+            DraftStatus::Sending,
+            now,
+        )?;
         tx.execute(
-            "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, last_attempt_at = ?2
+            "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?2, next_attempt_at = NULL
              WHERE draft = ?1",
             params![draft_id, timestamp(now)],
         )
         .map_err(sql(action()))?;
+        tx.commit().map_err(sql(action()))?;
+        Ok(Claim {
+            draft_id,
+            message_id,
+            folder_name,
+            raw,
+            attempt: attempts + 1,
+        })
+    }
+
+    /// The attempt succeeded (or the message was found in the Sent folder): `sending -> sent`.
+    /// Marking a sent draft again is a no-op.
+    pub fn mark_sent(&mut self, draft_id: i64, now: DateTime<Utc>) -> Result<(), Error> {
+        self.finish_sent(draft_id, &[DraftStatus::Sending], "mark as sent", now)
+    }
+
+    /// The rep says a draft in `unknown` or `failed` did leave (`drafts mark-sent`).
+    pub fn confirm_sent(&mut self, draft_id: i64, now: DateTime<Utc>) -> Result<(), Error> {
+        self.finish_sent(
+            draft_id,
+            &[DraftStatus::Unknown, DraftStatus::Failed],
+            "confirm as sent",
+            now,
+        )
+    }
+
+    fn finish_sent(
+        &mut self,
+        draft_id: i64,
+        from: &[DraftStatus],
+        verb: &'static str,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let action = || format!("{verb} draft {draft_id}");
+        let tx = begin(&mut self.conn)?;
+        let status = require_queued(&tx, draft_id, verb)?;
+        if status == DraftStatus::Sent {
+            return Ok(());
+        }
+        if !from.contains(&status) {
+            return Err(Error::WrongStatus {
+                action: verb,
+                id: draft_id,
+                status,
+            });
+        }
+        set_status(&tx, draft_id, status, DraftStatus::Sent, now)?;
         tx.execute(
-            "UPDATE drafts SET status = 'sent', updated_at = ?2 WHERE id = ?1",
+            "UPDATE outbox SET sent_at = ?2, next_attempt_at = NULL WHERE draft = ?1",
             params![draft_id, timestamp(now)],
         )
         .map_err(sql(action()))?;
         tx.commit().map_err(sql(action()))
     }
 
-    /// Counts a failed send attempt and keeps the server's reply for the rep.
-    pub fn record_send_failure(
+    /// The attempt failed for now (4xx, connection lost, timeout): `sending -> approved`, due
+    /// again at `next_attempt_at`, with the error kept for the rep.
+    pub fn mark_retry(
         &mut self,
         draft_id: i64,
         error: &str,
+        next_attempt_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let verb = "record a send failure for";
+        self.finish_attempt(
+            draft_id,
+            DraftStatus::Approved,
+            Some(error),
+            Some(next_attempt_at),
+            now,
+        )
+    }
+
+    /// The server refused the message for good (5xx): `sending -> failed`, with its reply.
+    pub fn mark_failed_permanent(
+        &mut self,
+        draft_id: i64,
+        reply: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.finish_attempt(draft_id, DraftStatus::Failed, Some(reply), None, now)
+    }
+
+    /// A draft found in `sending` at startup and not in the Sent folder: `sending -> unknown`,
+    /// for the rep to `resend` or `confirm_sent`.
+    pub fn mark_unknown(&mut self, draft_id: i64, now: DateTime<Utc>) -> Result<(), Error> {
+        self.finish_attempt(draft_id, DraftStatus::Unknown, None, None, now)
+    }
+
+    fn finish_attempt(
+        &mut self,
+        draft_id: i64,
+        to: DraftStatus,
+        error: Option<&str>,
+        next_attempt_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let action = || format!("record the attempt to send draft {draft_id}");
+        let tx = begin(&mut self.conn)?;
+        let status = require_queued(&tx, draft_id, "finish sending")?;
+        if status != DraftStatus::Sending {
+            return Err(Error::WrongStatus {
+                action: "finish sending",
+                id: draft_id,
+                status,
+            });
+        }
+        set_status(&tx, draft_id, DraftStatus::Sending, to, now)?;
+        tx.execute(
+            "UPDATE outbox SET last_error = COALESCE(?2, last_error), next_attempt_at = ?3
+             WHERE draft = ?1",
+            params![draft_id, error, next_attempt_at.map(timestamp)],
+        )
+        .map_err(sql(action()))?;
+        tx.commit().map_err(sql(action()))
+    }
+
+    /// The rep asks to send a draft in `unknown` or `failed` again (`drafts resend`): back to
+    /// `approved`, due at `now`, with a fresh count of attempts. The approval and the message,
+    /// Message-ID included, stay as they were.
+    pub fn resend(&mut self, draft_id: i64, now: DateTime<Utc>) -> Result<(), Error> {
+        let verb = "resend";
         let action = || format!("{verb} draft {draft_id}");
         let tx = begin(&mut self.conn)?;
-        if outbox_sent_at(&tx, draft_id, verb)?.is_some() {
+        let status = require_queued(&tx, draft_id, verb)?;
+        if !matches!(status, DraftStatus::Unknown | DraftStatus::Failed) {
             return Err(Error::WrongStatus {
                 action: verb,
                 id: draft_id,
-                status: DraftStatus::Sent,
+                status,
             });
         }
+        set_status(&tx, draft_id, status, DraftStatus::Approved, now)?;
         tx.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?2, last_error = ?3
-             WHERE draft = ?1",
-            params![draft_id, timestamp(now), error],
+            "UPDATE outbox SET attempts = 0, next_attempt_at = ?2 WHERE draft = ?1",
+            params![draft_id, timestamp(now)],
         )
         .map_err(sql(action()))?;
         tx.commit().map_err(sql(action()))
@@ -764,27 +1057,84 @@ fn require_pending(conn: &Connection, id: i64, action: &'static str) -> Result<(
     Ok(())
 }
 
-/// `sent_at` of the draft's outbox row; `NotQueued` when there is no row.
-fn outbox_sent_at(
+/// The status of a draft that has an outbox row; `NoDraft` or `NotQueued` otherwise.
+fn require_queued(
     conn: &Connection,
     draft_id: i64,
     action: &'static str,
-) -> Result<Option<String>, Error> {
-    let row: Option<Option<String>> = conn
+) -> Result<DraftStatus, Error> {
+    let row: Option<(String, Option<i64>)> = conn
         .query_row(
-            "SELECT sent_at FROM outbox WHERE draft = ?1",
+            "SELECT d.status, o.id FROM drafts d LEFT JOIN outbox o ON o.draft = d.id
+             WHERE d.id = ?1",
             [draft_id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
         .map_err(sql(format!("{action} draft {draft_id}")))?;
     match row {
-        Some(sent_at) => Ok(sent_at),
-        None if draft(conn, draft_id)?.is_none() => Err(Error::NoDraft { id: draft_id }),
-        None => Err(Error::NotQueued {
+        None => Err(Error::NoDraft { id: draft_id }),
+        Some((_, None)) => Err(Error::NotQueued {
             action,
             id: draft_id,
         }),
+        Some((status, Some(_))) => parse_status(&status),
+    }
+}
+
+/// One outbox transition; the `from` condition makes a racing second writer change nothing.
+fn set_status(
+    conn: &Connection,
+    draft_id: i64,
+    from: DraftStatus,
+    to: DraftStatus,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let changed = conn
+        .execute(
+            "UPDATE drafts SET status = ?3, updated_at = ?4 WHERE id = ?1 AND status = ?2",
+            params![draft_id, from.as_str(), to.as_str(), timestamp(now)],
+        )
+        .map_err(sql(format!("move draft {draft_id} to {to}")))?;
+    if changed != 1 {
+        return Err(Error::WrongStatus {
+            action: "change the status of",
+            id: draft_id,
+            status: from,
+        });
+    }
+    Ok(())
+}
+
+/// An outbox row as stored, before its timestamps are parsed.
+struct OutboxRow {
+    draft_id: i64,
+    status: String,
+    message_id: String,
+    folder_name: String,
+    raw: Vec<u8>,
+    queued_at: String,
+    attempts: u32,
+    last_attempt_at: Option<String>,
+    next_attempt_at: Option<String>,
+    last_error: Option<String>,
+}
+
+impl OutboxRow {
+    fn into_item(self) -> Result<OutboxItem, Error> {
+        let time = |what, t: Option<String>| t.map(|t| parse_timestamp(what, &t)).transpose();
+        Ok(OutboxItem {
+            draft_id: self.draft_id,
+            status: parse_status(&self.status)?,
+            message_id: self.message_id,
+            folder_name: self.folder_name,
+            raw: self.raw,
+            queued_at: parse_timestamp("outbox queued_at", &self.queued_at)?,
+            attempts: self.attempts,
+            last_attempt_at: time("outbox last_attempt_at", self.last_attempt_at)?,
+            next_attempt_at: time("outbox next_attempt_at", self.next_attempt_at)?,
+            last_error: self.last_error,
+        })
     }
 }
 
@@ -1084,10 +1434,14 @@ mod tests {
     fn approving_twice_is_an_error_and_leaves_one_outbox_row() {
         let mut store = Store::open_in_memory().unwrap();
         let id = recorded_draft(&mut store, "k1");
-        let approved = store.approve(id, &tokens(), at(10)).unwrap();
+        let approved = store
+            .approve(id, ApprovedVia::Cli, &tokens(), at(10))
+            .unwrap();
         assert_eq!(approved.status, DraftStatus::Approved);
         assert_eq!(approved.updated_at, at(10));
-        let err = store.approve(id, &tokens(), at(11)).unwrap_err();
+        let err = store
+            .approve(id, ApprovedVia::Cli, &tokens(), at(11))
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("cannot approve draft {id}: it is already approved")
@@ -1118,7 +1472,9 @@ mod tests {
             vec![(tokens(), Label::Other)]
         );
         assert_eq!(count(&store, "outbox"), 0);
-        let err = store.approve(a, &tokens(), at(11)).unwrap_err();
+        let err = store
+            .approve(a, ApprovedVia::Cli, &tokens(), at(11))
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("cannot approve draft {a}: it was rejected")
@@ -1129,7 +1485,7 @@ mod tests {
     fn unknown_draft_ids_are_reported() {
         let mut store = Store::open_in_memory().unwrap();
         assert_eq!(store.draft(9).unwrap(), None);
-        let err = store.approve(9, &[], at(9)).unwrap_err();
+        let err = store.approve(9, ApprovedVia::Cli, &[], at(9)).unwrap_err();
         assert_eq!(err.to_string(), "no draft with id 9");
         assert!(matches!(
             store.mark_sent(9, at(9)),
@@ -1157,7 +1513,9 @@ mod tests {
         assert_eq!(edited.message_id, "<v2@northwind.example>");
         assert_eq!(edited.created_at, at(9));
         assert_eq!(edited.updated_at, at(10));
-        store.approve(id, &tokens(), at(11)).unwrap();
+        store
+            .approve(id, ApprovedVia::Cli, &tokens(), at(11))
+            .unwrap();
         // The outbox carries the edited message, not the first rendering.
         assert_eq!(store.outbox_pending().unwrap()[0].raw, b"raw v2");
         let err = store
@@ -1169,36 +1527,314 @@ mod tests {
         );
     }
 
+    fn status(store: &Store, id: i64) -> DraftStatus {
+        store.draft(id).unwrap().unwrap().status
+    }
+
+    /// The outbox row of a draft not sent yet.
+    fn outbox_row(store: &Store, id: i64) -> OutboxItem {
+        let items = store.outbox_pending().unwrap();
+        items.into_iter().find(|i| i.draft_id == id).unwrap()
+    }
+
+    fn approved_draft(store: &mut Store, key: &str) -> i64 {
+        let id = recorded_draft(store, key);
+        store
+            .approve(id, ApprovedVia::Cli, &tokens(), at(10))
+            .unwrap();
+        id
+    }
+
     #[test]
-    fn mark_sent_is_idempotent_and_failures_are_counted() {
+    fn approval_is_recorded_with_its_time_and_path() {
         let mut store = Store::open_in_memory().unwrap();
-        let id = recorded_draft(&mut store, "k1");
+        let cli = approved_draft(&mut store, "a");
+        let web = recorded_draft(&mut store, "b");
+        store.approve(web, ApprovedVia::Web, &[], at(11)).unwrap();
+        let pending = recorded_draft(&mut store, "c");
+        assert_eq!(
+            store.approval(cli).unwrap(),
+            Some(Approval {
+                draft_id: cli,
+                version: 1,
+                via: ApprovedVia::Cli,
+                approved_at: at(10),
+            })
+        );
+        assert_eq!(store.approval(web).unwrap().unwrap().via, ApprovedVia::Web);
+        assert_eq!(store.approval(pending).unwrap(), None);
+        let due: Vec<i64> = store
+            .outbox_due(at(11))
+            .unwrap()
+            .iter()
+            .map(|i| i.draft_id)
+            .collect();
+        assert_eq!(due, [cli, web]);
+        // Approved at 11, so not due at 10.
+        assert_eq!(store.outbox_due(at(10)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_claim_returns_the_approved_bytes_and_cannot_happen_twice() {
+        let mut store = Store::open_in_memory().unwrap();
+        let id = approved_draft(&mut store, "k1");
+        let draft = store.draft(id).unwrap().unwrap();
+        let claim = store.claim_for_sending(id, at(10)).unwrap();
+        assert_eq!(
+            claim,
+            Claim {
+                draft_id: id,
+                message_id: "<draft-k1@northwind.example>".into(),
+                folder_name: "pushback-k1".into(),
+                raw: draft.raw,
+                attempt: 1,
+            }
+        );
+        assert_eq!(status(&store, id), DraftStatus::Sending);
+        let again = store.claim_for_sending(id, at(10)).unwrap_err();
+        assert_eq!(
+            again.to_string(),
+            format!("cannot send draft {id}: it is being sent")
+        );
+        assert!(store.outbox_due(at(12)).unwrap().is_empty());
+        let in_flight = store.in_flight().unwrap();
+        assert_eq!(in_flight.len(), 1);
+        assert_eq!(in_flight[0].attempts, 1);
+        assert_eq!(in_flight[0].last_attempt_at, Some(at(10)));
+    }
+
+    #[test]
+    fn sending_then_sent_is_final_and_idempotent() {
+        let mut store = Store::open_in_memory().unwrap();
+        let id = approved_draft(&mut store, "k1");
+        // Sent without a claim is refused: nothing is sent outside `sending`.
         assert!(matches!(
             store.mark_sent(id, at(10)),
-            Err(Error::NotQueued { .. })
+            Err(Error::WrongStatus {
+                status: DraftStatus::Approved,
+                ..
+            })
         ));
-        store.approve(id, &tokens(), at(10)).unwrap();
+        store.claim_for_sending(id, at(10)).unwrap();
+        store.mark_sent(id, at(11)).unwrap();
+        store.mark_sent(id, at(12)).unwrap();
+        let sent = store.draft(id).unwrap().unwrap();
+        assert_eq!(sent.status, DraftStatus::Sent);
+        assert_eq!(sent.updated_at, at(11));
+        assert!(store.outbox_pending().unwrap().is_empty());
+        for result in [
+            store.claim_for_sending(id, at(13)).map(drop),
+            store.mark_retry(id, "late", at(14), at(13)),
+            store.mark_failed_permanent(id, "late", at(13)),
+            store.mark_unknown(id, at(13)),
+            store.resend(id, at(13)),
+        ] {
+            let error = result.unwrap_err().to_string();
+            assert!(error.ends_with("it was already sent"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_transient_failure_waits_for_its_retry_time() {
+        let mut store = Store::open_in_memory().unwrap();
+        let id = approved_draft(&mut store, "k1");
+        store.claim_for_sending(id, at(10)).unwrap();
         store
-            .record_send_failure(id, "421 4.7.0 try again later", at(11))
+            .mark_retry(id, "421 4.7.0 try again later", at(12), at(10))
             .unwrap();
-        let item = &store.outbox_pending().unwrap()[0];
+        assert_eq!(status(&store, id), DraftStatus::Approved);
+        let item = outbox_row(&store, id);
         assert_eq!(item.attempts, 1);
+        assert_eq!(item.next_attempt_at, Some(at(12)));
         assert_eq!(
             item.last_error.as_deref(),
             Some("421 4.7.0 try again later")
         );
-        assert_eq!(item.last_attempt_at, Some(at(11)));
-        store.mark_sent(id, at(12)).unwrap();
-        store.mark_sent(id, at(13)).unwrap();
-        assert!(store.outbox_pending().unwrap().is_empty());
-        let sent = store.draft(id).unwrap().unwrap();
-        assert_eq!(sent.status, DraftStatus::Sent);
-        assert_eq!(sent.updated_at, at(12));
-        let err = store.record_send_failure(id, "late", at(14)).unwrap_err();
+        assert!(store.outbox_due(at(11)).unwrap().is_empty());
+        assert!(matches!(
+            store.claim_for_sending(id, at(11)),
+            Err(Error::NotDue { due, .. }) if due == at(12)
+        ));
+        let claim = store.claim_for_sending(id, at(12)).unwrap();
+        assert_eq!(claim.attempt, 2);
+        // The same bytes, so the same Message-ID, on every attempt.
+        assert_eq!(claim.raw, store.draft(id).unwrap().unwrap().raw);
+    }
+
+    #[test]
+    fn a_permanent_failure_keeps_the_reply_until_the_rep_resends() {
+        let mut store = Store::open_in_memory().unwrap();
+        let id = approved_draft(&mut store, "k1");
+        store.claim_for_sending(id, at(10)).unwrap();
+        store
+            .mark_failed_permanent(id, "550 5.1.1 <pat@buyer.example>: no such user", at(10))
+            .unwrap();
+        assert_eq!(status(&store, id), DraftStatus::Failed);
+        let item = outbox_row(&store, id);
+        assert_eq!(item.status, DraftStatus::Failed);
         assert_eq!(
-            err.to_string(),
-            format!("cannot record a send failure for draft {id}: it was already sent")
+            item.last_error.as_deref(),
+            Some("550 5.1.1 <pat@buyer.example>: no such user")
         );
+        assert!(store.outbox_due(at(23)).unwrap().is_empty());
+        assert!(store.claim_for_sending(id, at(23)).is_err());
+        store.resend(id, at(15)).unwrap();
+        let item = outbox_row(&store, id);
+        assert_eq!(item.status, DraftStatus::Approved);
+        assert_eq!(item.attempts, 0);
+        assert_eq!(item.next_attempt_at, Some(at(15)));
+        assert_eq!(store.claim_for_sending(id, at(15)).unwrap().attempt, 1);
+    }
+
+    #[test]
+    fn an_interrupted_send_becomes_unknown_and_the_rep_decides() {
+        let dir = tempfile::tempdir().unwrap();
+        let (resent, confirmed) = {
+            let mut store = Store::open(dir.path()).unwrap();
+            let a = approved_draft(&mut store, "a");
+            let b = approved_draft(&mut store, "b");
+            store.claim_for_sending(a, at(10)).unwrap();
+            store.claim_for_sending(b, at(10)).unwrap();
+            (a, b)
+            // The process dies here, both sends under way.
+        };
+        let mut store = Store::open(dir.path()).unwrap();
+        let stuck: Vec<i64> = store
+            .in_flight()
+            .unwrap()
+            .iter()
+            .map(|i| i.draft_id)
+            .collect();
+        assert_eq!(stuck, [resent, confirmed]);
+        // Nothing in `sending` is ever due: a restart does not resend it blindly.
+        assert!(store.outbox_due(at(23)).unwrap().is_empty());
+        store.mark_unknown(resent, at(11)).unwrap();
+        store.mark_unknown(confirmed, at(11)).unwrap();
+        assert!(store.in_flight().unwrap().is_empty());
+        let unknown: Vec<i64> = store
+            .drafts(Some(DraftStatus::Unknown))
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(unknown, [resent, confirmed]);
+        assert!(store.claim_for_sending(resent, at(12)).is_err());
+        assert!(matches!(
+            store.mark_sent(confirmed, at(12)),
+            Err(Error::WrongStatus {
+                status: DraftStatus::Unknown,
+                ..
+            })
+        ));
+        store.resend(resent, at(12)).unwrap();
+        assert_eq!(store.claim_for_sending(resent, at(12)).unwrap().attempt, 1);
+        store.confirm_sent(confirmed, at(12)).unwrap();
+        assert_eq!(status(&store, confirmed), DraftStatus::Sent);
+        // Neither resend nor confirm applies to a draft that is not unknown or failed.
+        let approved = approved_draft(&mut store, "c");
+        assert!(store.resend(approved, at(13)).is_err());
+        assert!(store.confirm_sent(approved, at(13)).is_err());
+        assert!(store.mark_unknown(approved, at(13)).is_err());
+    }
+
+    #[test]
+    fn no_send_without_approval_through_any_path() {
+        let mut store = Store::open_in_memory().unwrap();
+        // Pending and rejected drafts have no outbox row to claim.
+        let pending = recorded_draft(&mut store, "pending");
+        let rejected = recorded_draft(&mut store, "rejected");
+        store.reject(rejected, false, &[], at(10)).unwrap();
+        for id in [pending, rejected] {
+            assert!(matches!(
+                store.claim_for_sending(id, at(10)),
+                Err(Error::NotQueued { .. })
+            ));
+        }
+        assert!(matches!(
+            store.claim_for_sending(99, at(10)),
+            Err(Error::NoDraft { id: 99 })
+        ));
+        // A status set behind approve()'s back queues nothing.
+        store
+            .conn
+            .execute(
+                "UPDATE drafts SET status = 'approved' WHERE id = ?1",
+                [pending],
+            )
+            .unwrap();
+        assert!(matches!(
+            store.claim_for_sending(pending, at(10)),
+            Err(Error::NotQueued { .. })
+        ));
+        // Nor can an outbox row be written without approve().
+        let error = store
+            .conn
+            .execute(
+                "INSERT INTO outbox (draft, raw, queued_at, next_attempt_at)
+                 SELECT id, raw, '2027-03-01T10:00:00.000000Z', '2027-03-01T10:00:00.000000Z'
+                 FROM drafts WHERE id = ?1",
+                [pending],
+            )
+            .unwrap_err();
+        assert!(error.to_string().contains("needs an approval"), "{error}");
+        assert!(store.outbox_due(at(23)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_tampered_outbox_row_is_not_sent() {
+        let mut store = Store::open_in_memory().unwrap();
+        let cases: [(&str, &str); 3] = [
+            ("raw", "UPDATE outbox SET raw = x'00' WHERE draft = ?1"),
+            ("version", "UPDATE drafts SET version = 2 WHERE id = ?1"),
+            ("approval", "DELETE FROM approvals WHERE draft = ?1"),
+        ];
+        for (key, tamper) in cases {
+            let id = approved_draft(&mut store, key);
+            store.conn.execute(tamper, [id]).unwrap();
+            let error = store.claim_for_sending(id, at(10)).unwrap_err();
+            assert!(matches!(error, Error::Unapproved { .. }), "{key}: {error}");
+            assert_eq!(status(&store, id), DraftStatus::Approved, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_version_1_database_keeps_its_outbox_through_migration_2() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            Migrations::from_slice(&MIGRATION_LIST[..1])
+                .to_latest(&mut conn)
+                .unwrap();
+            conn.execute_batch(
+                "INSERT INTO messages (id, mailbox, key, seen_at) VALUES (1, 'INBOX', 'k', 't');
+                 INSERT INTO messages (id, mailbox, key, seen_at) VALUES (2, 'INBOX', 'l', 't');
+                 INSERT INTO drafts (id, message, message_id, subject, recipient, category, status,
+                                     body, raw, original, notes, folder_name, created_at, updated_at)
+                 VALUES (1, 1, '<d1@x>', 's', 'r', 'rfp', 'approved', 'b', x'41', x'42', '[]',
+                         'pushback-k', '2027-03-01T09:00:00.000000Z', '2027-03-01T09:00:00.000000Z'),
+                        (2, 2, '<d2@x>', 's', 'r', 'rfp', 'pending', 'b', x'43', x'44', '[]',
+                         'pushback-l', '2027-03-01T09:00:00.000000Z', '2027-03-01T09:00:00.000000Z');
+                 INSERT INTO outbox (draft, raw, queued_at)
+                 VALUES (1, x'41', '2027-03-01T10:00:00.000000Z');",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        let approval = store.approval(1).unwrap().unwrap();
+        assert_eq!(
+            (approval.via, approval.approved_at),
+            (ApprovedVia::Cli, at(10))
+        );
+        assert_eq!(store.claim_for_sending(1, at(10)).unwrap().raw, b"A");
+        assert!(matches!(
+            store.claim_for_sending(2, at(10)),
+            Err(Error::NotQueued { .. })
+        ));
+        let fk: bool = store
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert!(fk, "foreign keys are back on after migrating");
     }
 
     #[test]
@@ -1206,7 +1842,9 @@ mod tests {
         let mut store = Store::open_in_memory().unwrap();
         let a = recorded_draft(&mut store, "a");
         let b = recorded_draft(&mut store, "b");
-        store.approve(b, &tokens(), at(10)).unwrap();
+        store
+            .approve(b, ApprovedVia::Cli, &tokens(), at(10))
+            .unwrap();
         let ids = |s: Option<DraftStatus>| -> Vec<i64> {
             store.drafts(s).unwrap().iter().map(|d| d.id).collect()
         };
@@ -1239,7 +1877,9 @@ mod tests {
         let id = {
             let mut store = Store::open(&state).unwrap();
             let id = recorded_draft(&mut store, "k1");
-            store.approve(id, &tokens(), at(10)).unwrap();
+            store
+                .approve(id, ApprovedVia::Cli, &tokens(), at(10))
+                .unwrap();
             id
         };
         let mode = std::fs::metadata(&state).unwrap().permissions().mode();
@@ -1256,7 +1896,11 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(journal, "wal");
-        assert!(store.approve(id, &tokens(), at(11)).is_err());
+        assert!(
+            store
+                .approve(id, ApprovedVia::Cli, &tokens(), at(11))
+                .is_err()
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! transport delivers it; rejection as "not procurement" becomes classifier feedback.
 
 use crate::adapters::maildir::Maildir;
-use crate::adapters::store::{DraftRecord, DraftStatus, Store};
+use crate::adapters::store::{ApprovedVia, DraftRecord, DraftStatus, Store};
 use crate::app::outbox;
 use crate::app::pipeline::Pipeline;
 use crate::core::classify::feedback_tokens;
@@ -174,10 +174,13 @@ pub fn approve(
 ) -> Result<String> {
     let draft = find(store, id)?;
     let tokens = original_tokens(&draft);
-    store.approve(id, &tokens, now)?;
+    store.approve(id, ApprovedVia::Cli, &tokens, now)?;
     let delivered = outbox::flush(maildir, store, now)?;
     Ok(if delivered.contains(&id) {
-        format!("draft {id} approved and delivered by the local transport to the Sent folder")
+        format!(
+            "draft {id} approved and filed in the Sent folder by the local transport; \
+             nothing left this machine"
+        )
     } else {
         format!("draft {id} approved and queued; delivery will be retried on the next scan")
     })
