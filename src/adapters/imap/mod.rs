@@ -400,7 +400,7 @@ impl Session {
     /// UIDs in the selected folder with an internal date on or after `date`, ascending.
     pub async fn uids_since(&mut self, date: NaiveDate) -> Result<Vec<u32>, Error> {
         let action = "search for mail by date";
-        self.selected(action)?;
+        self.refresh(action).await?;
         let query = format!("SINCE {}", date.format("%-d-%b-%Y"));
         let result = timed(self.timeout, self.imap.uid_search(query)).await;
         Ok(sorted(self.settle(action, result)?))
@@ -409,7 +409,7 @@ impl Session {
     /// UIDs in the selected folder above `last_uid`, ascending.
     pub async fn uids_above(&mut self, last_uid: u32) -> Result<Vec<u32>, Error> {
         let action = "search for new mail";
-        self.selected(action)?;
+        self.refresh(action).await?;
         let Some(first) = last_uid.checked_add(1) else {
             return Ok(Vec::new());
         };
@@ -479,7 +479,14 @@ impl Session {
         let mailbox = quoted_folder(folder, &action)?;
         let flags = flag_list(flags, &action)?;
         let command = format!("APPEND {mailbox} {flags} {{{}}}", raw.len());
-        let result = append_literal(&mut self.imap, &command, raw, self.timeout).await;
+        let result = append_literal(
+            &mut self.imap,
+            &command,
+            raw,
+            self.timeout,
+            &mut self.new_data,
+        )
+        .await;
         self.settle(&action, result)
     }
 
@@ -609,8 +616,7 @@ impl Session {
                     return Err(fail(Failure::Imap(ImapError::ConnectionLost)));
                 }
                 IdleResponse::NewData(data) => match data.parsed() {
-                    Response::MailboxData(MailboxDatum::Exists(_) | MailboxDatum::Recent(_))
-                    | Response::Expunge(_) => break IdleOutcome::NewData,
+                    news if is_news(news) => break IdleOutcome::NewData,
                     Response::Data {
                         status: Status::Bye,
                         outcome,
@@ -675,6 +681,17 @@ impl Session {
         });
         self.new_data = false;
         Ok(state)
+    }
+
+    /// NOOP before a search: a server shows a search only the messages it has announced, and
+    /// announces new ones at the end of a command. What arrives during the search itself still
+    /// sets `new_data`, so the next `idle` returns at once.
+    async fn refresh(&mut self, action: &str) -> Result<(), Error> {
+        self.selected(action)?;
+        let result = timed(self.timeout, self.imap.noop()).await;
+        self.settle(action, result)?;
+        self.new_data = false;
+        Ok(())
     }
 
     fn usable(&self, action: &str) -> Result<(), Error> {
@@ -1018,7 +1035,9 @@ async fn read_folder_state(
     t: Duration,
 ) -> Result<FolderState, Failure> {
     let (mut uid_validity, mut uid_next, mut exists) = (None, None, 0);
-    read_until(imap, t, |response| {
+    // The folder's state is all news to the caller anyway.
+    let mut news = false;
+    read_until(imap, t, &mut news, |response| {
         match response {
             Response::MailboxData(MailboxDatum::Exists(n)) => exists = *n,
             Response::Data { outcome, .. } => match outcome.code {
@@ -1057,9 +1076,10 @@ async fn append_literal(
     command: &str,
     raw: &[u8],
     t: Duration,
+    new_data: &mut bool,
 ) -> Result<Option<AppendedUid>, Failure> {
     let id = tokio::time::timeout(t, imap.run_command(command)).await??;
-    read_until(imap, t, |response| match response {
+    read_until(imap, t, new_data, |response| match response {
         Response::Continue { .. } => Some(Ok(())),
         Response::Done {
             tag,
@@ -1082,7 +1102,7 @@ async fn append_literal(
         stream.flush().await
     })
     .await??;
-    read_until(imap, t, |response| match response {
+    read_until(imap, t, new_data, |response| match response {
         Response::Done {
             tag,
             status,
@@ -1104,10 +1124,12 @@ async fn append_literal(
     .await
 }
 
-/// Reads responses, handing each to `visit`, until `visit` has a result.
+/// Reads responses, handing each to `visit`, until `visit` has a result. Unasked-for EXISTS,
+/// RECENT and EXPUNGE set `new_data`: the server will not announce them again.
 async fn read_until<T>(
     imap: &mut async_imap::Session<Stream>,
     t: Duration,
+    new_data: &mut bool,
     mut visit: impl FnMut(&Response<'_>) -> Option<Result<T, Failure>>,
 ) -> Result<T, Failure> {
     loop {
@@ -1117,7 +1139,18 @@ async fn read_until<T>(
         if let Some(result) = visit(response.parsed()) {
             return result;
         }
+        if is_news(response.parsed()) {
+            *new_data = true;
+        }
     }
+}
+
+fn is_news(response: &Response<'_>) -> bool {
+    matches!(
+        response,
+        Response::MailboxData(MailboxDatum::Exists(_) | MailboxDatum::Recent(_))
+            | Response::Expunge(_)
+    )
 }
 
 fn check_done(status: &Status, information: Option<&str>) -> Result<(), Failure> {
