@@ -259,6 +259,9 @@ async fn new_mail_seen_between_commands_wakes_the_next_idle_at_once() {
         )
         .await
         .unwrap();
+    // Reading from the watched folder must not swallow the news either.
+    let uid = uids(&servers, "INBOX")[0];
+    assert!(session.fetch_full("INBOX", uid).await.unwrap().is_some());
     let started = Instant::now();
     let (_, outcome) = session
         .idle(Duration::from_secs(10), std::future::pending())

@@ -390,11 +390,16 @@ impl Session {
         })
     }
 
-    /// Opens `folder` read-only (EXAMINE): nothing the daemon reads can change a flag there, and
-    /// the rep's own client keeps seeing new mail as `\Recent`. Commands that change flags
-    /// reopen it read-write themselves.
+    /// Opens `folder` read-only (EXAMINE), always asking the server for current counts: nothing
+    /// the daemon reads can change a flag there, and the rep's own client keeps seeing new mail
+    /// as `\Recent`. `delete` reopens it read-write itself. The searches, fetches and `idle`
+    /// work on the folder selected last, and `find_by_header`, `delete` and `fetch_full` select
+    /// theirs: select the watched folder again after them.
     pub async fn select(&mut self, folder: &str) -> Result<FolderState, Error> {
-        self.open(folder, false).await
+        let state = self.send_select(folder, false).await?;
+        // The caller searches next and so learns of everything up to here.
+        self.new_data = false;
+        Ok(state)
     }
 
     /// UIDs in the selected folder with an internal date on or after `date`, ascending.
@@ -507,6 +512,7 @@ impl Session {
             quoted(value, "header value", &action)?
         );
         self.open(folder, false).await?;
+        self.sync(&action).await?;
         let result = timed(self.timeout, self.imap.uid_search(query)).await;
         Ok(sorted(self.settle(&action, result)?))
     }
@@ -656,9 +662,26 @@ impl Session {
         self.settle(action, result)
     }
 
-    /// SELECT or EXAMINE `folder`, unless it is already open in a mode that will do (a fresh
-    /// `select` always asks again, for current counts).
-    async fn open(&mut self, folder: &str, writable: bool) -> Result<FolderState, Error> {
+    /// Makes `folder` the selected one, read-write if `writable`, unless it already is in a
+    /// mode that will do.
+    async fn open(&mut self, folder: &str, writable: bool) -> Result<(), Error> {
+        let reopening = match &self.selected {
+            Some(open) if open.folder == folder => {
+                if open.writable || !writable {
+                    return Ok(());
+                }
+                true
+            }
+            _ => false,
+        };
+        self.send_select(folder, writable).await?;
+        // Reopening the watched folder folds messages nobody announced into the new EXISTS
+        // count; one spurious wake-up beats a delivery missed until the IDLE timeout.
+        self.new_data = reopening;
+        Ok(())
+    }
+
+    async fn send_select(&mut self, folder: &str, writable: bool) -> Result<FolderState, Error> {
         let action = format!("open folder {folder:?}");
         self.usable(&action)?;
         let mailbox = quoted_folder(folder, &action)?;
@@ -679,19 +702,22 @@ impl Session {
             folder: folder.to_string(),
             writable,
         });
-        self.new_data = false;
         Ok(state)
     }
 
-    /// NOOP before a search: a server shows a search only the messages it has announced, and
-    /// announces new ones at the end of a command. What arrives during the search itself still
-    /// sets `new_data`, so the next `idle` returns at once.
+    /// NOOP before a search for new mail: a server shows a search only the messages it has
+    /// announced, and announces new ones at the end of a command. The caller learns of all of
+    /// them from the search; what arrives during it still sets `new_data`.
     async fn refresh(&mut self, action: &str) -> Result<(), Error> {
-        self.selected(action)?;
-        let result = timed(self.timeout, self.imap.noop()).await;
-        self.settle(action, result)?;
+        self.sync(action).await?;
         self.new_data = false;
         Ok(())
+    }
+
+    async fn sync(&mut self, action: &str) -> Result<(), Error> {
+        self.selected(action)?;
+        let result = timed(self.timeout, self.imap.noop()).await;
+        self.settle(action, result)
     }
 
     fn usable(&self, action: &str) -> Result<(), Error> {
