@@ -90,6 +90,22 @@ async fn a_server_certificate_from_an_unknown_ca_is_refused_unless_invalid_certs
 }
 
 #[tokio::test]
+async fn implicit_tls_to_the_plain_text_port_is_a_permanent_error() {
+    let servers = MailServers::start();
+    let mut wrong_port = settings(&servers, Security::Tls);
+    wrong_port.port = servers.imap_port();
+    let error = Session::connect(&wrong_port).await.unwrap_err();
+    assert!(matches!(error, Error::Handshake { .. }), "{error}");
+    assert!(!error.is_transient(), "{error}");
+    // The server is fine: the right port works.
+    let mut session = connect(&servers).await;
+    assert_eq!(
+        session.select("INBOX").await.unwrap().uid_validity,
+        servers.uidvalidity("INBOX")
+    );
+}
+
+#[tokio::test]
 async fn plain_is_allowed_to_loopback_only() {
     let servers = MailServers::start();
     let mut session = Session::connect(&settings(&servers, Security::Plain))
@@ -496,6 +512,8 @@ async fn a_stopped_server_gives_transient_errors_until_it_is_back() {
     // The session knows it is broken and does not touch the wire again.
     let again = session.uids_above(0).await.unwrap_err();
     assert!(matches!(again, Error::Disconnected { .. }), "{again}");
+    assert!(again.is_transient());
+    assert_eq!(again.to_string().matches("cannot").count(), 1, "{again}");
     let error = Session::connect(&settings(&servers, Security::Starttls))
         .await
         .unwrap_err();

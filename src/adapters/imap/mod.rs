@@ -145,9 +145,13 @@ impl Error {
         match self {
             Error::Resolve { .. }
             | Error::Connect { .. }
-            | Error::Handshake { .. }
             | Error::Timeout { .. }
             | Error::Disconnected { .. } => true,
+            // A reset or EOF mid-handshake may pass; TLS that makes no sense (a plain-text port,
+            // no common protocol version) will not.
+            Error::Handshake { cause, .. } => cause
+                .get_ref()
+                .is_none_or(|inner| !inner.is::<rustls::Error>()),
             Error::Login { transient, .. } => *transient,
             Error::PlainToRemoteHost { .. }
             | Error::TlsSetup { .. }
@@ -752,12 +756,16 @@ impl Session {
             }
             Err(failure) => {
                 let error = failure_error(&self.target, action, failure, self.timeout);
-                if matches!(
-                    error,
-                    Error::Timeout { .. } | Error::Disconnected { .. } | Error::Protocol { .. }
-                ) {
-                    self.broken = Some(format!("an earlier command failed: {error}"));
-                }
+                self.broken = match &error {
+                    Error::Timeout { after, .. } => {
+                        Some(format!("an earlier command got no reply within {after:?}"))
+                    }
+                    Error::Disconnected { cause, .. } => Some(cause.clone()),
+                    Error::Protocol { detail, .. } => {
+                        Some(format!("an earlier reply made no sense: {detail}"))
+                    }
+                    _ => None,
+                };
                 Err(error)
             }
         }
