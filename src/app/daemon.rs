@@ -3,9 +3,8 @@
 //! what systemd sends, or SIGINT): each finishes the message in hand, leaves the rest for the next
 //! start, and the process exits 0.
 
-use crate::adapters::maildir::Maildir;
 use crate::adapters::store::Store;
-use crate::app::{Session, outbox, scan};
+use crate::app::{Session, scan, send};
 use crate::config::{Config, MailboxAccess};
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -29,10 +28,11 @@ pub async fn shutdown_signal() -> Result<()> {
 /// Runs until `stop` resolves.
 pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let watcher = match &config.mailbox.access {
+    let mut watcher = match &config.mailbox.access {
         MailboxAccess::Maildir { .. } => tokio::spawn(watch_maildir(config.clone(), shutdown)),
         MailboxAccess::Imap(_) => tokio::spawn(watch_imap(config.clone(), shutdown)),
     };
+    let sender = tokio::spawn(send_approved(config.clone(), shutdown_tx.subscribe()));
     tracing::info!(
         file = ?config.file,
         "pushback running; drafts wait for your approval"
@@ -46,6 +46,7 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
     }
     let _ = shutdown_tx.send(true);
     watcher.await.context("the watcher task failed")??;
+    sender.await.context("the outbox task failed")??;
     tracing::info!("pushback stopped");
     Ok(())
 }
@@ -70,9 +71,6 @@ async fn watch_maildir(config: Config, mut shutdown: watch::Receiver<bool>) -> R
             Ok(_) => {}
             Err(error) => tracing::warn!("cannot scan the maildir: {error:#}"),
         }
-        if let Err(error) = flush_local(maildir, store) {
-            tracing::warn!("cannot deliver approved drafts: {error:#}");
-        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
@@ -80,9 +78,35 @@ async fn watch_maildir(config: Config, mut shutdown: watch::Receiver<bool>) -> R
     }
 }
 
-fn flush_local(maildir: &Maildir, store: &mut Store) -> Result<()> {
-    outbox::flush(maildir, store, Utc::now())?;
-    Ok(())
+/// How often the outbox looks for approved drafts (approval may come from another process).
+const OUTBOX_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Sends what the rep approved: first settles sends a crash interrupted, then delivers every due
+/// draft each interval. A failed round (server down) is logged and tried again next round.
+async fn send_approved(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    let mut store = Store::open(&config.state_dir)?;
+    let mut recovered = false;
+    loop {
+        match send::deliver(&config, &mut store, !recovered, Utc::now()).await {
+            Ok((recovery, delivery)) => {
+                recovered = true;
+                if !recovery.unknown.is_empty() {
+                    tracing::warn!(
+                        drafts = ?recovery.unknown,
+                        "interrupted sends need your decision: `pushback drafts list`"
+                    );
+                }
+                if !delivery.sent.is_empty() {
+                    tracing::info!(drafts = ?delivery.sent, "sent approved replies");
+                }
+            }
+            Err(error) => tracing::warn!("cannot send approved drafts now: {error:#}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(OUTBOX_INTERVAL) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+        }
+    }
 }
 
 async fn watch_imap(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> {

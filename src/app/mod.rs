@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod outbox;
 pub mod pipeline;
 pub mod scan;
+pub mod send;
 pub mod watch;
 
 use crate::adapters::maildir::{Folders, Maildir};
@@ -30,12 +31,8 @@ pub struct Session {
 
 impl Session {
     pub fn open(config: &Config) -> Result<Session> {
-        let folders = Folders {
-            drafts: config.mailbox.drafts_folder.clone(),
-            sent: config.mailbox.sent_folder.clone(),
-        };
         let maildir = match &config.mailbox.access {
-            MailboxAccess::Maildir { path } => Maildir::open_with(path, &folders)?,
+            MailboxAccess::Maildir { path } => open_maildir(path, config)?,
             MailboxAccess::Imap(_) => bail!(
                 "cannot open the mailbox: IMAP support arrives in the next release; \
                  set [mailbox] kind = \"maildir\" for now"
@@ -50,6 +47,15 @@ impl Session {
             pipeline,
         })
     }
+}
+
+/// The Maildir at `path` with the config's Drafts and Sent folder names.
+pub fn open_maildir(path: &std::path::Path, config: &Config) -> Result<Maildir> {
+    let folders = Folders {
+        drafts: config.mailbox.drafts_folder.clone(),
+        sent: config.mailbox.sent_folder.clone(),
+    };
+    Ok(Maildir::open_with(path, &folders)?)
 }
 
 /// The analysis pipeline a config describes (identity, rules, templates, limits).

@@ -30,7 +30,12 @@ const LONGEST_RETRY: TimeDelta = TimeDelta::hours(4);
 pub trait SentFolder: Send {
     /// Files `raw` in the Sent folder under `name`; filing the same name again replaces it.
     fn file_sent<'a>(&'a mut self, name: &'a str, raw: &'a [u8]) -> BoxFuture<'a, Result<()>>;
-    fn remove_draft<'a>(&'a mut self, name: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Removes the draft filed as `name` whose Message-ID is `message_id`.
+    fn remove_draft<'a>(
+        &'a mut self,
+        name: &'a str,
+        message_id: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
     /// Whether a message with this Message-ID is in the Sent folder.
     fn holds_message_id<'a>(&'a mut self, message_id: &'a str) -> BoxFuture<'a, Result<bool>>;
 }
@@ -41,7 +46,11 @@ impl SentFolder for &Maildir {
         Box::pin(std::future::ready(result))
     }
 
-    fn remove_draft<'a>(&'a mut self, name: &'a str) -> BoxFuture<'a, Result<()>> {
+    fn remove_draft<'a>(
+        &'a mut self,
+        name: &'a str,
+        _message_id: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
         let result = Maildir::remove_draft(self, name)
             .map(drop)
             .map_err(Into::into);
@@ -151,7 +160,7 @@ async fn deliver(
                 {
                     tracing::warn!(draft = id, "sent, but cannot file the copy: {error:#}");
                 }
-                if let Err(error) = folder.remove_draft(&claim.folder_name).await {
+                if let Err(error) = folder.remove_draft(&claim.folder_name, &claim.message_id).await {
                     tracing::warn!(draft = id, "sent, but cannot remove the draft: {error:#}");
                 }
             }
@@ -197,7 +206,7 @@ pub async fn recover_in_flight(
     for item in store.in_flight()? {
         if folder.holds_message_id(&item.message_id).await? {
             store.mark_sent(item.draft_id, now)?;
-            if let Err(error) = folder.remove_draft(&item.folder_name).await {
+            if let Err(error) = folder.remove_draft(&item.folder_name, &item.message_id).await {
                 tracing::warn!(draft = item.draft_id, "cannot remove the draft: {error:#}");
             }
             recovery.sent.push(item.draft_id);

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 /// The store's name for the IMAP inbox.
 pub const IMAP_INBOX: &str = "imap:INBOX";
 const INBOX: &str = "INBOX";
-/// UIDs per FETCH: bounds memory during a backfill of any size.
+/// UIDs handed to one fetch: progress is checked (shutdown, failures) between batches.
 const FETCH_BATCH: usize = 200;
 
 pub struct WatchOptions {
@@ -152,7 +152,14 @@ async fn catch_up(
         }
     };
     for batch in uids.chunks(FETCH_BATCH) {
-        for message in work.fetch_heads(batch, options.fetch_max_bytes).await? {
+        let mut failure = None;
+        let mut stopped = false;
+        work.fetch_heads(batch, options.fetch_max_bytes, |message| {
+            // Finish the message in hand, leave the rest for the next start; after a failure,
+            // stop too: progress must not pass a message that was not handled.
+            if failure.is_some() || stopped {
+                return;
+            }
             let progress = SyncProgress {
                 uid_validity: folder.uid_validity,
                 uid: message.uid,
@@ -164,18 +171,20 @@ async fn catch_up(
                     tracing::info!(uid = message.uid, category = %found.category, "drafted a reply");
                 }
                 Ok(_) => {}
-                // A message that cannot be handled (a template failing, say) is logged and left:
-                // progress does not pass it, so it is retried on the next wake.
-                Err(error) => {
-                    tracing::warn!(uid = message.uid, "cannot process message: {error:#}");
-                    return Ok(());
-                }
+                Err(error) => failure = Some((message.uid, error)),
             }
-            place_drafts(work, drafts_folder, store).await?;
-            // Finish the message in hand, leave the rest for the next start.
-            if *shutdown.borrow() {
-                return Ok(());
-            }
+            stopped = *shutdown.borrow();
+        })
+        .await?;
+        place_drafts(work, drafts_folder, store).await?;
+        if let Some((uid, error)) = failure {
+            // Left unrecorded, so it is tried again on the next wake (a template the lead
+            // fixes, say); the messages after it wait rather than overtake it.
+            tracing::warn!(uid, "cannot process message: {error:#}");
+            return Ok(());
+        }
+        if stopped {
+            return Ok(());
         }
     }
     Ok(())
@@ -194,7 +203,7 @@ async fn place_drafts(work: &mut Session, drafts_folder: &str, store: &mut Store
             None => work
                 .append(drafts_folder, &["\\Draft"], &draft.raw)
                 .await?
-                .unwrap_or(0),
+                .map_or(0, |appended| appended.uid),
         };
         store.mark_placed(id, uid)?;
     }
