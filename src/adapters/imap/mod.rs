@@ -4,6 +4,9 @@
 //! never holds a whole mailbox in memory. What to do with the mail, when to reconnect and which
 //! UIDs were already seen are the caller's business; [`Backoff`] says how long to wait.
 //!
+//! The searches, fetches and IDLE work on the folder selected last; the daemon either selects
+//! INBOX again after working in Drafts or keeps a second session for drafts.
+//!
 //! Every command runs under the configured timeout. After a timeout or a broken connection the
 //! session refuses further commands (the protocol state is unknown); the caller connects again.
 
@@ -841,11 +844,6 @@ fn failure_error(target: &Target, action: &str, failure: Failure, t: Duration) -
             target,
             action,
             reply: server_text(&reply),
-        },
-        Failure::Imap(ImapError::Append) => Error::Rejected {
-            target,
-            action,
-            reply: "no to the message".into(),
         },
         Failure::Imap(ImapError::Validate(e)) => Error::InvalidArgument {
             action,
