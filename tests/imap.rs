@@ -481,6 +481,17 @@ async fn a_refused_command_is_permanent_and_the_session_goes_on() {
     assert!(error.to_string().contains("No Such Folder"), "{error}");
     let error = session.uids_above(0).await.unwrap_err();
     assert!(matches!(error, Error::InvalidArgument { .. }), "{error}");
+    let error = session
+        .append(
+            "No Such Folder",
+            &["\\Draft"],
+            &message("x@pushback.test", "Re", "Hi"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Rejected { .. }), "{error}");
+    assert!(!error.is_transient());
+    assert!(servers.folder("Drafts").is_empty());
     assert_eq!(
         session.select("INBOX").await.unwrap().uid_validity,
         servers.uidvalidity("INBOX")

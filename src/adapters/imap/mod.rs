@@ -4,6 +4,9 @@
 //! never holds a whole mailbox in memory. What to do with the mail, when to reconnect and which
 //! UIDs were already seen are the caller's business; [`Backoff`] says how long to wait.
 //!
+//! The searches, fetches and IDLE work on the folder selected last; the daemon either selects
+//! INBOX again after working in Drafts or keeps a second session for drafts.
+//!
 //! Every command runs under the configured timeout. After a timeout or a broken connection the
 //! session refuses further commands (the protocol state is unknown); the caller connects again.
 
@@ -280,30 +283,20 @@ impl Session {
             user: settings.auth.user().to_string(),
         };
         let t = settings.timeout;
-        let tls = match settings.security {
+        // Everything that can be refused without the network is refused before connecting.
+        let plan = match settings.security {
             Security::Plain if !is_loopback(&settings.host) => {
                 return Err(Error::PlainToRemoteHost { target });
             }
-            Security::Plain => None,
-            Security::Tls | Security::Starttls => {
-                let trust = if settings.accept_invalid_certs {
-                    tls::Trust::DangerousAcceptInvalidCerts
-                } else {
-                    tls::Trust::Verified {
-                        extra_ca_file: settings.ca_file.as_deref(),
-                    }
-                };
-                let config = tls::client_config(trust).map_err(|cause| Error::TlsSetup {
-                    target: target.clone(),
-                    cause: Box::new(cause),
-                })?;
-                Some(tokio_rustls::TlsConnector::from(config))
-            }
+            Security::Plain => Plan::Plain,
+            Security::Tls => Plan::Tls(connector(settings, &target)?),
+            Security::Starttls => Plan::Starttls(connector(settings, &target)?),
         };
         let tcp = within(t, &target, "connect", connect_tcp(&target)).await?;
-        let stream: Stream = match (settings.security, tls) {
-            (Security::Tls, Some(tls)) => Box::new(handshake(&tls, tcp, &target, t).await?),
-            (Security::Starttls, Some(tls)) => {
+        let stream: Stream = match plan {
+            Plan::Plain => Box::new(tcp),
+            Plan::Tls(tls) => Box::new(handshake(&tls, tcp, &target, t).await?),
+            Plan::Starttls(tls) => {
                 let mut client = async_imap::Client::new(tcp);
                 greeting(&mut client, &target, t).await?;
                 let starttls =
@@ -324,7 +317,6 @@ impl Session {
                 // injected before the handshake must not be read as protected.
                 Box::new(handshake(&tls, client.into_inner(), &target, t).await?)
             }
-            _ => Box::new(tcp),
         };
         let mut client = async_imap::Client::new(stream);
         if settings.security != Security::Starttls {
@@ -842,11 +834,6 @@ fn failure_error(target: &Target, action: &str, failure: Failure, t: Duration) -
             action,
             reply: server_text(&reply),
         },
-        Failure::Imap(ImapError::Append) => Error::Rejected {
-            target,
-            action,
-            reply: "no to the message".into(),
-        },
         Failure::Imap(ImapError::Validate(e)) => Error::InvalidArgument {
             action,
             reason: e.to_string(),
@@ -879,6 +866,31 @@ fn server_text(rendered: &str) -> String {
             .replace("\\\\", "\\"),
         None => rendered.to_string(),
     }
+}
+
+/// How a connection is secured, decided before connecting.
+enum Plan {
+    Plain,
+    Tls(tokio_rustls::TlsConnector),
+    Starttls(tokio_rustls::TlsConnector),
+}
+
+fn connector(
+    settings: &ImapSettings,
+    target: &Target,
+) -> Result<tokio_rustls::TlsConnector, Error> {
+    let trust = if settings.accept_invalid_certs {
+        tls::Trust::DangerousAcceptInvalidCerts
+    } else {
+        tls::Trust::Verified {
+            extra_ca_file: settings.ca_file.as_deref(),
+        }
+    };
+    let config = tls::client_config(trust).map_err(|cause| Error::TlsSetup {
+        target: target.clone(),
+        cause: Box::new(cause),
+    })?;
+    Ok(tokio_rustls::TlsConnector::from(config))
 }
 
 /// Runs `step` under the timeout, naming `action` if it runs out.
