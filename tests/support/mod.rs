@@ -205,7 +205,7 @@ impl MailServers {
         self.ports.imaps
     }
 
-    /// The sink's plain SMTP port: STARTTLS and AUTH PLAIN/LOGIN offered, both optional.
+    /// The sink's plain SMTP port: STARTTLS and AUTH (PLAIN, LOGIN, XOAUTH2) offered, both optional.
     pub fn smtp_port(&self) -> u16 {
         self.ports.smtp
     }
