@@ -362,6 +362,8 @@ impl MailServers {
         let mut guard = self.dovecot.lock().unwrap();
         if let Some(mut child) = guard.take() {
             dovecot::kill(&mut child);
+            // A stale pid file must not lead the sink's watchdog to a recycled pid.
+            let _ = fs::remove_file(self.layout.master_pid());
         }
     }
 

@@ -173,10 +173,14 @@ def introspection_server(port, tokens):
 
 
 def stop_dovecot(pidfile):
-    """Only the process group of the master this harness started (it is its leader)."""
+    """Only the process group of the master this harness started (it is its leader), and
+    only while that pid still is a dovecot master, never a recycled pid."""
     try:
         with open(pidfile) as f:
             pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"dovecot" not in f.read():
+                return
         os.killpg(pid, signal.SIGKILL)
     except (OSError, ValueError):
         pass
