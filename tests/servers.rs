@@ -237,6 +237,88 @@ fn imaps_presents_a_certificate_rustls_accepts_with_the_test_ca() {
     )));
 }
 
+/// Reads one line byte by byte, so nothing past it is buffered before a STARTTLS handshake.
+fn plain_line(stream: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8];
+    while !line.ends_with(b"\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "connection closed");
+        line.push(byte[0]);
+    }
+    String::from_utf8(line).unwrap()
+}
+
+#[test]
+fn starttls_on_the_imap_port_verifies_against_the_test_ca() {
+    let servers = MailServers::start();
+    let mut tcp = TcpStream::connect((servers.host(), servers.imap_port())).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert!(plain_line(&mut tcp).starts_with("* OK"));
+    tcp.write_all(b"s1 STARTTLS\r\n").unwrap();
+    assert!(plain_line(&mut tcp).starts_with("s1 OK"));
+    let tls = rustls::StreamOwned::new(tls_client(&servers, "localhost"), tcp);
+    let mut imap = Imap {
+        reader: BufReader::new(Box::new(tls)),
+        tag: 1,
+    };
+    let (user, password) = servers.user();
+    imap.ok(&format!("LOGIN {user} {password}"));
+    imap.ok("SELECT Drafts");
+}
+
+#[test]
+fn the_sink_offers_starttls_and_xoauth2_on_the_smtp_port() {
+    let servers = MailServers::start();
+    let (user, _) = servers.user();
+    let mut tcp = TcpStream::connect((servers.host(), servers.smtp_port())).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert!(plain_line(&mut tcp).starts_with("220"));
+    tcp.write_all(b"EHLO client.test\r\n").unwrap();
+    let mut ehlo = Vec::new();
+    loop {
+        let line = plain_line(&mut tcp);
+        ehlo.push(line.clone());
+        if line.as_bytes()[3] == b' ' {
+            break;
+        }
+    }
+    assert!(ehlo.iter().any(|l| l.contains("STARTTLS")), "{ehlo:?}");
+    tcp.write_all(b"STARTTLS\r\n").unwrap();
+    assert!(plain_line(&mut tcp).starts_with("220"));
+    let tls = rustls::StreamOwned::new(tls_client(&servers, "127.0.0.1"), tcp);
+    let mut smtp = Smtp {
+        reader: BufReader::new(Box::new(tls)),
+    };
+    let ehlo = smtp.send("EHLO client.test");
+    assert!(ehlo.starts_with("250"), "{ehlo}");
+    let wrong = xoauth2_initial_response(user, "ya29.not-the-token");
+    assert!(
+        smtp.send(&format!("AUTH XOAUTH2 {wrong}"))
+            .starts_with("535")
+    );
+    let right = xoauth2_initial_response(user, servers.xoauth2_token());
+    assert!(
+        smtp.send(&format!("AUTH XOAUTH2 {right}"))
+            .starts_with("235")
+    );
+    assert!(
+        smtp.send("MAIL FROM:<alice@northwind.example>")
+            .starts_with("250")
+    );
+    assert!(smtp.send("RCPT TO:<buyer@acme.example>").starts_with("250"));
+    assert!(smtp.send("DATA").starts_with("354"));
+    assert!(
+        smtp.send("Subject: after STARTTLS\r\n\r\nhi\r\n.")
+            .starts_with("250")
+    );
+
+    let received = servers.smtp_received();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].tls, "STARTTLS counts as TLS");
+    assert_eq!(received[0].auth_user.as_deref(), Some(user));
+    assert_eq!(received[0].listener, "smtp");
+}
+
 fn tls_client(servers: &MailServers, name: &str) -> rustls::ClientConnection {
     let pem = std::fs::read(servers.ca_file()).unwrap();
     let mut roots = rustls::RootCertStore::empty();

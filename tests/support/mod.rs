@@ -7,7 +7,14 @@
 //! that needs a server fails loudly, it never passes without one. What the tests assert on is
 //! read back from the servers themselves (`doveadm fetch`, the sink's own record).
 //!
-//! Use it from an integration test with `mod support;`.
+//! Use it from an integration test with `mod support;`:
+//!
+//! ```ignore
+//! let servers = support::MailServers::start();
+//! servers.deliver(b"Subject: RFQ 7781\r\n\r\nPlease quote.\r\n");
+//! // connect to servers.host():servers.imaps_port(), trusting servers.ca_file() ...
+//! assert!(servers.folder("Drafts")[0].has_flag("\\Draft"));
+//! ```
 
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
@@ -205,7 +212,7 @@ impl MailServers {
         self.ports.imaps
     }
 
-    /// The sink's plain SMTP port: STARTTLS and AUTH PLAIN/LOGIN offered, both optional.
+    /// The sink's plain SMTP port: STARTTLS and AUTH (PLAIN, LOGIN, XOAUTH2) offered, optional.
     pub fn smtp_port(&self) -> u16 {
         self.ports.smtp
     }
@@ -242,7 +249,8 @@ impl MailServers {
     }
 
     /// Delivers one message into the user's INBOX over LMTP, as a real delivery arrives: it is
-    /// new, unseen, and IDLE clients are told (Dovecot notifies about 0.5 s later).
+    /// new, unseen, and IDLE clients are told (Dovecot notifies about 0.5 s later). Dovecot adds
+    /// `Return-Path`, `Delivered-To` and `Received` above `raw`, as for any delivery.
     pub fn deliver(&self, raw: &[u8]) {
         lmtp_deliver(self.ports.lmtp, &format!("{USER}@localhost"), raw)
             .unwrap_or_else(|e| panic!("cannot deliver over LMTP: {e}\n{}", self.log_tail()));
@@ -290,7 +298,8 @@ impl MailServers {
 
     /// Every message in `folder` ("INBOX", "Drafts", "Sent", ...) in UID order, read with one
     /// `doveadm fetch`, so a test asserts on what the server holds. `\Recent` is left out of the
-    /// flags (it belongs to a session, not the message). Dovecot must be running.
+    /// flags: it belongs to a session, and this fetch's session takes it from later ones.
+    /// Dovecot must be running.
     pub fn folder(&self, name: &str) -> Vec<StoredMessage> {
         let out = self.doveadm(&[
             "-f",
@@ -330,7 +339,8 @@ impl MailServers {
     }
 
     /// Gives `folder` a new UIDVALIDITY (the old one plus one), as after a server-side rebuild:
-    /// a client must drop what it cached for that folder.
+    /// a client must drop what it cached for that folder. A client that has it selected gets
+    /// `* BYE IMAP session state is inconsistent, please relogin.` on its next command.
     pub fn change_uidvalidity(&self, folder: &str) {
         let next = self.uidvalidity(folder).wrapping_add(1).max(1).to_string();
         self.doveadm(&[
@@ -344,12 +354,16 @@ impl MailServers {
         ]);
     }
 
-    /// Stops Dovecot (every process of the instance, killed) keeping its mail; the IMAP ports
-    /// refuse connections until `start_imap`. `folder` and the other doveadm helpers need it up.
+    /// Stops Dovecot keeping its mail, as a crash would: every process of the instance is killed,
+    /// so connected clients see the connection close without a BYE, and the IMAP, IMAPS and LMTP
+    /// ports refuse connections until `start_imap`. `deliver`, `folder` and the other doveadm
+    /// helpers need Dovecot up.
     pub fn stop_imap(&self) {
         let mut guard = self.dovecot.lock().unwrap();
         if let Some(mut child) = guard.take() {
             dovecot::kill(&mut child);
+            // A stale pid file must not lead the sink's watchdog to a recycled pid.
+            let _ = fs::remove_file(self.layout.master_pid());
         }
     }
 

@@ -3,8 +3,9 @@
 Started by tests/support (MailServers::start) with Debian's /usr/bin/python3 and
 python3-aiosmtpd; never run by hand in CI. It listens on loopback only:
 
-  --smtp-port    SMTP; STARTTLS offered, optional; AUTH PLAIN/LOGIN offered, optional
+  --smtp-port    SMTP; STARTTLS offered, optional; AUTH offered, optional
   --smtps-port   implicit TLS; AUTH required before MAIL
+                 AUTH is PLAIN or LOGIN against the users file, or XOAUTH2 with a token
   --oauth-port   HTTP; Dovecot's oauth2 passdb posts "token=..." here (introspection_mode
                  = post) and gets {"active": true, "username": USER} only for a known token
 
@@ -18,6 +19,7 @@ test binary.
 """
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -30,7 +32,7 @@ import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 log = logging.getLogger("smtp-sink")
 
@@ -62,7 +64,29 @@ class Authenticator:
 
 class TolerantSMTP(SMTP):
     """aiosmtpd 1.4 answers 555 to the RFC 4954 AUTH= parameter of MAIL FROM, which a
-    server that offers AUTH must accept; drop it before aiosmtpd checks parameters."""
+    server that offers AUTH must accept; drop it before aiosmtpd checks parameters.
+    Also offers AUTH XOAUTH2 (token -> user in `tokens`), as Gmail and Outlook do."""
+
+    tokens = {}
+
+    async def auth_XOAUTH2(self, _, args):
+        if len(args) == 1:
+            response = await self.challenge_auth("")
+            if response is MISSING:
+                return AuthResult(success=False)
+        else:
+            try:
+                response = base64.b64decode(args[1].encode(), validate=True)
+            except ValueError:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        fields = dict(f.split("=", 1) for f in response.decode("utf-8", "replace").split("\x01")
+                      if "=" in f)
+        user = fields.get("user", "")
+        bearer = fields.get("auth", "").removeprefix("Bearer ")
+        ok = bool(user) and self.tokens.get(bearer) == user.split("@")[0]
+        log.info("AUTH XOAUTH2 %s user=%s", "ok" if ok else "refused", user)
+        return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
 
     def _getparams(self, params):
         result = super()._getparams(params)
@@ -149,10 +173,14 @@ def introspection_server(port, tokens):
 
 
 def stop_dovecot(pidfile):
-    """Only the process group of the master this harness started (it is its leader)."""
+    """Only the process group of the master this harness started (it is its leader), and
+    only while that pid still is a dovecot master, never a recycled pid."""
     try:
         with open(pidfile) as f:
             pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"dovecot" not in f.read():
+                return
         os.killpg(pid, signal.SIGKILL)
     except (OSError, ValueError):
         pass
@@ -184,6 +212,7 @@ def main():
     for pair in a.oauth_token:
         user, token = pair.split("=", 1)
         tokens[token] = user
+    TolerantSMTP.tokens = tokens
 
     common = dict(hostname="127.0.0.1", server_hostname="localhost",
                   authenticator=auth, ready_timeout=10.0)
