@@ -5,8 +5,11 @@ use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use pushback::adapters::store::DraftStatus;
+use pushback::adapters::store::Store;
 use pushback::adapters::templates::Templates;
-use pushback::app::{self, Session, approval, daemon, demo, inspect, scan};
+use pushback::app::approval::DraftsFolder;
+use pushback::app::{self, approval, daemon, demo, inspect, scan, send};
+use pushback::config::MailboxAccess;
 use pushback::config::{self, Config};
 use pushback::core::draft::DraftContext;
 use std::io::Write;
@@ -179,9 +182,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             String::new()
         }
         Command::Scan { json } => {
-            let mut session = Session::open(&required_config(&config_path)?)?;
-            let report = scan::scan(&session.maildir, &mut session.store, &session.pipeline, now)?;
-            app::outbox::flush(&session.maildir, &mut session.store, now)?;
+            let config = required_config(&config_path)?;
+            let report = app::scan_once(&config, now)?;
+            let mut store = Store::open(&config.state_dir)?;
+            app::block_on(send::deliver(&config, &mut store, false, now))??;
             if json {
                 serde_json::to_string(&report)? + "\n"
             } else {
@@ -199,34 +203,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Drafts(command) => {
             let config = required_config(&config_path)?;
-            let mut session = Session::open(&config)?;
-            let Session {
-                maildir,
-                store,
-                pipeline,
-            } = &mut session;
+            let mut store = Store::open(&config.state_dir)?;
+            let maildir = match &config.mailbox.access {
+                MailboxAccess::Maildir { path } => Some(app::open_maildir(path, &config)?),
+                MailboxAccess::Imap(_) => None,
+            };
+            let folder = DraftsFolder::of(&config, maildir.as_ref())?;
             match command {
                 DraftsCommand::List { json, status } => {
                     let status = status
                         .map(|s| {
                             DraftStatus::parse(&s).with_context(|| {
                                 format!(
-                                    "unknown status {s:?}; use pending, approved, rejected or sent"
+                                    "unknown status {s:?}; use pending, approved, sending, sent, \
+                                     failed, unknown or rejected"
                                 )
                             })
                         })
                         .transpose()?;
-                    approval::list(store, status, json)?
+                    approval::list(&store, status, json)?
                 }
-                DraftsCommand::Show { id } => approval::show(store, id)?,
+                DraftsCommand::Show { id } => approval::show(&store, id)?,
                 DraftsCommand::Edit { id } => {
-                    approval::edit(store, maildir, pipeline, id, now)? + "\n"
+                    let pipeline = app::pipeline_for(&config)?;
+                    approval::edit(&mut store, &folder, &pipeline, id, now)? + "\n"
                 }
-                DraftsCommand::Approve { id } => approval::approve(store, maildir, id, now)? + "\n",
+                DraftsCommand::Approve { id } => {
+                    approval::approve(&config, &mut store, id, now)? + "\n"
+                }
                 DraftsCommand::Reject {
                     id,
                     not_procurement,
-                } => approval::reject(store, maildir, id, not_procurement, now)? + "\n",
+                } => approval::reject(&mut store, &folder, id, not_procurement, now)? + "\n",
             }
         }
         Command::Templates(TemplatesCommand::Check { dir }) => {

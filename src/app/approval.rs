@@ -1,11 +1,14 @@
 //! The rep's side of the promise that nothing leaves without approval: list, show, edit, approve
-//! and reject drafts from the command line. Approval queues the draft in the outbox and the local
-//! transport delivers it; rejection as "not procurement" becomes classifier feedback.
+//! and reject drafts from the command line. Approval is recorded, then the draft is sent the way
+//! the daemon sends (`app::send`); an edit replaces the draft in the mailbox's Drafts folder and a
+//! rejection removes it; rejection as "not procurement" becomes classifier feedback.
 
 use crate::adapters::maildir::Maildir;
 use crate::adapters::store::{ApprovedVia, DraftRecord, DraftStatus, Store};
-use crate::app::outbox;
+use crate::app::outbox::SentFolder;
 use crate::app::pipeline::Pipeline;
+use crate::app::send::{self, ImapFolders};
+use crate::config::{Config, MailboxAccess};
 use crate::core::classify::feedback_tokens;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
@@ -120,7 +123,7 @@ fn readable_message(raw: &[u8]) -> String {
 /// edited text as a new version. Returns a line saying what happened.
 pub fn edit(
     store: &mut Store,
-    maildir: &Maildir,
+    folder: &DraftsFolder<'_>,
     pipeline: &Pipeline,
     id: i64,
     now: DateTime<Utc>,
@@ -162,33 +165,42 @@ pub fn edit(
     let reply =
         pipeline.compose_with_body(&analysis, &edited, now, u32::try_from(draft.version + 1)?)?;
     let updated = store.update_draft(id, &edited, &reply.raw, &reply.message_id, now)?;
-    maildir.write_draft(&updated.folder_name, &updated.raw)?;
+    folder.replace(store, &draft.message_id, &updated)?;
     Ok(format!("draft {id} saved as version {}", updated.version))
 }
 
-pub fn approve(
-    store: &mut Store,
-    maildir: &Maildir,
-    id: i64,
-    now: DateTime<Utc>,
-) -> Result<String> {
+/// Records the rep's approval, then sends right away when a transport is configured (the
+/// daemon would do the same within seconds; the claim in the store makes sure only one sends).
+pub fn approve(config: &Config, store: &mut Store, id: i64, now: DateTime<Utc>) -> Result<String> {
     let draft = find(store, id)?;
     let tokens = original_tokens(&draft);
     store.approve(id, ApprovedVia::Cli, &tokens, now)?;
-    let delivered = outbox::flush(maildir, store, now)?;
-    Ok(if delivered.contains(&id) {
+    let local = config.outgoing.is_none();
+    let (_, delivery) = crate::app::block_on(send::deliver(config, store, false, now))?
+        .with_context(|| format!("draft {id} is approved; sending failed for now"))?;
+    Ok(if delivery.sent.contains(&id) && local {
         format!(
             "draft {id} approved and filed in the Sent folder by the local transport; \
-             nothing left this machine"
+             nothing left this machine (configure [smtp] to send)"
         )
+    } else if delivery.sent.contains(&id) {
+        format!("draft {id} approved and sent to {}", draft.recipient)
+    } else if delivery.failed.contains(&id) {
+        let reason = store
+            .outbox_pending()?
+            .into_iter()
+            .find(|item| item.draft_id == id)
+            .and_then(|item| item.last_error)
+            .unwrap_or_default();
+        format!("draft {id} approved but the server refused it: {reason}")
     } else {
-        format!("draft {id} approved and queued; delivery will be retried on the next scan")
+        format!("draft {id} approved and queued; `pushback run` keeps trying to send it")
     })
 }
 
 pub fn reject(
     store: &mut Store,
-    maildir: &Maildir,
+    folder: &DraftsFolder<'_>,
     id: i64,
     not_procurement: bool,
     now: DateTime<Utc>,
@@ -200,7 +212,7 @@ pub fn reject(
         Vec::new()
     };
     let rejected = store.reject(id, not_procurement, &tokens, now)?;
-    maildir.remove_draft(&rejected.folder_name)?;
+    folder.remove(&rejected)?;
     Ok(if not_procurement {
         format!("draft {id} rejected; the classifier will learn this was not procurement mail")
     } else {
@@ -237,5 +249,61 @@ fn truncate(text: &str, max: usize) -> String {
         let mut cut: String = text.chars().take(max - 1).collect();
         cut.push('…');
         cut
+    }
+}
+
+/// Where the rep's drafts live, for replacing an edited one and removing a rejected one.
+pub enum DraftsFolder<'a> {
+    Maildir(&'a Maildir),
+    Imap(&'a Config),
+}
+
+impl DraftsFolder<'_> {
+    /// Puts `draft`'s current version in place of the one with `previous_message_id`.
+    fn replace(
+        &self,
+        store: &mut Store,
+        previous_message_id: &str,
+        draft: &DraftRecord,
+    ) -> Result<()> {
+        match self {
+            DraftsFolder::Maildir(maildir) => {
+                maildir.write_draft(&draft.folder_name, &draft.raw)?;
+                Ok(())
+            }
+            DraftsFolder::Imap(config) => {
+                let uid = crate::app::block_on(async {
+                    let mut folders = ImapFolders::open(config).await?;
+                    folders.replace_draft(previous_message_id, &draft.raw).await
+                })??;
+                store.mark_placed(draft.id, uid)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn remove(&self, draft: &DraftRecord) -> Result<()> {
+        match self {
+            DraftsFolder::Maildir(maildir) => {
+                maildir.remove_draft(&draft.folder_name)?;
+                Ok(())
+            }
+            DraftsFolder::Imap(config) => crate::app::block_on(async {
+                let mut folders = ImapFolders::open(config).await?;
+                folders
+                    .remove_draft(&draft.folder_name, &draft.message_id)
+                    .await
+            })?,
+        }
+    }
+}
+
+impl<'a> DraftsFolder<'a> {
+    pub fn of(config: &'a Config, maildir: Option<&'a Maildir>) -> Result<DraftsFolder<'a>> {
+        match (&config.mailbox.access, maildir) {
+            (MailboxAccess::Maildir { .. }, Some(maildir)) => Ok(DraftsFolder::Maildir(maildir)),
+            (MailboxAccess::Imap(_), _) => Ok(DraftsFolder::Imap(config)),
+            (MailboxAccess::Maildir { .. }, None) => bail!("the Maildir is not open"),
+        }
     }
 }

@@ -65,7 +65,11 @@ async fn watch_maildir(config: Config, mut shutdown: watch::Receiver<bool>) -> R
         match scan::scan(maildir, store, pipeline, now) {
             Ok(report) if !report.findings.is_empty() => tracing::info!(
                 new = report.findings.len(),
-                drafts = report.findings.iter().filter(|f| f.draft_id.is_some()).count(),
+                drafts = report
+                    .findings
+                    .iter()
+                    .filter(|f| f.draft_id.is_some())
+                    .count(),
                 "scanned the maildir"
             ),
             Ok(_) => {}
@@ -114,15 +118,7 @@ async fn watch_imap(config: Config, shutdown: watch::Receiver<bool>) -> Result<(
         unreachable!("watch_imap is only started for an IMAP mailbox")
     };
     let settings = crate::app::imap_settings(server, Duration::from_secs(60))?;
-    let options = crate::app::watch::WatchOptions {
-        backfill_days: config.mailbox.sync.backfill_days,
-        fetch_max_bytes: config.mailbox.sync.fetch_max_bytes,
-        idle_timeout: config.mailbox.sync.idle_timeout,
-        poll_interval: config.mailbox.sync.poll_interval,
-        drafts_folder: config.mailbox.drafts_folder.clone(),
-        sent_folder: config.mailbox.sent_folder.clone(),
-        timezone: config.timezone,
-    };
+    let options = crate::app::watch::WatchOptions::of(&config);
     let mut store = Store::open(&config.state_dir)?;
     let pipeline = crate::app::pipeline_for(&config)?;
     crate::app::watch::run(&settings, &options, &mut store, &pipeline, shutdown).await

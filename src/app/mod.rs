@@ -12,15 +12,15 @@ pub mod scan;
 pub mod send;
 pub mod watch;
 
-use crate::adapters::maildir::{Folders, Maildir};
-use crate::adapters::store::Store;
 use crate::adapters::imap::ImapSettings;
+use crate::adapters::maildir::{Folders, Maildir};
 use crate::adapters::secret::{self, Auth};
+use crate::adapters::store::Store;
 use crate::config::{Config, Credential, Login, MailboxAccess, PasswordSource, Server};
-use std::time::Duration;
 use crate::core::classify::FeedbackModel;
 use anyhow::{Context, Result, bail};
 use pipeline::Pipeline;
+use std::time::Duration;
 
 /// Everything a mailbox command needs, opened from one validated config.
 pub struct Session {
@@ -47,6 +47,34 @@ impl Session {
             pipeline,
         })
     }
+}
+
+/// One pass over the configured mailbox (the Maildir, or the IMAP inbox from where the last pass
+/// stopped), drafts placed in its Drafts folder.
+pub fn scan_once(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<scan::ScanReport> {
+    match &config.mailbox.access {
+        MailboxAccess::Maildir { .. } => {
+            let mut session = Session::open(config)?;
+            scan::scan(&session.maildir, &mut session.store, &session.pipeline, now)
+        }
+        MailboxAccess::Imap(server) => {
+            let settings = imap_settings(server, Duration::from_secs(60))?;
+            let mut store = Store::open(&config.state_dir)?;
+            let feedback = FeedbackModel::train(&store.feedback_examples()?);
+            let pipeline = pipeline_for(config)?.with_feedback(feedback);
+            let options = watch::WatchOptions::of(config);
+            block_on(watch::scan_once(&settings, &options, &mut store, &pipeline))?
+        }
+    }
+}
+
+/// Runs one async operation to completion from the synchronous commands.
+pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(future))
 }
 
 /// The Maildir at `path` with the config's Drafts and Sent folder names.

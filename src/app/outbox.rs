@@ -160,7 +160,10 @@ async fn deliver(
                 {
                     tracing::warn!(draft = id, "sent, but cannot file the copy: {error:#}");
                 }
-                if let Err(error) = folder.remove_draft(&claim.folder_name, &claim.message_id).await {
+                if let Err(error) = folder
+                    .remove_draft(&claim.folder_name, &claim.message_id)
+                    .await
+                {
                     tracing::warn!(draft = id, "sent, but cannot remove the draft: {error:#}");
                 }
             }
@@ -206,7 +209,10 @@ pub async fn recover_in_flight(
     for item in store.in_flight()? {
         if folder.holds_message_id(&item.message_id).await? {
             store.mark_sent(item.draft_id, now)?;
-            if let Err(error) = folder.remove_draft(&item.folder_name, &item.message_id).await {
+            if let Err(error) = folder
+                .remove_draft(&item.folder_name, &item.message_id)
+                .await
+            {
                 tracing::warn!(draft = item.draft_id, "cannot remove the draft: {error:#}");
             }
             recovery.sent.push(item.draft_id);

@@ -82,6 +82,20 @@ impl ImapFolders {
         })
     }
 
+    /// Replaces the draft with `previous_message_id` by `raw` (an edit made in pushback);
+    /// returns the new draft's UID, 0 when the server does not say.
+    pub async fn replace_draft(&mut self, previous_message_id: &str, raw: &[u8]) -> Result<u32> {
+        let appended = self.session.append(&self.drafts, &["\\Draft"], raw).await?;
+        let old = self
+            .session
+            .find_by_header(&self.drafts, "Message-ID", previous_message_id)
+            .await?;
+        if !old.is_empty() {
+            self.session.delete(&self.drafts, &old).await?;
+        }
+        Ok(appended.map_or(0, |a| a.uid))
+    }
+
     async fn sent_holds(&mut self, message_id: &str) -> Result<bool> {
         let found = self
             .session

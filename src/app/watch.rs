@@ -8,7 +8,8 @@
 use crate::adapters::imap::{Backoff, IdleOutcome, ImapSettings, Session};
 use crate::adapters::store::{Store, SyncProgress};
 use crate::app::pipeline::Pipeline;
-use crate::app::scan::{self, Processed};
+use crate::app::scan::{self, Processed, ScanReport, Skipped};
+use crate::config::Config;
 use anyhow::Result;
 use chrono::{Days, Utc};
 use chrono_tz::Tz;
@@ -31,6 +32,48 @@ pub struct WatchOptions {
     pub timezone: Tz,
 }
 
+impl WatchOptions {
+    pub fn of(config: &Config) -> WatchOptions {
+        let sync = &config.mailbox.sync;
+        WatchOptions {
+            backfill_days: sync.backfill_days,
+            fetch_max_bytes: sync.fetch_max_bytes,
+            idle_timeout: sync.idle_timeout,
+            poll_interval: sync.poll_interval,
+            drafts_folder: config.mailbox.drafts_folder.clone(),
+            sent_folder: config.mailbox.sent_folder.clone(),
+            timezone: config.timezone,
+        }
+    }
+}
+
+/// One catch-up pass (`pushback scan` on an IMAP mailbox): new inbox mail handled, drafts placed.
+pub async fn scan_once(
+    settings: &ImapSettings,
+    options: &WatchOptions,
+    store: &mut Store,
+    pipeline: &Pipeline,
+) -> Result<ScanReport> {
+    let mut work = Session::connect(settings).await?;
+    let folders = work
+        .special_folders(&options.drafts_folder, &options.sent_folder)
+        .await?;
+    let (_never, running) = watch::channel(false);
+    let mut report = ScanReport::default();
+    catch_up(
+        &mut work,
+        &folders.drafts,
+        options,
+        store,
+        pipeline,
+        &running,
+        &mut report,
+    )
+    .await?;
+    work.logout().await.ok();
+    Ok(report)
+}
+
 /// How a watch cycle ended.
 enum CycleEnd {
     Shutdown,
@@ -51,7 +94,16 @@ pub async fn run(
         if *shutdown.borrow() {
             return Ok(());
         }
-        match cycle(settings, options, store, pipeline, &mut shutdown, &mut backoff).await {
+        match cycle(
+            settings,
+            options,
+            store,
+            pipeline,
+            &mut shutdown,
+            &mut backoff,
+        )
+        .await
+        {
             Ok(CycleEnd::Shutdown) => return Ok(()),
             Err(error) => {
                 let text = format!("{error:#}");
@@ -91,7 +143,17 @@ async fn cycle(
     tracing::info!(host = %settings.host, drafts = %folders.drafts, "imap watcher connected");
     backoff.reset();
     loop {
-        catch_up(&mut work, &folders.drafts, options, store, pipeline, shutdown).await?;
+        let mut report = ScanReport::default();
+        catch_up(
+            &mut work,
+            &folders.drafts,
+            options,
+            store,
+            pipeline,
+            shutdown,
+            &mut report,
+        )
+        .await?;
         if *shutdown.borrow() {
             work.logout().await.ok();
             return Ok(CycleEnd::Shutdown);
@@ -129,6 +191,7 @@ async fn catch_up(
     store: &mut Store,
     pipeline: &Pipeline,
     shutdown: &watch::Receiver<bool>,
+    report: &mut ScanReport,
 ) -> Result<()> {
     place_drafts(work, drafts_folder, store).await?;
     let folder = work.select(INBOX).await?;
@@ -166,21 +229,32 @@ async fn catch_up(
             };
             let key = format!("{}:{}", folder.uid_validity, message.uid);
             let now = Utc::now();
+            report.examined += 1;
             match scan::process(store, pipeline, IMAP_INBOX, &key, &message.raw, Some(progress), now) {
-                Ok(Processed::Found(found)) if found.draft_id.is_some() => {
-                    tracing::info!(uid = message.uid, category = %found.category, "drafted a reply");
+                Ok(Processed::Found(found)) => {
+                    if found.draft_id.is_some() {
+                        tracing::info!(uid = message.uid, category = %found.category, "drafted a reply");
+                    }
+                    report.findings.push(found);
                 }
-                Ok(_) => {}
+                Ok(Processed::Skipped(skipped)) => report.skipped.push(skipped),
                 Err(error) => failure = Some((message.uid, error)),
             }
             stopped = *shutdown.borrow();
         })
         .await?;
-        place_drafts(work, drafts_folder, store).await?;
+        // Placing works in the Drafts folder; the next batch is fetched from the inbox again.
+        if place_drafts(work, drafts_folder, store).await? > 0 {
+            work.select(INBOX).await?;
+        }
         if let Some((uid, error)) = failure {
             // Left unrecorded, so it is tried again on the next wake (a template the lead
             // fixes, say); the messages after it wait rather than overtake it.
             tracing::warn!(uid, "cannot process message: {error:#}");
+            report.deferred.push(Skipped {
+                key: format!("{}:{uid}", folder.uid_validity),
+                reason: format!("{error:#}"),
+            });
             return Ok(());
         }
         if stopped {
@@ -192,9 +266,12 @@ async fn catch_up(
 
 /// Appends every recorded but unplaced draft to the server's Drafts folder with `\Draft`, after
 /// checking by Message-ID that an earlier attempt did not already put it there.
-async fn place_drafts(work: &mut Session, drafts_folder: &str, store: &mut Store) -> Result<()> {
-    for id in store.unplaced_drafts()? {
-        let Some(draft) = store.draft(id)? else { continue };
+async fn place_drafts(work: &mut Session, drafts_folder: &str, store: &mut Store) -> Result<usize> {
+    let unplaced = store.unplaced_drafts()?;
+    for &id in &unplaced {
+        let Some(draft) = store.draft(id)? else {
+            continue;
+        };
         let found = work
             .find_by_header(drafts_folder, "Message-ID", &draft.message_id)
             .await?;
@@ -207,5 +284,5 @@ async fn place_drafts(work: &mut Session, drafts_folder: &str, store: &mut Store
         };
         store.mark_placed(id, uid)?;
     }
-    Ok(())
+    Ok(unplaced.len())
 }
