@@ -1,0 +1,286 @@
+//! `pushback run` against real servers: Dovecot for the mailbox and the recording SMTP sink for
+//! sending, started by the harness on free loopback ports. Each scenario asserts on what the
+//! servers hold: drafts in Drafts with `\Draft` and proper threading, exactly one send of exactly
+//! the approved message, the Sent copy, the draft gone, no duplicate after a UIDVALIDITY change,
+//! nothing missed across a server restart.
+
+mod support;
+
+use mail_parser::MessageParser;
+use pushback::adapters::store::Store;
+use pushback::app::daemon;
+use pushback::config::Config;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::MailServers;
+
+fn rfp(n: u32) -> Vec<u8> {
+    format!(
+        "From: Dana Whitfield <dana@purchasing.springfield.example.gov>\r\n\
+         To: alice@northwind.example\r\n\
+         Subject: Request for Proposal RFP #2027-{n:03} - Fleet Telematics\r\n\
+         Date: Mon, 22 Feb 2027 09:14:00 -0500\r\n\
+         Message-ID: <rfp-{n}@purchasing.springfield.example.gov>\r\n\r\n\
+         Dear Supplier,\r\n\r\nThe City of Springfield is soliciting proposals under RFP \
+         #2027-{n:03}.\r\nProposals are due March 15, 2027 at 5:00 PM EST. Questions must be \
+         submitted\r\nin writing no later than February 26, 2027.\r\n\r\nDana Whitfield\r\n\
+         Senior Procurement Officer\r\n"
+    )
+    .into_bytes()
+}
+
+const LUNCH: &[u8] = b"From: Sam <sam@northwind.example>\r\nTo: alice@northwind.example\r\n\
+Subject: Lunch?\r\nMessage-ID: <lunch@northwind.example>\r\n\r\nRamen on Thursday?\r\n";
+
+/// A config for alice on the harness servers, written next to the state directory.
+fn write_config(servers: &MailServers, dir: &Path) -> std::path::PathBuf {
+    let (user, password) = servers.user();
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"version = 1
+[identity]
+name = "Alex Rivera"
+email = "alice@northwind.example"
+title = "Account Executive"
+company = "Northwind Analytics"
+timezone = "Europe/London"
+
+[mailbox]
+kind = "imap"
+host = "{host}"
+port = {imap}
+security = "starttls"
+user = "{user}"
+password-command = "printf %s '{password}'"
+ca-file = "{ca}"
+idle-minutes = 1
+
+[smtp]
+host = "{host}"
+port = {smtp}
+security = "plain"
+user = "{user}"
+password-command = "printf %s '{password}'"
+
+[state]
+path = "{state}"
+"#,
+            host = servers.host(),
+            imap = servers.imap_port(),
+            smtp = servers.smtp_port(),
+            ca = servers.ca_file().display(),
+            state = dir.join("state").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The daemon on its own thread and runtime, stopped (as by SIGTERM) when dropped.
+struct Daemon {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Daemon {
+    fn start(config: Config) -> Daemon {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(daemon::run(config, async {
+                let _ = stopped.await;
+                Ok(())
+            }))
+        });
+        Daemon {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        self.shutdown()
+            .expect("the daemon exits cleanly on shutdown");
+    }
+
+    fn shutdown(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(thread) => thread.join().expect("the daemon thread panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn drafts_on_server(servers: &MailServers) -> Vec<support::StoredMessage> {
+    servers.folder("Drafts")
+}
+
+#[test]
+fn new_rfp_mail_gets_exactly_one_threaded_draft_and_approval_sends_it_once() {
+    let servers = MailServers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(&servers, dir.path());
+    let config = Config::load(&config_path).unwrap();
+    let daemon = Daemon::start(config.clone());
+
+    servers.deliver(LUNCH);
+    servers.deliver(&rfp(14));
+    let drafts = wait_for("a draft in Drafts", Duration::from_secs(15), || {
+        let drafts = drafts_on_server(&servers);
+        (!drafts.is_empty()).then_some(drafts)
+    });
+    // Give the watcher time to do anything wrong (a second draft) before asserting.
+    std::thread::sleep(Duration::from_secs(2));
+    let drafts_now = drafts_on_server(&servers);
+    assert_eq!(drafts_now.len(), 1, "exactly one draft for one RFP");
+    assert_eq!(drafts.len(), 1);
+    let draft = &drafts_now[0];
+    assert!(
+        draft.flags.iter().any(|f| f == "\\Draft"),
+        "{:?}",
+        draft.flags
+    );
+    let parsed = MessageParser::default().parse(&draft.raw).unwrap();
+    assert_eq!(
+        parsed.in_reply_to().as_text(),
+        Some("rfp-14@purchasing.springfield.example.gov")
+    );
+    assert!(
+        parsed
+            .subject()
+            .unwrap()
+            .starts_with("Re: Request for Proposal")
+    );
+    let draft_message_id = parsed.message_id().unwrap().to_string();
+    // The rep's mail is never marked read by pushback.
+    for message in servers.folder("INBOX") {
+        assert!(
+            !message.flags.iter().any(|f| f == "\\Seen"),
+            "{:?}",
+            message.flags
+        );
+    }
+    assert!(
+        servers.smtp_received().is_empty(),
+        "nothing is sent before approval"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_pushback"))
+        .args(["drafts", "approve", "1"])
+        .env("PUSHBACK_CONFIG", &config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let received = wait_for("the send", Duration::from_secs(15), || {
+        let received = servers.smtp_received();
+        (!received.is_empty()).then_some(received)
+    });
+    // The daemon's outbox round must not send it a second time.
+    std::thread::sleep(Duration::from_secs(12));
+    let received_now = servers.smtp_received();
+    assert_eq!(received_now.len(), 1, "exactly one send");
+    assert_eq!(received.len(), 1);
+    let sent = MessageParser::default()
+        .parse(&received_now[0].raw)
+        .unwrap();
+    assert_eq!(sent.message_id(), Some(draft_message_id.as_str()));
+    assert_eq!(
+        received_now[0].rcpt_tos,
+        ["dana@purchasing.springfield.example.gov"]
+    );
+    let sent_folder = servers.folder("Sent");
+    assert_eq!(sent_folder.len(), 1);
+    assert!(
+        String::from_utf8_lossy(&sent_folder[0].raw).contains(&draft_message_id),
+        "the Sent copy is the message that was sent"
+    );
+    assert!(drafts_on_server(&servers).is_empty(), "the draft is gone");
+    daemon.stop();
+
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    let recorded = store.drafts(None).unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].status.as_str(), "sent");
+}
+
+#[test]
+fn a_uidvalidity_change_and_a_server_restart_neither_duplicate_nor_lose_mail() {
+    let servers = MailServers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(&write_config(&servers, dir.path())).unwrap();
+    let daemon = Daemon::start(config);
+
+    servers.deliver(&rfp(1));
+    wait_for("the first draft", Duration::from_secs(15), || {
+        (drafts_on_server(&servers).len() == 1).then_some(())
+    });
+
+    // The server renumbers the inbox: the resync must not draft RFP 1 again.
+    servers.change_uidvalidity("INBOX");
+    servers.deliver(&rfp(2));
+    wait_for("the second draft", Duration::from_secs(30), || {
+        (drafts_on_server(&servers).len() == 2).then_some(())
+    });
+
+    // The server goes away and comes back; mail delivered right after it returns is handled.
+    servers.stop_imap();
+    std::thread::sleep(Duration::from_secs(2));
+    servers.start_imap();
+    servers.deliver(&rfp(3));
+    wait_for(
+        "the draft after the restart",
+        Duration::from_secs(60),
+        || (drafts_on_server(&servers).len() == 3).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    daemon.stop();
+
+    let drafts = drafts_on_server(&servers);
+    let mut replied_to: Vec<String> = drafts
+        .iter()
+        .map(|d| {
+            let parsed = MessageParser::default().parse(&d.raw).unwrap();
+            parsed.in_reply_to().as_text().unwrap().to_string()
+        })
+        .collect();
+    replied_to.sort();
+    assert_eq!(
+        replied_to,
+        [
+            "rfp-1@purchasing.springfield.example.gov",
+            "rfp-2@purchasing.springfield.example.gov",
+            "rfp-3@purchasing.springfield.example.gov"
+        ]
+    );
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    assert_eq!(store.drafts(None).unwrap().len(), 3);
+}
