@@ -397,3 +397,40 @@ fn a_bad_config_line_names_file_line_and_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn run_drafts_new_maildir_mail_and_stops_cleanly_on_sigterm() {
+    let sandbox = Sandbox::with_demo();
+    let rfq = b"From: Buyer <buyer@acme.example>\r\nTo: alex@northwind.example\r\n\
+Subject: RFQ 9001 - cables\r\nMessage-ID: <rfq-9001@acme.example>\r\n\r\n\
+Please find attached our Request for Quotation RFQ 9001. Quotes are due by March 12, 2027.\r\n";
+    std::fs::write(sandbox.maildir().join("new/1700000099.b1.host"), rfq).unwrap();
+    let mut daemon = sandbox
+        .command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drafts_dir = sandbox.maildir().join(".Drafts/cur");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while files_in(&drafts_dir).len() < 7 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no draft for the new RFQ"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let output = daemon.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(sandbox.drafts().len(), 7);
+}
