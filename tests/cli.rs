@@ -405,7 +405,7 @@ fn run_drafts_new_maildir_mail_and_stops_cleanly_on_sigterm() {
 Subject: RFQ 9001 - cables\r\nMessage-ID: <rfq-9001@acme.example>\r\n\r\n\
 Please find attached our Request for Quotation RFQ 9001. Quotes are due by March 12, 2027.\r\n";
     std::fs::write(sandbox.maildir().join("new/1700000099.b1.host"), rfq).unwrap();
-    let mut daemon = sandbox
+    let daemon = sandbox
         .command(&["run"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
