@@ -284,3 +284,83 @@ fn a_uidvalidity_change_and_a_server_restart_neither_duplicate_nor_lose_mail() {
     let store = Store::open(&dir.path().join("state")).unwrap();
     assert_eq!(store.drafts(None).unwrap().len(), 3);
 }
+
+#[test]
+fn editing_or_rejecting_from_the_cli_replaces_or_removes_the_imap_draft() {
+    let servers = MailServers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(&servers, dir.path());
+    let config = Config::load(&config_path).unwrap();
+    servers.deliver(&rfp(7));
+    let out = Command::new(env!("CARGO_BIN_EXE_pushback"))
+        .args(["scan"])
+        .env("PUSHBACK_CONFIG", &config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = drafts_on_server(&servers);
+    assert_eq!(before.len(), 1);
+    drop(config);
+
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nprintf 'Hi Dana,\\n\\nEdited in pushback.\\n' > \"$1\"\n",
+    )
+    .unwrap();
+    assert!(
+        Command::new("chmod")
+            .args(["+x"])
+            .arg(&editor)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_pushback"))
+        .args(["drafts", "edit", "1"])
+        .env("PUSHBACK_CONFIG", &config_path)
+        .env("EDITOR", &editor)
+        .env_remove("VISUAL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = drafts_on_server(&servers);
+    assert_eq!(
+        after.len(),
+        1,
+        "the edit replaces the draft, it does not add one"
+    );
+    let edited = MessageParser::default().parse(&after[0].raw).unwrap();
+    assert!(edited.body_text(0).unwrap().contains("Edited in pushback."));
+    let original = MessageParser::default().parse(&before[0].raw).unwrap();
+    assert_ne!(edited.message_id(), original.message_id());
+    assert_eq!(
+        edited.in_reply_to().as_text(),
+        original.in_reply_to().as_text()
+    );
+    assert!(after[0].flags.iter().any(|f| f == "\\Draft"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_pushback"))
+        .args(["drafts", "reject", "1"])
+        .env("PUSHBACK_CONFIG", &config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        drafts_on_server(&servers).is_empty(),
+        "a rejected draft is removed"
+    );
+    assert!(servers.smtp_received().is_empty());
+}
