@@ -12,7 +12,7 @@ use pushback::app::{self, approval, daemon, demo, inspect, scan, send};
 use pushback::config::MailboxAccess;
 use pushback::config::{self, Config};
 use pushback::core::draft::DraftContext;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -144,6 +144,8 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal, never into the journal or a file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

@@ -364,3 +364,48 @@ fn editing_or_rejecting_from_the_cli_replaces_or_removes_the_imap_draft() {
     );
     assert!(servers.smtp_received().is_empty());
 }
+
+#[test]
+fn a_wrong_password_is_reported_with_host_and_user_and_never_logged() {
+    let servers = MailServers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(&servers, dir.path());
+    let wrong = "not-the-password-4711";
+    let (_, right) = servers.user();
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(&config_path, text.replace(right, wrong)).unwrap();
+
+    let daemon = Command::new(env!("CARGO_BIN_EXE_pushback"))
+        .args(["run"])
+        .env("PUSHBACK_CONFIG", &config_path)
+        // Even the most verbose logging must not reveal it.
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &daemon.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = daemon.wait_with_output().unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("cannot log in"), "{log}");
+    assert!(
+        log.contains(&format!("{}:{}", servers.host(), servers.imap_port())),
+        "{log}"
+    );
+    assert!(log.contains("user alice"), "{log}");
+    assert!(!log.contains(wrong), "the password leaked into the log");
+    // Logged once per change of state, not once per reconnect attempt.
+    assert_eq!(log.matches("cannot log in").count(), 1, "{log}");
+}

@@ -155,6 +155,11 @@ pub async fn deliver(
     recover: bool,
     now: DateTime<Utc>,
 ) -> Result<(Recovery, Delivery)> {
+    // Most rounds have nothing to do: no connection, no credential command, no log line then.
+    let in_flight = recover && !store.in_flight()?.is_empty();
+    if !in_flight && store.outbox_due(now)?.is_empty() {
+        return Ok((Recovery::default(), Delivery::default()));
+    }
     let transport = transport(config)?;
     match &config.mailbox.access {
         MailboxAccess::Maildir { path } => {
