@@ -78,6 +78,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the config, the state store, the mailbox and the way out, step by step
+    Doctor {
+        /// One JSON object per step per line
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -290,6 +296,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rules = rules.or(optional_config(&config_path)?.classifier_rules);
             app::eval::run(&dir, rules.as_deref(), json)?;
             String::new()
+        }
+        Command::Doctor { json } => {
+            let steps = app::doctor::run(&config_path);
+            if json {
+                print!("{}", app::doctor::render_json(&steps));
+            } else {
+                print!("{}", app::doctor::render_text(&steps));
+            }
+            return Ok(if app::doctor::passed(&steps) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
     };
     print!("{out}");

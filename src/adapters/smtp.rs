@@ -211,6 +211,14 @@ pub fn smtp_transport(settings: &SmtpSettings) -> Result<SmtpTransport, Error> {
     })
 }
 
+impl SmtpTransport {
+    /// Connects, says EHLO, starts TLS and logs in exactly as a send would, then checks the
+    /// connection with NOOP: nothing is sent (for `pushback doctor`).
+    pub async fn test_connection(&self) -> Result<bool, lettre::transport::smtp::Error> {
+        self.inner.test_connection().await
+    }
+}
+
 fn tls_parameters(settings: &SmtpSettings) -> Result<TlsParameters, Error> {
     let mut builder = TlsParameters::builder(settings.host.clone())
         .dangerous_accept_invalid_certs(settings.accept_invalid_certs);

@@ -4,6 +4,7 @@
 pub mod approval;
 pub mod daemon;
 pub mod demo;
+pub mod doctor;
 pub mod eval;
 pub mod inspect;
 pub mod outbox;
