@@ -14,7 +14,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod client;
 mod sync;
+pub use client::{ClientEdit, PendingDraft};
 pub use sync::SyncProgress;
 
 /// The database file's name inside the state directory.

@@ -2,6 +2,7 @@
 //! adapters, and reports with anyhow.
 
 pub mod approval;
+pub mod client;
 pub mod daemon;
 pub mod demo;
 pub mod doctor;

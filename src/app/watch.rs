@@ -7,6 +7,7 @@
 
 use crate::adapters::imap::{Backoff, IdleOutcome, ImapSettings, Session};
 use crate::adapters::store::{Store, SyncProgress};
+use crate::app::client;
 use crate::app::pipeline::Pipeline;
 use crate::app::scan::{self, Processed, ScanReport, Skipped};
 use crate::config::Config;
@@ -158,6 +159,8 @@ async fn cycle(
             work.logout().await.ok();
             return Ok(CycleEnd::Shutdown);
         }
+        // What the rep did in their own mail client since the last wake: edits, deletions, sends.
+        client::reconcile(&mut work, &folders, store, pipeline.identity(), Utc::now()).await?;
         let woke = match idler.take() {
             Some(session) => {
                 let mut stop = shutdown.clone();
