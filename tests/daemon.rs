@@ -8,133 +8,14 @@ mod support;
 
 use mail_parser::MessageParser;
 use pushback::adapters::store::Store;
-use pushback::app::daemon;
 use pushback::config::Config;
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::MailServers;
-
-fn rfp(n: u32) -> Vec<u8> {
-    format!(
-        "From: Dana Whitfield <dana@purchasing.springfield.example.gov>\r\n\
-         To: alice@northwind.example\r\n\
-         Subject: Request for Proposal RFP #2027-{n:03} - Fleet Telematics\r\n\
-         Date: Mon, 22 Feb 2027 09:14:00 -0500\r\n\
-         Message-ID: <rfp-{n}@purchasing.springfield.example.gov>\r\n\r\n\
-         Dear Supplier,\r\n\r\nThe City of Springfield is soliciting proposals under RFP \
-         #2027-{n:03}.\r\nProposals are due March 15, 2027 at 5:00 PM EST. Questions must be \
-         submitted\r\nin writing no later than February 26, 2027.\r\n\r\nDana Whitfield\r\n\
-         Senior Procurement Officer\r\n"
-    )
-    .into_bytes()
-}
+use support::pushback::{Daemon, rfp, wait_for, write_config};
 
 const LUNCH: &[u8] = b"From: Sam <sam@northwind.example>\r\nTo: alice@northwind.example\r\n\
 Subject: Lunch?\r\nMessage-ID: <lunch@northwind.example>\r\n\r\nRamen on Thursday?\r\n";
-
-/// A config for alice on the harness servers, written next to the state directory.
-fn write_config(servers: &MailServers, dir: &Path) -> std::path::PathBuf {
-    let (user, password) = servers.user();
-    let path = dir.join("config.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"version = 1
-[identity]
-name = "Alex Rivera"
-email = "alice@northwind.example"
-title = "Account Executive"
-company = "Northwind Analytics"
-timezone = "Europe/London"
-
-[mailbox]
-kind = "imap"
-host = "{host}"
-port = {imap}
-security = "starttls"
-user = "{user}"
-password-command = "printf %s '{password}'"
-ca-file = "{ca}"
-idle-minutes = 1
-
-[smtp]
-host = "{host}"
-port = {smtp}
-security = "plain"
-user = "{user}"
-password-command = "printf %s '{password}'"
-
-[state]
-path = "{state}"
-"#,
-            host = servers.host(),
-            imap = servers.imap_port(),
-            smtp = servers.smtp_port(),
-            ca = servers.ca_file().display(),
-            state = dir.join("state").display(),
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// The daemon on its own thread and runtime, stopped (as by SIGTERM) when dropped.
-struct Daemon {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Daemon {
-    fn start(config: Config) -> Daemon {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(daemon::run(config, async {
-                let _ = stopped.await;
-                Ok(())
-            }))
-        });
-        Daemon {
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(mut self) {
-        self.shutdown()
-            .expect("the daemon exits cleanly on shutdown");
-    }
-
-    fn shutdown(&mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.thread.take() {
-            Some(thread) => thread.join().expect("the daemon thread panicked"),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.shutdown();
-    }
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn drafts_on_server(servers: &MailServers) -> Vec<support::StoredMessage> {
     servers.folder("Drafts")

@@ -9,6 +9,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::MailServers;
+use support::pushback::{IDENTITY, Login, config_text};
 
 struct Run {
     stdout: String,
@@ -60,53 +61,11 @@ fn doctor(config: &Path, json: bool) -> Run {
     }
 }
 
-const IDENTITY: &str = r#"version = 1
-[identity]
-name = "Alex Rivera"
-email = "alice@northwind.example"
-title = "Account Executive"
-company = "Northwind Analytics"
-timezone = "Europe/London"
-"#;
-
-/// A config for alice on the harness: IMAP with STARTTLS, SMTP plain on loopback with AUTH.
-fn write_config(servers: &MailServers, dir: &Path, password: &str, ca_file: bool) -> PathBuf {
-    let (user, _) = servers.user();
-    let ca = if ca_file {
-        format!("ca-file = \"{}\"\n", servers.ca_file().display())
-    } else {
-        String::new()
-    };
+/// A config for alice on the harness with `password`, trusting the harness CA or not.
+fn write_config(servers: &MailServers, dir: &Path, password: &str, trust_ca: bool) -> PathBuf {
     let path = dir.join("config.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"{IDENTITY}
-[mailbox]
-kind = "imap"
-host = "{host}"
-port = {imap}
-security = "starttls"
-user = "{user}"
-password-command = "printf %s '{password}'"
-{ca}
-[smtp]
-host = "{host}"
-port = {smtp}
-security = "plain"
-user = "{user}"
-password-command = "printf %s '{password}'"
-
-[state]
-path = "{state}"
-"#,
-            host = servers.host(),
-            imap = servers.imap_port(),
-            smtp = servers.smtp_port(),
-            state = dir.join("state").display(),
-        ),
-    )
-    .unwrap();
+    let login = Login { password, trust_ca };
+    std::fs::write(&path, config_text(servers, dir, login)).unwrap();
     path
 }
 

@@ -20,6 +20,7 @@
 #![allow(dead_code)]
 
 mod dovecot;
+pub mod pushback;
 mod tls;
 
 use std::collections::HashSet;

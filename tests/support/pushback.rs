@@ -1,0 +1,157 @@
+//! Running pushback itself against the harness servers: a config for alice, sample procurement
+//! mail, the daemon in-process (stopped as by SIGTERM), and waiting for what the servers hold.
+
+use super::MailServers;
+use pushback::app::daemon;
+use pushback::config::Config;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const BUYER: &str = "dana@purchasing.springfield.example.gov";
+
+/// The config's opening: format version and the rep's identity.
+pub const IDENTITY: &str = r#"version = 1
+[identity]
+name = "Alex Rivera"
+email = "alice@northwind.example"
+title = "Account Executive"
+company = "Northwind Analytics"
+timezone = "Europe/London"
+"#;
+
+/// The Message-ID (without brackets) of `rfp(n)`.
+pub fn original_id(n: u32) -> String {
+    format!("rfp-{n}@purchasing.springfield.example.gov")
+}
+
+/// A city's RFP invitation with deadlines, numbered so each has its own Message-ID.
+pub fn rfp(n: u32) -> Vec<u8> {
+    format!(
+        "From: Dana Whitfield <{BUYER}>\r\n\
+         To: alice@northwind.example\r\n\
+         Subject: Request for Proposal RFP #2027-{n:03} - Fleet Telematics\r\n\
+         Date: Mon, 22 Feb 2027 09:14:00 -0500\r\n\
+         Message-ID: <{id}>\r\n\r\n\
+         Dear Supplier,\r\n\r\nThe City of Springfield is soliciting proposals under RFP \
+         #2027-{n:03}.\r\nProposals are due March 15, 2027 at 5:00 PM EST. Questions must be \
+         submitted\r\nin writing no later than February 26, 2027.\r\n\r\nDana Whitfield\r\n\
+         Senior Procurement Officer\r\n",
+        id = original_id(n)
+    )
+    .into_bytes()
+}
+
+/// How `config_text` logs in and what it trusts.
+pub struct Login<'a> {
+    pub password: &'a str,
+    /// Trust the harness CA (without it the server's certificate is unknown).
+    pub trust_ca: bool,
+}
+
+/// A config for alice on the harness: IMAP with STARTTLS, SMTP plain on loopback with AUTH, the
+/// state directory inside `dir`, IDLE renewed every minute.
+pub fn config_text(servers: &MailServers, dir: &Path, login: Login<'_>) -> String {
+    let (user, _) = servers.user();
+    let ca = if login.trust_ca {
+        format!("ca-file = \"{}\"\n", servers.ca_file().display())
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{IDENTITY}
+[mailbox]
+kind = "imap"
+host = "{host}"
+port = {imap}
+security = "starttls"
+user = "{user}"
+password-command = "printf %s '{password}'"
+{ca}idle-minutes = 1
+
+[smtp]
+host = "{host}"
+port = {smtp}
+security = "plain"
+user = "{user}"
+password-command = "printf %s '{password}'"
+
+[state]
+path = "{state}"
+"#,
+        host = servers.host(),
+        imap = servers.imap_port(),
+        smtp = servers.smtp_port(),
+        password = login.password,
+        state = dir.join("state").display(),
+    )
+}
+
+/// `config_text` with the right password and the CA trusted, written to `dir/config.toml`.
+pub fn write_config(servers: &MailServers, dir: &Path) -> PathBuf {
+    let (_, password) = servers.user();
+    let path = dir.join("config.toml");
+    let login = Login {
+        password,
+        trust_ca: true,
+    };
+    std::fs::write(&path, config_text(servers, dir, login)).unwrap();
+    path
+}
+
+/// The daemon on its own thread and runtime, stopped (as by SIGTERM) when dropped.
+pub struct Daemon {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Daemon {
+    pub fn start(config: Config) -> Daemon {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(daemon::run(config, async {
+                let _ = stopped.await;
+                Ok(())
+            }))
+        });
+        Daemon {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown()
+            .expect("the daemon exits cleanly on shutdown");
+    }
+
+    fn shutdown(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(thread) => thread.join().expect("the daemon thread panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Polls `check` every 100 ms until it yields, failing the test after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
