@@ -14,10 +14,9 @@ use pushback::adapters::secret::{Auth, Secret};
 use pushback::adapters::store::{ApprovedVia, DraftRecord, DraftStatus, Store};
 use pushback::config::{Config, Security};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 use support::MailServers;
-use support::pushback::{BUYER, Daemon, original_id, rfp, wait_for, write_config};
+use support::pushback::{BUYER, Daemon, original_id, pushback_cli, rfp, wait_for, write_config};
 
 /// Mail that is no procurement: delivered only to wake the watcher.
 fn lunch(n: u32) -> Vec<u8> {
@@ -177,16 +176,7 @@ fn a_draft_edited_in_the_client_is_adopted_and_approval_sends_the_edited_text_on
         "the rep's version is the only draft"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_pushback"))
-        .args(["drafts", "approve", "1"])
-        .env("PUSHBACK_CONFIG", &config_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pushback_cli(&config_path, &["drafts", "approve", "1"]);
     wait_for("the send", Duration::from_secs(20), || {
         (!servers.smtp_received().is_empty()).then_some(())
     });

@@ -12,7 +12,7 @@ use pushback::config::Config;
 use std::process::Command;
 use std::time::Duration;
 use support::MailServers;
-use support::pushback::{Daemon, rfp, wait_for, write_config};
+use support::pushback::{Daemon, pushback_cli, rfp, wait_for, write_config};
 
 const LUNCH: &[u8] = b"From: Sam <sam@northwind.example>\r\nTo: alice@northwind.example\r\n\
 Subject: Lunch?\r\nMessage-ID: <lunch@northwind.example>\r\n\r\nRamen on Thursday?\r\n";
@@ -71,16 +71,7 @@ fn new_rfp_mail_gets_exactly_one_threaded_draft_and_approval_sends_it_once() {
         "nothing is sent before approval"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_pushback"))
-        .args(["drafts", "approve", "1"])
-        .env("PUSHBACK_CONFIG", &config_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pushback_cli(&config_path, &["drafts", "approve", "1"]);
     let received = wait_for("the send", Duration::from_secs(15), || {
         let received = servers.smtp_received();
         (!received.is_empty()).then_some(received)
@@ -173,16 +164,7 @@ fn editing_or_rejecting_from_the_cli_replaces_or_removes_the_imap_draft() {
     let config_path = write_config(&servers, dir.path());
     let config = Config::load(&config_path).unwrap();
     servers.deliver(&rfp(7));
-    let out = Command::new(env!("CARGO_BIN_EXE_pushback"))
-        .args(["scan"])
-        .env("PUSHBACK_CONFIG", &config_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pushback_cli(&config_path, &["scan"]);
     let before = drafts_on_server(&servers);
     assert_eq!(before.len(), 1);
     drop(config);
@@ -229,16 +211,7 @@ fn editing_or_rejecting_from_the_cli_replaces_or_removes_the_imap_draft() {
     );
     assert!(after[0].flags.iter().any(|f| f == "\\Draft"));
 
-    let out = Command::new(env!("CARGO_BIN_EXE_pushback"))
-        .args(["drafts", "reject", "1"])
-        .env("PUSHBACK_CONFIG", &config_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pushback_cli(&config_path, &["drafts", "reject", "1"]);
     assert!(
         drafts_on_server(&servers).is_empty(),
         "a rejected draft is removed"

@@ -8,7 +8,7 @@
 
 use crate::adapters::imap::{self, FolderState, ImapSettings, Session as ImapSession, tls};
 use crate::adapters::secret::{self, Auth};
-use crate::adapters::smtp::{SmtpSettings, smtp_transport};
+use crate::adapters::smtp::smtp_transport;
 use crate::adapters::store::{self, DraftStatus, Store};
 use crate::app::watch::IMAP_INBOX;
 use crate::config::{
@@ -1212,15 +1212,7 @@ async fn check_smtp(server: &Server, steps: &mut Vec<Step>) {
         (true, None) => return skip(steps, OUTGOING, &["login"], "the credentials"),
     };
     let user = auth.as_ref().map(|a| a.user().to_string());
-    let settings = SmtpSettings {
-        host: server.host.clone(),
-        port: server.port,
-        security: server.security,
-        auth,
-        ca_file: server.tls.ca_file.clone(),
-        accept_invalid_certs: server.tls.accept_invalid_certs,
-        timeout: STEP_TIMEOUT,
-    };
+    let settings = crate::app::send::smtp_settings(server, auth, STEP_TIMEOUT);
     let transport = match smtp_transport(&settings) {
         Ok(transport) => transport,
         Err(error) => {

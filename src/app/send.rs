@@ -4,10 +4,11 @@
 //! configured, approved drafts are only filed in the local Sent folder and nothing leaves.
 
 use crate::adapters::imap::Session as ImapSession;
+use crate::adapters::secret::Auth;
 use crate::adapters::smtp::{SendmailTransport, SmtpSettings, Transport, smtp_transport};
 use crate::adapters::store::Store;
 use crate::app::outbox::{self, Delivery, Recovery, SentFolder};
-use crate::config::{Config, MailboxAccess, Outgoing};
+use crate::config::{Config, MailboxAccess, Outgoing, Server};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -29,20 +30,25 @@ pub fn transport(config: &Config) -> Result<Option<Box<dyn Transport>>> {
                 .as_ref()
                 .map(|login| crate::app::resolve_auth(login, &server.host))
                 .transpose()?;
-            let settings = SmtpSettings {
-                host: server.host.clone(),
-                port: server.port,
-                security: server.security,
-                auth,
-                ca_file: server.tls.ca_file.clone(),
-                accept_invalid_certs: server.tls.accept_invalid_certs,
-                timeout: NETWORK_TIMEOUT,
-            };
+            let settings = smtp_settings(server, auth, NETWORK_TIMEOUT);
             Some(Box::new(smtp_transport(&settings).with_context(|| {
                 format!("cannot set up SMTP to {}:{}", server.host, server.port)
             })?))
         }
     })
+}
+
+/// SMTP connection settings for a configured server, with the credentials already fetched.
+pub fn smtp_settings(server: &Server, auth: Option<Auth>, timeout: Duration) -> SmtpSettings {
+    SmtpSettings {
+        host: server.host.clone(),
+        port: server.port,
+        security: server.security,
+        auth,
+        ca_file: server.tls.ca_file.clone(),
+        accept_invalid_certs: server.tls.accept_invalid_certs,
+        timeout,
+    }
 }
 
 /// Whether a copy of each sent message goes to the Sent folder.
