@@ -102,6 +102,10 @@ enum DraftsCommand {
     Edit { id: i64 },
     /// Approve a draft: it is queued and delivered
     Approve { id: i64 },
+    /// Send again a draft whose send failed or was interrupted
+    Resend { id: i64 },
+    /// Record that a failed or interrupted draft did go out (it is never sent again)
+    MarkSent { id: i64 },
     /// Reject a draft
     Reject {
         id: i64,
@@ -239,6 +243,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 DraftsCommand::Approve { id } => {
                     approval::approve(&config, &mut store, id, now)? + "\n"
                 }
+                DraftsCommand::Resend { id } => {
+                    approval::resend(&config, &mut store, id, now)? + "\n"
+                }
+                DraftsCommand::MarkSent { id } => approval::mark_sent(&mut store, id, now)? + "\n",
                 DraftsCommand::Reject {
                     id,
                     not_procurement,

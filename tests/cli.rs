@@ -434,3 +434,60 @@ Please find attached our Request for Quotation RFQ 9001. Quotes are due by March
     );
     assert_eq!(sandbox.drafts().len(), 7);
 }
+
+#[test]
+fn a_refused_send_is_shown_with_the_reply_and_can_be_resent_or_marked_sent() {
+    let sandbox = Sandbox::with_demo();
+    let config = sandbox.demo().join("config.toml");
+    let base = std::fs::read_to_string(&config).unwrap();
+    let with_sendmail = |command: &str| {
+        std::fs::write(
+            &config,
+            format!("{base}\n[smtp]\nsendmail-command = {command:?}\n"),
+        )
+        .unwrap();
+    };
+    with_sendmail("cat >/dev/null; echo 'mailbox unavailable' >&2; exit 67");
+    let out = sandbox.ok(&["drafts", "approve", "1"]);
+    assert!(out.contains("refused"), "{out}");
+    let show = sandbox.ok(&["drafts", "show", "1"]);
+    assert!(
+        show.contains("[failed]") && show.contains("mailbox unavailable"),
+        "{show}"
+    );
+    assert!(show.contains("drafts resend 1"), "{show}");
+
+    // Like sendmail, the command gets the recipients as arguments and the message on stdin.
+    let captured = sandbox.dir.path().join("sent.eml");
+    let script = sandbox.dir.path().join("sendmail.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ncat > {}\n", captured.display()),
+    )
+    .unwrap();
+    assert!(
+        Command::new("chmod")
+            .arg("+x")
+            .arg(&script)
+            .status()
+            .unwrap()
+            .success()
+    );
+    with_sendmail(script.to_str().unwrap());
+    let out = sandbox.ok(&["drafts", "resend", "1"]);
+    assert!(out.contains("draft 1 sent"), "{out}");
+    let sent = MessageParser::default()
+        .parse(&std::fs::read(&captured).unwrap())
+        .unwrap()
+        .message_id()
+        .map(str::to_string);
+    assert!(sent.unwrap().ends_with("@northwind.example"));
+
+    with_sendmail("cat >/dev/null; exit 67");
+    sandbox.ok(&["drafts", "approve", "2"]);
+    sandbox.ok(&["drafts", "mark-sent", "2"]);
+    let drafts = sandbox.drafts();
+    let status = |id: i64| drafts.iter().find(|d| d["id"] == id).unwrap()["status"].clone();
+    assert_eq!(status(1), "sent");
+    assert_eq!(status(2), "sent");
+}

@@ -92,6 +92,46 @@ pub fn show(store: &Store, id: i64) -> Result<String> {
         draft.version
     )?;
     writeln!(out, "category: {}", draft.category)?;
+    if let Some(approval) = store.approval(id)? {
+        writeln!(
+            out,
+            "approved: {} via {} (version {})",
+            approval.approved_at.to_rfc3339(),
+            approval.via.as_str(),
+            approval.version
+        )?;
+    }
+    if let Some(item) = store
+        .outbox_pending()?
+        .into_iter()
+        .find(|item| item.draft_id == id)
+    {
+        if let Some(error) = &item.last_error {
+            writeln!(
+                out,
+                "last attempt failed ({} so far): {error}",
+                item.attempts
+            )?;
+        }
+        if let Some(next) = item
+            .next_attempt_at
+            .filter(|_| item.status == DraftStatus::Approved)
+        {
+            writeln!(out, "next attempt: {}", next.to_rfc3339())?;
+        }
+    }
+    match draft.status {
+        DraftStatus::Unknown => writeln!(
+            out,
+            "a send was interrupted and the message is not in Sent: check with the buyer or your \
+             Sent folder, then `pushback drafts mark-sent {id}` or `pushback drafts resend {id}`"
+        )?,
+        DraftStatus::Failed => writeln!(
+            out,
+            "the server refused it: fix the cause, then `pushback drafts resend {id}`"
+        )?,
+        _ => {}
+    }
     writeln!(out)?;
     writeln!(out, "--- notes for you (never sent) ---")?;
     for note in &draft.notes {
@@ -306,4 +346,24 @@ impl<'a> DraftsFolder<'a> {
             (MailboxAccess::Maildir { .. }, None) => bail!("the Maildir is not open"),
         }
     }
+}
+
+/// Sends again a draft whose send failed or was interrupted (the rep checked it did not go out).
+pub fn resend(config: &Config, store: &mut Store, id: i64, now: DateTime<Utc>) -> Result<String> {
+    store.resend(id, now)?;
+    let (_, delivery) = crate::app::block_on(send::deliver(config, store, false, now))?
+        .with_context(|| format!("draft {id} is queued again; sending failed for now"))?;
+    Ok(if delivery.sent.contains(&id) {
+        format!("draft {id} sent")
+    } else {
+        format!("draft {id} queued again; `pushback run` keeps trying to send it")
+    })
+}
+
+/// Records that an interrupted or failed draft did go out after all (the rep saw it in Sent).
+pub fn mark_sent(store: &mut Store, id: i64, now: DateTime<Utc>) -> Result<String> {
+    store.confirm_sent(id, now)?;
+    Ok(format!(
+        "draft {id} recorded as sent; it will not be sent again"
+    ))
 }
