@@ -75,6 +75,13 @@ pub async fn scan_once(
     Ok(report)
 }
 
+/// Reconnection state carried across cycles: the backoff, and the failure last logged, so an
+/// outage is logged when it starts and when it ends, not on every attempt.
+struct Connection {
+    backoff: Backoff,
+    last_failure: Option<String>,
+}
+
 /// How a watch cycle ended.
 enum CycleEnd {
     Shutdown,
@@ -88,9 +95,10 @@ pub async fn run(
     pipeline: &Pipeline,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let mut backoff = Backoff::default();
-    // Logged once per change of state, not per attempt.
-    let mut last_failure: Option<String> = None;
+    let mut connection = Connection {
+        backoff: Backoff::default(),
+        last_failure: None,
+    };
     loop {
         if *shutdown.borrow() {
             return Ok(());
@@ -101,18 +109,18 @@ pub async fn run(
             store,
             pipeline,
             &mut shutdown,
-            &mut backoff,
+            &mut connection,
         )
         .await
         {
             Ok(CycleEnd::Shutdown) => return Ok(()),
             Err(error) => {
                 let text = format!("{error:#}");
-                if last_failure.as_deref() != Some(text.as_str()) {
+                if connection.last_failure.as_deref() != Some(text.as_str()) {
                     tracing::warn!("imap watcher disconnected, will reconnect: {text}");
-                    last_failure = Some(text);
+                    connection.last_failure = Some(text);
                 }
-                let delay = backoff.next_delay(fastrand::f64());
+                let delay = connection.backoff.next_delay(fastrand::f64());
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return Ok(()),
@@ -128,7 +136,7 @@ async fn cycle(
     store: &mut Store,
     pipeline: &Pipeline,
     shutdown: &mut watch::Receiver<bool>,
-    backoff: &mut Backoff,
+    connection: &mut Connection,
 ) -> Result<CycleEnd> {
     let mut work = Session::connect(settings).await?;
     let folders = work
@@ -141,8 +149,13 @@ async fn cycle(
     } else {
         None
     };
-    tracing::info!(host = %settings.host, drafts = %folders.drafts, "imap watcher connected");
-    backoff.reset();
+    match connection.last_failure.take() {
+        Some(_) => tracing::warn!(host = %settings.host, "imap watcher reconnected"),
+        None => {
+            tracing::info!(host = %settings.host, drafts = %folders.drafts, "imap watcher connected")
+        }
+    }
+    connection.backoff.reset();
     loop {
         let mut report = ScanReport::default();
         catch_up(
