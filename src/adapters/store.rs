@@ -38,6 +38,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Error {
     #[error("cannot create state directory {path}: {cause}")]
     CreateDir { path: PathBuf, cause: io::Error },
+    #[error("cannot lock {path} to bring the state database up to date: {cause}")]
+    Lock { path: PathBuf, cause: io::Error },
     #[error("cannot open state database {path}: {cause}")]
     Open {
         path: PathBuf,
@@ -327,6 +329,17 @@ impl Store {
     /// its schema up to date.
     pub fn open(state_dir: &Path) -> Result<Store, Error> {
         create_private_dir(state_dir)?;
+        // Two processes opening a new state directory at once (the daemon's first start and a
+        // `pushback drafts list`) would both see schema version 0 and the second would fail with
+        // "table messages already exists": migrating is serialised by a lock file, held until
+        // `setup` returns. Not the database file itself: its SQLite locks are POSIX locks.
+        let lock_path = state_dir.join(format!("{FILE_NAME}.lock"));
+        let lock_error = |cause| Error::Lock {
+            path: lock_path.clone(),
+            cause,
+        };
+        let lock = std::fs::File::create(&lock_path).map_err(lock_error)?;
+        lock.lock().map_err(lock_error)?;
         let path = state_dir.join(FILE_NAME);
         let open_error = |cause| Error::Open {
             path: path.clone(),
@@ -1273,6 +1286,30 @@ fn corrupt(what: &str, text: &str, e: impl fmt::Display) -> Error {
 
 #[cfg(test)]
 mod tests {
+    /// Guards the lock around migrations: processes (here threads, each with its own lock file
+    /// handle) opening a new state directory at once used to fail with "table messages already
+    /// exists" (found by the kill -9 drills, tests/drills.rs).
+    #[test]
+    fn concurrent_first_opens_of_a_state_directory_all_succeed() {
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join("state");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (state, barrier) = (state.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        super::Store::open(&state).map(drop)
+                    })
+                })
+                .collect();
+            for opener in openers {
+                opener.join().unwrap().unwrap();
+            }
+        }
+    }
+
     use super::*;
     use chrono::TimeZone;
 
