@@ -120,6 +120,7 @@ async fn watch_imap(config: Config, shutdown: watch::Receiver<bool>) -> Result<(
     let settings = crate::app::imap_settings(server, Duration::from_secs(60))?;
     let options = crate::app::watch::WatchOptions::of(&config);
     let mut store = Store::open(&config.state_dir)?;
+    store.relax_durability_for_scanning()?;
     let pipeline = crate::app::pipeline_for(&config)?;
     crate::app::watch::run(&settings, &options, &mut store, &pipeline, shutdown).await
 }

@@ -50,6 +50,17 @@ impl Store {
             .map_err(sql(format!("reset the sync state of {mailbox}")))
     }
 
+    /// For the watcher's own connection: scan commits are not synced to disk one by one
+    /// (`synchronous = NORMAL`, safe with WAL). A process crash loses nothing; a power cut may lose
+    /// the last few scans, which are then redone from the last durable UID, and a draft already
+    /// placed is found in Drafts by its Message-ID before anything is appended. Approvals and
+    /// sends keep full durability on their own connections.
+    pub fn relax_durability_for_scanning(&self) -> Result<(), Error> {
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql("relax durability for scanning"))
+    }
+
     /// Drafts recorded but not yet known to be in the server's Drafts folder.
     pub fn unplaced_drafts(&self) -> Result<Vec<i64>, Error> {
         let mut stmt = self
