@@ -20,13 +20,11 @@ use pushback::adapters::imap::{IdleOutcome, ImapSettings, Session};
 use pushback::adapters::store::Store;
 use pushback::app::watch::IMAP_INBOX;
 use pushback::config::{Config, MailboxAccess};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::MailServers;
-
-const FETCH_MAX_BYTES: u32 = 262_144;
-const BACKFILL_DAYS: u64 = 14;
+use support::pushback::write_config;
 
 fn main() {
     // `cargo test --all-targets` runs a harness-less bench without `--bench`: do nothing then.
@@ -95,44 +93,6 @@ fn padding() -> String {
     "We went through the numbers again this morning and the picture has not changed much \
      since last week; the team will follow up with the details by the end of the day.\r\n"
         .repeat(12)
-}
-
-fn write_config(servers: &MailServers, dir: &Path) -> PathBuf {
-    let (user, password) = servers.user();
-    let path = dir.join("config.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"version = 1
-[identity]
-name = "Alex Rivera"
-email = "alice@northwind.example"
-title = "Account Executive"
-company = "Northwind Analytics"
-timezone = "Europe/London"
-
-[mailbox]
-kind = "imap"
-host = "{host}"
-port = {imap}
-security = "starttls"
-user = "{user}"
-password-command = "printf %s '{password}'"
-ca-file = "{ca}"
-backfill-days = {BACKFILL_DAYS}
-fetch-max-bytes = {FETCH_MAX_BYTES}
-
-[state]
-path = "{state}"
-"#,
-            host = servers.host(),
-            imap = servers.imap_port(),
-            ca = servers.ca_file().display(),
-            state = dir.join("state").display(),
-        ),
-    )
-    .unwrap();
-    path
 }
 
 fn settings(config: &Path) -> ImapSettings {
@@ -295,19 +255,21 @@ struct BackfillFigures {
 
 /// A minimal client's backfill: the same search and the same partial fetch pushback does, with
 /// nothing done to the bytes. Returns the wall time and the bytes fetched.
-fn baseline_fetch(runtime: &tokio::runtime::Runtime, settings: &ImapSettings) -> (f64, usize) {
+fn baseline_fetch(runtime: &tokio::runtime::Runtime, config: &Path) -> (f64, usize) {
+    let settings = &settings(config);
+    let sync = Config::load(config).unwrap().mailbox.sync;
     runtime.block_on(async {
         let start = Instant::now();
         let mut session = Session::connect(settings).await.unwrap();
         session.select("INBOX").await.unwrap();
         let since = Utc::now()
             .date_naive()
-            .checked_sub_days(Days::new(BACKFILL_DAYS))
+            .checked_sub_days(Days::new(sync.backfill_days.into()))
             .unwrap();
         let uids = session.uids_since(since).await.unwrap();
         let mut bytes = 0;
         session
-            .fetch_heads(&uids, FETCH_MAX_BYTES, |m| bytes += m.raw.len())
+            .fetch_heads(&uids, sync.fetch_max_bytes, |m| bytes += m.raw.len())
             .await
             .unwrap();
         session.logout().await.ok();
@@ -346,7 +308,7 @@ fn backfill_run(
     });
 
     let mut baseline_s = Vec::new();
-    let (first, bytes) = baseline_fetch(runtime, &settings);
+    let (first, bytes) = baseline_fetch(runtime, &config);
     baseline_s.push(first);
 
     let log = dir.path().join("daemon.log");
@@ -377,7 +339,7 @@ fn backfill_run(
     let recorded = Store::open(&state).unwrap().drafts(None).unwrap().len();
     assert_eq!(recorded, drafts, "one draft per RFP");
 
-    let (second, again) = baseline_fetch(runtime, &settings);
+    let (second, again) = baseline_fetch(runtime, &config);
     assert_eq!(again, bytes);
     baseline_s.push(second);
     BackfillFigures {

@@ -64,7 +64,11 @@ fn doctor(config: &Path, json: bool) -> Run {
 /// A config for alice on the harness with `password`, trusting the harness CA or not.
 fn write_config(servers: &MailServers, dir: &Path, password: &str, trust_ca: bool) -> PathBuf {
     let path = dir.join("config.toml");
-    let login = Login { password, trust_ca };
+    let login = Login {
+        password,
+        trust_ca,
+        smtp_port: servers.smtp_port(),
+    };
     std::fs::write(&path, config_text(servers, dir, login)).unwrap();
     path
 }

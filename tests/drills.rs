@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 use support::MailServers;
+use support::pushback::{Login, config_text};
 
 fn rfp(n: u32) -> Vec<u8> {
     format!(
@@ -55,46 +56,14 @@ fn ordinary(n: u32) -> Vec<u8> {
 /// A config for alice on the harness servers; `smtp_port` lets a drill route sends through a
 /// relay that holds them.
 fn write_config(servers: &MailServers, dir: &Path, smtp_port: u16) -> PathBuf {
-    let (user, password) = servers.user();
+    let (_, password) = servers.user();
+    let login = Login {
+        password,
+        trust_ca: true,
+        smtp_port,
+    };
     let path = dir.join("config.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"version = 1
-[identity]
-name = "Alex Rivera"
-email = "alice@northwind.example"
-title = "Account Executive"
-company = "Northwind Analytics"
-timezone = "Europe/London"
-
-[mailbox]
-kind = "imap"
-host = "{host}"
-port = {imap}
-security = "starttls"
-user = "{user}"
-password-command = "printf %s '{password}'"
-ca-file = "{ca}"
-idle-minutes = 1
-
-[smtp]
-host = "{host}"
-port = {smtp_port}
-security = "plain"
-user = "{user}"
-password-command = "printf %s '{password}'"
-
-[state]
-path = "{state}"
-"#,
-            host = servers.host(),
-            imap = servers.imap_port(),
-            ca = servers.ca_file().display(),
-            state = dir.join("state").display(),
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, config_text(servers, dir, login)).unwrap();
     path
 }
 

@@ -41,11 +41,13 @@ pub fn rfp(n: u32) -> Vec<u8> {
     .into_bytes()
 }
 
-/// How `config_text` logs in and what it trusts.
+/// How `config_text` logs in, what it trusts and where it sends.
 pub struct Login<'a> {
     pub password: &'a str,
     /// Trust the harness CA (without it the server's certificate is unknown).
     pub trust_ca: bool,
+    /// Where `[smtp]` points: the sink, or a relay a drill puts in between.
+    pub smtp_port: u16,
 }
 
 /// A config for alice on the harness: IMAP with STARTTLS, SMTP plain on loopback with AUTH, the
@@ -80,7 +82,7 @@ path = "{state}"
 "#,
         host = servers.host(),
         imap = servers.imap_port(),
-        smtp = servers.smtp_port(),
+        smtp = login.smtp_port,
         password = login.password,
         state = dir.join("state").display(),
     )
@@ -93,6 +95,7 @@ pub fn write_config(servers: &MailServers, dir: &Path) -> PathBuf {
     let login = Login {
         password,
         trust_ca: true,
+        smtp_port: servers.smtp_port(),
     };
     std::fs::write(&path, config_text(servers, dir, login)).unwrap();
     path
