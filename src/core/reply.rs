@@ -239,7 +239,7 @@ const SIGNALS: [Signal; 24] = [
         Family::Agreed,
         1.5,
         Evidence::Body(
-            r"\b(?:send|share|suggest|propose)\s+(?:me\s+|us\s+|over\s+)*(?:some|a\s+few|a\s+couple\s+of|your)\s+(?:times|slots|availability|options)\b|\bwhat\s+times?\s+(?:works?|suits?|would\s+work)\b|\bwhen\s+are\s+you\s+(?:free|available)\b|\b(?:here\s+is|here's)\s+(?:my|a)\s+(?:calendar|booking|scheduling)\s+link\b",
+            r"\b(?:send|share|suggest|propose)\s+(?:[\w']+\s+){0,2}?(?:some|a\s+few|a\s+couple\s+of|your)\s+(?:times|slots|availability|options)\b|\bwhat\s+times?\s+(?:works?|suits?|would\s+work)\b|\bwhen\s+are\s+you\s+(?:free|available)\b|\b(?:here\s+is|here's)\s+(?:my|a)\s+(?:calendar|booking|scheduling)\s+link\b",
         ),
     ),
     signal(
