@@ -7,3 +7,4 @@ pub mod eval;
 pub mod extract;
 pub mod mail;
 pub mod model;
+pub mod schedule;
