@@ -461,14 +461,15 @@ pub fn holidays_from_ics(text: &str) -> Result<BTreeSet<NaiveDate>, Error> {
                 if components.pop().as_deref() != Some(closing.as_str()) {
                     return Err(fail(format!("END:{closing} without a matching BEGIN")));
                 }
-                if closing == "VEVENT" && !timed {
-                    if let Some(first) = start {
-                        let last = end.unwrap_or_else(|| first.succ_opt().expect("date in range"));
-                        if last <= first {
-                            return Err(fail("the event's DTEND is not after its DTSTART".into()));
-                        }
-                        holidays.extend(first.iter_days().take_while(|d| *d < last));
+                if closing == "VEVENT"
+                    && !timed
+                    && let Some(first) = start
+                {
+                    let last = end.unwrap_or_else(|| first.succ_opt().expect("date in range"));
+                    if last <= first {
+                        return Err(fail("the event's DTEND is not after its DTSTART".into()));
                     }
+                    holidays.extend(first.iter_days().take_while(|d| *d < last));
                 }
             }
             "DTSTART" | "DTEND" if components.last().map(String::as_str) == Some("VEVENT") => {
@@ -680,10 +681,10 @@ pub fn propose_slots(
     for round in 0.. {
         let before = picked.len();
         for day in &days {
-            if picked.len() < count {
-                if let Some(slot) = day.get(round) {
-                    picked.push(*slot);
-                }
+            if picked.len() < count
+                && let Some(slot) = day.get(round)
+            {
+                picked.push(*slot);
             }
         }
         if picked.len() == count || picked.len() == before {
