@@ -16,7 +16,8 @@
 //!   (`0 9 13 * FRI` is every Friday and every 13th, as in Vixie cron);
 //! - the 6- or 7-field form, `second minute hour day-of-month month day-of-week [year]`, the same
 //!   fields with seconds in front and an optional year at the end (day-of-week still 0-7 with
-//!   Sunday 0).
+//!   Sunday 0). This is croner's layout; a line copied from a `cron`-crate config keeps its
+//!   meaning when weekdays are written as names, but numeric weekdays there count Sunday as 1.
 //!
 //! Times are wall-clock times in the rep's zone. A time that does not exist on a spring-forward
 //! day (02:30 in New York on 2027-03-14) fires at the first instant after the gap (03:00); a
