@@ -8,3 +8,4 @@ pub mod extract;
 pub mod mail;
 pub mod model;
 pub mod reply;
+pub mod schedule;
