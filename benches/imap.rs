@@ -21,10 +21,9 @@ use pushback::adapters::store::Store;
 use pushback::app::watch::IMAP_INBOX;
 use pushback::config::{Config, MailboxAccess};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::MailServers;
-use support::pushback::write_config;
+use support::pushback::{spawn_daemon, stop, write_config};
 
 fn main() {
     // `cargo test --all-targets` runs a harness-less bench without `--bench`: do nothing then.
@@ -101,37 +100,6 @@ fn settings(config: &Path) -> ImapSettings {
         unreachable!()
     };
     pushback::app::imap_settings(server, Duration::from_secs(120)).unwrap()
-}
-
-fn spawn_daemon(config: &Path, log: &Path, verbose: bool) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pushback"));
-    if verbose {
-        command.arg("-v");
-    }
-    command
-        .arg("run")
-        .env("PUSHBACK_CONFIG", config)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("cannot start pushback run")
-}
-
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.wait();
 }
 
 /// `VmHWM` and `VmRSS` of a process, in KiB.

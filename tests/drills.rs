@@ -13,13 +13,13 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 use support::MailServers;
-use support::pushback::{Login, config_text};
+use support::pushback::{Login, config_text, spawn_daemon, stop};
 
 fn rfp(n: u32) -> Vec<u8> {
     format!(
@@ -67,44 +67,11 @@ fn write_config(servers: &MailServers, dir: &Path, smtp_port: u16) -> PathBuf {
     path
 }
 
-/// `pushback run` as a child process; its output goes to `log` for a failing drill to show.
-fn spawn_daemon(config: &Path, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_pushback"))
-        .args(["-v", "run"])
-        .env("PUSHBACK_CONFIG", config)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("cannot start pushback run")
-}
-
 /// SIGKILL: no signal handler, no shutdown path, no flush.
 fn kill_9(child: &mut Child) {
     child.kill().expect("cannot SIGKILL the daemon");
     let status = child.wait().unwrap();
     assert!(!status.success(), "the daemon was killed, not stopped");
-}
-
-/// SIGTERM, the clean stop, for the end of a drill.
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.wait();
 }
 
 fn wait_for<T>(
@@ -170,7 +137,7 @@ fn kill_9_during_backfill_leaves_exactly_one_draft_per_procurement_message() {
     };
     // First, a kill aimed at the placing of drafts (APPEND to Drafts, then marked placed in the
     // store): as soon as the store shows part of the first batch placed and part not.
-    let mut daemon = spawn_daemon(&config, &log);
+    let mut daemon = spawn_daemon(&config, &log, true);
     let (placed, unplaced) = wait_for("drafts half placed", Duration::from_secs(20), &log, || {
         let store = Store::open(&state).ok()?;
         // Drafts first: one recorded in between counts as unplaced, never as placed.
@@ -193,7 +160,7 @@ fn kill_9_during_backfill_leaves_exactly_one_draft_per_procurement_message() {
     };
     let mut rng = fastrand::Rng::new();
     for round in 2..=4 {
-        let mut daemon = spawn_daemon(&config, &log);
+        let mut daemon = spawn_daemon(&config, &log, true);
         wait_for(
             "the watcher to connect",
             Duration::from_secs(10),
@@ -210,7 +177,7 @@ fn kill_9_during_backfill_leaves_exactly_one_draft_per_procurement_message() {
         "at least one kill lands in the middle of the backfill: {at_kill:?}"
     );
 
-    let mut daemon = spawn_daemon(&config, &log);
+    let mut daemon = spawn_daemon(&config, &log, true);
     wait_for(
         "the backfill to finish",
         Duration::from_secs(40),
@@ -416,7 +383,7 @@ fn kill_9_while_sending(
     let config = write_config(servers, dir, relay.port);
     let (id, message_id) = approved_draft(servers, &config, &state);
     let log = dir.join("daemon.log");
-    let mut daemon = spawn_daemon(&config, &log);
+    let mut daemon = spawn_daemon(&config, &log, true);
     wait_for(
         "the send to be held in `sending`",
         Duration::from_secs(15),
@@ -437,7 +404,7 @@ fn kill_9_while_sending(
 /// Restarts the daemon and waits for startup recovery to settle the draft; returns its status
 /// and `pushback drafts list`.
 fn restart_and_recover(config: &Path, log: &Path, state: &Path, id: i64) -> (DraftStatus, String) {
-    let mut daemon = spawn_daemon(config, log);
+    let mut daemon = spawn_daemon(config, log, true);
     let settled = wait_for(
         "startup recovery to settle the draft",
         Duration::from_secs(15),

@@ -121,6 +121,7 @@ async fn watch_imap(config: Config, shutdown: watch::Receiver<bool>) -> Result<(
     let options = crate::app::watch::WatchOptions::of(&config);
     let mut store = Store::open(&config.state_dir)?;
     store.relax_durability_for_scanning()?;
-    let pipeline = crate::app::pipeline_for(&config)?;
+    // The watcher learns from the rep's feedback like every other scan.
+    let pipeline = crate::app::trained_pipeline(&config, &store)?;
     crate::app::watch::run(&settings, &options, &mut store, &pipeline, shutdown).await
 }

@@ -2,7 +2,7 @@
 //! pushback thinks of each message, and why) and `draft` (the reply it would write).
 
 use crate::app::pipeline::Pipeline;
-use crate::core::model::{Category, Classification, Facts, Label};
+use crate::core::model::{Category, Facts, Label, Reason};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -17,7 +17,7 @@ pub enum ClassifyLine {
         label: Label,
         category: Category,
         score: f64,
-        reasons: Vec<crate::core::model::Reason>,
+        reasons: Vec<Reason>,
         facts: Box<Facts>,
     },
     Failure {
@@ -104,12 +104,7 @@ pub fn summary_line(line: &ClassifyLine) -> String {
                 label.as_str(),
                 category.as_str()
             );
-            let why = top_reasons(&Classification {
-                label: *label,
-                category: *category,
-                score: *score,
-                reasons: reasons.clone(),
-            });
+            let why = top_reasons(reasons);
             if !why.is_empty() {
                 text.push_str(&format!("\n    why: {why}"));
             }
@@ -140,8 +135,8 @@ pub fn summary_line(line: &ClassifyLine) -> String {
 }
 
 /// The three strongest signals, as "signal (+weight)".
-pub fn top_reasons(classification: &Classification) -> String {
-    let mut reasons: Vec<_> = classification.reasons.iter().collect();
+pub fn top_reasons(reasons: &[Reason]) -> String {
+    let mut reasons: Vec<_> = reasons.iter().collect();
     reasons.sort_by(|a, b| b.weight.abs().total_cmp(&a.weight.abs()));
     reasons
         .iter()

@@ -41,8 +41,7 @@ impl Session {
             ),
         };
         let store = Store::open(&config.state_dir)?;
-        let feedback = FeedbackModel::train(&store.feedback_examples()?);
-        let pipeline = pipeline_for(config)?.with_feedback(feedback);
+        let pipeline = trained_pipeline(config, &store)?;
         Ok(Session {
             maildir,
             store,
@@ -62,8 +61,7 @@ pub fn scan_once(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<
         MailboxAccess::Imap(server) => {
             let settings = imap_settings(server, Duration::from_secs(60))?;
             let mut store = Store::open(&config.state_dir)?;
-            let feedback = FeedbackModel::train(&store.feedback_examples()?);
-            let pipeline = pipeline_for(config)?.with_feedback(feedback);
+            let pipeline = trained_pipeline(config, &store)?;
             let options = watch::WatchOptions::of(config);
             block_on(watch::scan_once(&settings, &options, &mut store, &pipeline))?
         }
@@ -86,6 +84,13 @@ pub fn open_maildir(path: &std::path::Path, config: &Config) -> Result<Maildir> 
         sent: config.mailbox.sent_folder.clone(),
     };
     Ok(Maildir::open_with(path, &folders)?)
+}
+
+/// The pipeline with the rep's own feedback (approvals, "not procurement" rejections) applied:
+/// what every command that scans the mailbox classifies with.
+pub fn trained_pipeline(config: &Config, store: &Store) -> Result<Pipeline> {
+    let feedback = FeedbackModel::train(&store.feedback_examples()?);
+    Ok(pipeline_for(config)?.with_feedback(feedback))
 }
 
 /// The analysis pipeline a config describes (identity, rules, templates, limits).

@@ -173,3 +173,41 @@ pub fn pushback_cli(config: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// `pushback run` as a child process, its output appended to `log` (for a failing test to show);
+/// `verbose` adds `-v`.
+pub fn spawn_daemon(config: &Path, log: &Path, verbose: bool) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pushback"));
+    if verbose {
+        command.arg("-v");
+    }
+    command
+        .arg("run")
+        .env("PUSHBACK_CONFIG", config)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("cannot start pushback run")
+}
+
+/// SIGTERM, as systemd stops it; SIGKILL if it has not exited within 10 s.
+pub fn stop(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.wait();
+}
