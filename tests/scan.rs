@@ -33,7 +33,7 @@ fn a_draft_file_left_by_a_crash_is_replaced_not_doubled() {
         .unwrap();
 
     let now = Utc.with_ymd_and_hms(2027, 3, 1, 10, 0, 0).unwrap();
-    let report = scan::scan(&session.maildir, &mut session.store, &session.pipeline, now).unwrap();
+    let report = session.scan(now).unwrap();
     assert_eq!(report.findings.len(), 1);
     assert!(report.findings[0].draft_id.is_some(), "{report:?}");
 
@@ -48,7 +48,7 @@ fn a_draft_file_left_by_a_crash_is_replaced_not_doubled() {
     // A restart: a new store handle on the same files finds nothing new to do.
     drop(session);
     let mut session = self::session(dir.path());
-    let again = scan::scan(&session.maildir, &mut session.store, &session.pipeline, now).unwrap();
+    let again = session.scan(now).unwrap();
     assert_eq!(again.already_seen, 1);
     assert_eq!(session.maildir.drafts().unwrap().len(), 1);
     assert_eq!(session.store.drafts(None).unwrap().len(), 1);
@@ -61,7 +61,7 @@ fn a_broken_message_is_skipped_with_its_reason_and_the_pass_goes_on() {
     session.maildir.deliver(b"\r\n\r\n").unwrap();
     session.maildir.deliver(RFQ).unwrap();
     let now = Utc.with_ymd_and_hms(2027, 3, 1, 10, 0, 0).unwrap();
-    let report = scan::scan(&session.maildir, &mut session.store, &session.pipeline, now).unwrap();
+    let report = session.scan(now).unwrap();
     assert_eq!(report.skipped.len(), 1);
     assert!(
         report.skipped[0].reason.contains("cannot parse"),
@@ -69,7 +69,7 @@ fn a_broken_message_is_skipped_with_its_reason_and_the_pass_goes_on() {
     );
     assert_eq!(report.findings.len(), 1);
     // Remembered: the next pass neither retries nor reports it again.
-    let again = scan::scan(&session.maildir, &mut session.store, &session.pipeline, now).unwrap();
+    let again = session.scan(now).unwrap();
     assert_eq!(again.already_seen, 2);
     assert!(again.skipped.is_empty());
 }
@@ -83,7 +83,7 @@ fn an_oversized_message_is_skipped_with_a_clear_reason() {
     maildir.deliver(RFQ).unwrap();
     let mut session = Session::open(&config).unwrap();
     let now = Utc.with_ymd_and_hms(2027, 3, 1, 10, 0, 0).unwrap();
-    let report = scan::scan(&session.maildir, &mut session.store, &session.pipeline, now).unwrap();
+    let report = session.scan(now).unwrap();
     assert_eq!(report.skipped.len(), 1);
     assert!(report.skipped[0].reason.contains("limit"), "{report:?}");
     let store: &Store = &session.store;

@@ -174,6 +174,12 @@ impl Maildir {
         Ok(InboxEntry { key, path })
     }
 
+    /// Writes `cur/<name>:2,F` in the inbox: unread and flagged, for pushback's own reminders.
+    /// Writing the same name again replaces it, so a reminder delivered twice shows once.
+    pub fn write_flagged(&self, name: &str, raw: &[u8]) -> Result<PathBuf, Error> {
+        put(&self.root, name, "2,F", raw)
+    }
+
     /// Writes `.Drafts/cur/<name>:2,D`. Writing the same name again replaces the existing file
     /// atomically, wherever the client left it and whatever flags it gave it.
     pub fn write_draft(&self, name: &str, raw: &[u8]) -> Result<PathBuf, Error> {

@@ -15,8 +15,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod client;
+mod reminders;
 mod sync;
 pub use client::{ClientEdit, PendingDraft};
+pub use reminders::{
+    FollowUpCandidate, NewReminder, Reminder, ReminderKind, ReminderStatus, ReplyEffect,
+    ThreadRecord, ThreadReply,
+};
 pub use sync::SyncProgress;
 
 /// The database file's name inside the state directory.
@@ -27,6 +32,7 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("store/0001_initial.sql")),
     M::up(include_str!("store/0002_outbox_states.sql")).foreign_key_check(),
     M::up(include_str!("store/0003_imap_sync.sql")),
+    M::up(include_str!("store/0004_follow_ups.sql")).foreign_key_check(),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -75,6 +81,14 @@ pub enum Error {
     /// The outbox row does not match a recorded approval (a row written behind approve()'s back).
     #[error("cannot send draft {id}: {reason}")]
     Unapproved { id: i64, reason: &'static str },
+    #[error("no reminder with id {id} (see `pushback reminders list`)")]
+    NoReminder { id: i64 },
+    #[error("cannot {verb} reminder {id}: it is {status}")]
+    ReminderClosed {
+        id: i64,
+        verb: String,
+        status: &'static str,
+    },
     #[error("cannot send draft {id}: its next attempt is due at {due}")]
     NotDue { id: i64, due: DateTime<Utc> },
 }
@@ -198,6 +212,11 @@ pub struct ScannedMessage {
     pub classification: Classification,
     pub facts: Facts,
     pub draft: Option<NewDraft>,
+    /// Deadline reminders planned from the facts, recorded with the message.
+    pub reminders: Vec<NewReminder>,
+    /// The message answers a pushback thread: recorded, and its effect on the thread's
+    /// follow-ups applied, in the same transaction.
+    pub reply: Option<ThreadReply>,
     /// For IMAP: the folder position this message moves the watcher to, recorded in the same
     /// transaction.
     pub progress: Option<SyncProgress>,
@@ -240,6 +259,8 @@ pub struct DraftRecord {
     pub id: i64,
     /// Row id of the original message.
     pub message: i64,
+    /// 0 for the pushback itself, n for the n-th follow-up in its thread.
+    pub follow_up: u32,
     /// Where the original lives.
     pub mailbox: String,
     pub key: String,
@@ -483,6 +504,10 @@ impl Store {
                 Some(tx.last_insert_rowid())
             }
         };
+        reminders::insert(&tx, message, &scan.reminders, now)?;
+        if let Some(reply) = &scan.reply {
+            reminders::record_reply(&tx, message, reply, now)?;
+        }
         tx.commit().map_err(sql(action()))?;
         Ok(RecordOutcome::Recorded { draft_id })
     }
@@ -1048,7 +1073,7 @@ fn draft_for_message_id(
 ) -> Result<Option<i64>, Error> {
     conn.query_row(
         "SELECT d.id FROM drafts d JOIN messages m ON m.id = d.message
-         WHERE m.mailbox = ?1 AND m.message_id = ?2",
+         WHERE m.mailbox = ?1 AND m.message_id = ?2 AND d.follow_up = 0",
         params![mailbox, message_id],
         |r| r.get(0),
     )
@@ -1155,7 +1180,7 @@ impl OutboxRow {
 
 const DRAFT_SELECT: &str = "SELECT d.id, d.message, m.mailbox, m.key, d.in_reply_to, d.message_id,
         d.subject, d.recipient, d.category, d.status, d.body, d.raw, d.original, d.notes, d.version,
-        d.folder_name, d.created_at, d.updated_at
+        d.folder_name, d.created_at, d.updated_at, d.follow_up
     FROM drafts d JOIN messages m ON m.id = d.message";
 
 fn draft(conn: &Connection, id: i64) -> Result<Option<DraftRecord>, Error> {
@@ -1190,6 +1215,7 @@ struct DraftRow {
     folder_name: String,
     created_at: String,
     updated_at: String,
+    follow_up: u32,
 }
 
 impl DraftRow {
@@ -1213,6 +1239,7 @@ impl DraftRow {
             folder_name: r.get(15)?,
             created_at: r.get(16)?,
             updated_at: r.get(17)?,
+            follow_up: r.get(18)?,
         })
     }
 
@@ -1220,6 +1247,7 @@ impl DraftRow {
         Ok(DraftRecord {
             id: self.id,
             message: self.message,
+            follow_up: self.follow_up,
             mailbox: self.mailbox,
             key: self.key,
             in_reply_to: self.in_reply_to,

@@ -4,7 +4,7 @@
 //! start, and the process exits 0.
 
 use crate::adapters::store::Store;
-use crate::app::{Session, scan, send};
+use crate::app::{Session, send};
 use crate::config::{Config, MailboxAccess};
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -56,13 +56,7 @@ async fn watch_maildir(config: Config, mut shutdown: watch::Receiver<bool>) -> R
     let interval = config.mailbox.sync.poll_interval;
     let mut session = Session::open(&config)?;
     loop {
-        let Session {
-            maildir,
-            store,
-            pipeline,
-        } = &mut session;
-        let now = Utc::now();
-        match scan::scan(maildir, store, pipeline, now) {
+        match session.scan(Utc::now()) {
             Ok(report) if !report.findings.is_empty() => tracing::info!(
                 new = report.findings.len(),
                 drafts = report

@@ -3,7 +3,7 @@
 //! it, runs one scan and tells the rep which commands to try next.
 
 use crate::adapters::maildir::Maildir;
-use crate::app::{Session, scan};
+use crate::app::Session;
 use crate::config::Config;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
@@ -47,7 +47,7 @@ pub fn run(dir: &Path, now: DateTime<Utc>) -> Result<String> {
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let config = Config::load(&config_path)?;
     let mut session = Session::open(&config)?;
-    let report = scan::scan(&session.maildir, &mut session.store, &session.pipeline, now)?;
+    let report = session.scan(now)?;
 
     let mut out = String::new();
     writeln!(

@@ -7,9 +7,11 @@ pub mod daemon;
 pub mod demo;
 pub mod doctor;
 pub mod eval;
+pub mod followups;
 pub mod inspect;
 pub mod outbox;
 pub mod pipeline;
+pub mod reminders;
 pub mod scan;
 pub mod send;
 pub mod watch;
@@ -29,6 +31,7 @@ pub struct Session {
     pub maildir: Maildir,
     pub store: Store,
     pub pipeline: Pipeline,
+    pub keeping: followups::Timekeeping,
 }
 
 impl Session {
@@ -46,7 +49,19 @@ impl Session {
             maildir,
             store,
             pipeline,
+            keeping: followups::Timekeeping::of(config),
         })
+    }
+
+    /// One pass over the Maildir inbox.
+    pub fn scan(&mut self, now: chrono::DateTime<chrono::Utc>) -> Result<scan::ScanReport> {
+        scan::scan(
+            &self.maildir,
+            &mut self.store,
+            &self.pipeline,
+            &self.keeping,
+            now,
+        )
     }
 }
 
@@ -55,8 +70,7 @@ impl Session {
 pub fn scan_once(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<scan::ScanReport> {
     match &config.mailbox.access {
         MailboxAccess::Maildir { .. } => {
-            let mut session = Session::open(config)?;
-            scan::scan(&session.maildir, &mut session.store, &session.pipeline, now)
+            Session::open(config)?.scan(now)
         }
         MailboxAccess::Imap(server) => {
             let settings = imap_settings(server, Duration::from_secs(60))?;

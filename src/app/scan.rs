@@ -9,7 +9,9 @@
 
 use crate::adapters::maildir::Maildir;
 use crate::adapters::store::{NewDraft, RecordOutcome, ScannedMessage, Store, SyncProgress};
+use crate::app::followups::{self, Timekeeping};
 use crate::app::pipeline::{Analysis, Pipeline};
+use crate::core::notice;
 use crate::core::model::Category;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -57,9 +59,11 @@ pub enum Processed {
 /// One message of `mailbox`, identified there by `key`: analysed, recorded (with `progress`, for
 /// IMAP, in the same transaction) and, for procurement mail, given a pending draft. Placing the
 /// draft in the Drafts folder is the caller's next step.
+#[allow(clippy::too_many_arguments)]
 pub fn process(
     store: &mut Store,
     pipeline: &Pipeline,
+    keeping: &Timekeeping,
     mailbox: &str,
     key: &str,
     raw: &[u8],
@@ -78,16 +82,32 @@ pub fn process(
             }));
         }
     };
+    if notice::is_notice(&analysis.mail) {
+        let reason = "pushback's own reminder".to_string();
+        store.record_skip(mailbox, key, &reason, progress, now)?;
+        return Ok(Processed::Skipped(Skipped {
+            key: key.to_string(),
+            reason,
+        }));
+    }
     let duplicate = match &analysis.mail.message_id {
         Some(id) => store.draft_exists_for_message_id(mailbox, id)?,
         None => false,
     };
-    let draft = if analysis.is_procurement() && !duplicate {
-        Some(new_draft(pipeline, &analysis, key, raw, now)?)
+    let (draft, reminders) = if analysis.is_procurement() && !duplicate {
+        (
+            Some(new_draft(pipeline, &analysis, key, raw, now)?),
+            followups::deadline_reminders(&analysis, keeping, now),
+        )
     } else {
-        None
+        (None, Vec::new())
     };
-    let outcome = store.record_scan(&scanned(mailbox, key, &analysis, draft, progress), now)?;
+    let scanned = ScannedMessage {
+        reminders,
+        reply: followups::detect_reply(store, &analysis.mail, keeping)?,
+        ..scanned(mailbox, key, &analysis, draft, progress)
+    };
+    let outcome = store.record_scan(&scanned, now)?;
     let draft_id = match outcome {
         RecordOutcome::Recorded { draft_id } => draft_id,
         RecordOutcome::AlreadySeen | RecordOutcome::DuplicateMessageId { .. } => None,
@@ -113,6 +133,7 @@ pub fn scan(
     maildir: &Maildir,
     store: &mut Store,
     pipeline: &Pipeline,
+    keeping: &Timekeeping,
     now: DateTime<Utc>,
 ) -> Result<ScanReport> {
     let mut report = ScanReport::default();
@@ -127,7 +148,7 @@ pub fn scan(
         let processed = maildir
             .read(&entry)
             .map_err(anyhow::Error::from)
-            .and_then(|raw| process(store, pipeline, MAILDIR_INBOX, &entry.key, &raw, None, now));
+            .and_then(|raw| process(store, pipeline, keeping, MAILDIR_INBOX, &entry.key, &raw, None, now));
         match processed {
             Ok(Processed::Found(finding)) => report.findings.push(finding),
             Ok(Processed::Skipped(skipped)) => report.skipped.push(skipped),
@@ -146,7 +167,7 @@ pub fn scan(
 }
 
 /// Writes every recorded but unplaced draft into `.Drafts` under its own name.
-fn place_in_maildir(maildir: &Maildir, store: &mut Store) -> Result<()> {
+pub fn place_in_maildir(maildir: &Maildir, store: &mut Store) -> Result<()> {
     for id in store.unplaced_drafts()? {
         if let Some(draft) = store.draft(id)? {
             maildir.write_draft(&draft.folder_name, &draft.raw)?;
@@ -212,6 +233,8 @@ fn scanned(
         classification: analysis.classification.clone(),
         facts: analysis.facts.clone(),
         draft,
+        reminders: Vec::new(),
+        reply: None,
         progress,
     }
 }

@@ -8,6 +8,7 @@
 use crate::adapters::imap::{Backoff, IdleOutcome, ImapSettings, Session};
 use crate::adapters::store::{Store, SyncProgress};
 use crate::app::client;
+use crate::app::followups::Timekeeping;
 use crate::app::pipeline::Pipeline;
 use crate::app::scan::{self, Processed, ScanReport, Skipped};
 use crate::config::Config;
@@ -31,6 +32,7 @@ pub struct WatchOptions {
     pub drafts_folder: String,
     pub sent_folder: String,
     pub timezone: Tz,
+    pub keeping: Timekeeping,
 }
 
 impl WatchOptions {
@@ -44,6 +46,7 @@ impl WatchOptions {
             drafts_folder: config.mailbox.drafts_folder.clone(),
             sent_folder: config.mailbox.sent_folder.clone(),
             timezone: config.timezone,
+            keeping: Timekeeping::of(config),
         }
     }
 }
@@ -246,7 +249,16 @@ async fn catch_up(
             let key = format!("{}:{}", folder.uid_validity, message.uid);
             let now = Utc::now();
             report.examined += 1;
-            match scan::process(store, pipeline, IMAP_INBOX, &key, &message.raw, Some(progress), now) {
+            match scan::process(
+                store,
+                pipeline,
+                &options.keeping,
+                IMAP_INBOX,
+                &key,
+                &message.raw,
+                Some(progress),
+                now,
+            ) {
                 Ok(Processed::Found(found)) => {
                     if found.draft_id.is_some() {
                         tracing::info!(uid = message.uid, category = %found.category, "drafted a reply");
@@ -282,7 +294,11 @@ async fn catch_up(
 
 /// Appends every recorded but unplaced draft to the server's Drafts folder with `\Draft`, after
 /// checking by Message-ID that an earlier attempt did not already put it there.
-async fn place_drafts(work: &mut Session, drafts_folder: &str, store: &mut Store) -> Result<usize> {
+pub(crate) async fn place_drafts(
+    work: &mut Session,
+    drafts_folder: &str,
+    store: &mut Store,
+) -> Result<usize> {
     let unplaced = store.unplaced_drafts()?;
     for &id in &unplaced {
         let Some(draft) = store.draft(id)? else {

@@ -799,7 +799,11 @@ pub fn compose_reply(
     })
 }
 
-fn mailbox(name: Option<&str>, email: &str, message_id: &str) -> Result<Mailbox, Error> {
+pub(crate) fn mailbox(
+    name: Option<&str>,
+    email: &str,
+    message_id: &str,
+) -> Result<Mailbox, Error> {
     let invalid = || Error::InvalidAddress {
         message_id: message_id.to_string(),
         address: clean_header_value(email),
@@ -810,7 +814,7 @@ fn mailbox(name: Option<&str>, email: &str, message_id: &str) -> Result<Mailbox,
 }
 
 /// A message id as it goes between angle brackets: no brackets, no whitespace or control chars.
-fn bare_message_id(id: &str) -> String {
+pub(crate) fn bare_message_id(id: &str) -> String {
     id.chars()
         .filter(|c| !c.is_whitespace() && !c.is_control() && *c != '<' && *c != '>')
         .collect()
@@ -846,15 +850,20 @@ fn quote_original(mail: &Mail) -> String {
     out
 }
 
-/// The reply's Message-ID (without angle brackets): derived from the original's id, the rep and
-/// the draft version, so a retry after a crash produces the same id. On the rep's domain.
-pub fn reply_message_id(identity: &Identity, original_message_id: &str, version: u32) -> String {
-    let domain = identity
+/// The right-hand side of the Message-IDs pushback makes: the rep's mail domain.
+pub(crate) fn rep_domain(identity: &Identity) -> String {
+    identity
         .email
         .rsplit_once('@')
         .map(|(_, d)| bare_message_id(d).to_ascii_lowercase())
         .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| "pushback.invalid".to_string());
+        .unwrap_or_else(|| "pushback.invalid".to_string())
+}
+
+/// The reply's Message-ID (without angle brackets): derived from the original's id, the rep and
+/// the draft version, so a retry after a crash produces the same id. On the rep's domain.
+pub fn reply_message_id(identity: &Identity, original_message_id: &str, version: u32) -> String {
+    let domain = rep_domain(identity);
     let seed = format!(
         "{}\n{}\n{version}",
         identity.email.to_ascii_lowercase(),

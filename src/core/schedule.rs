@@ -255,6 +255,26 @@ impl Schedule {
             .map(|t| t.with_timezone(&Utc))
     }
 
+    /// The first firing at or after `from` that falls on a business day of `cal`, read in its
+    /// zone; `None` when none comes within a few thousand firings (a schedule that only fires on
+    /// days the rep never works).
+    pub fn next_on_business_day(
+        &self,
+        from: DateTime<Utc>,
+        cal: &BusinessCalendar,
+    ) -> Option<DateTime<Utc>> {
+        const FIRINGS_SCANNED: usize = 5000;
+        let mut at = from - Duration::seconds(1);
+        for _ in 0..FIRINGS_SCANNED {
+            let t = self.next_after(at, cal.tz)?;
+            if cal.is_business_day(t.with_timezone(&cal.tz).date_naive()) {
+                return Some(t);
+            }
+            at = t;
+        }
+        None
+    }
+
     /// The next `n` firings after `after` (what `pushback config check` prints).
     pub fn upcoming(&self, after: DateTime<Utc>, tz: Tz, n: usize) -> Vec<DateTime<Utc>> {
         let mut out = Vec::with_capacity(n);
@@ -275,7 +295,7 @@ impl Schedule {
 /// Resolves a wall-clock time in `tz`. A time repeated by a fall-back change takes its first
 /// occurrence; a time skipped by a spring-forward change is read with the offset in force before
 /// the gap, which moves it forward by the gap's length (02:30 becomes 03:30), as most calendars do.
-fn resolve_local<Z: TimeZone>(tz: &Z, local: NaiveDateTime) -> DateTime<Utc> {
+pub(crate) fn resolve_local<Z: TimeZone>(tz: &Z, local: NaiveDateTime) -> DateTime<Utc> {
     match tz.from_local_datetime(&local) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
         LocalResult::None => {
@@ -531,45 +551,54 @@ pub enum ReminderPlan {
     Confirm(String),
 }
 
+/// When `deadline` falls, in UTC: its date and time in its stated zone, else the rep's; a
+/// deadline without a time falls at the end of the working day. `Err` says why the rep has to
+/// confirm it instead: ambiguous, undated, or in an unknown zone.
+pub fn deadline_instant(
+    deadline: &Deadline,
+    cal: &BusinessCalendar,
+) -> Result<DateTime<Utc>, String> {
+    let text = &deadline.text;
+    if deadline.ambiguous {
+        return Err(format!(
+            "the date in {text:?} can be read more than one way"
+        ));
+    }
+    let Some(date) = deadline.date else {
+        return Err(format!("no date could be read from {text:?}"));
+    };
+    let zone = match deadline.zone.as_deref() {
+        None => Zone::Named(cal.tz),
+        Some(z) => {
+            parse_zone(z).ok_or_else(|| format!("the time zone {z:?} in {text:?} is unknown"))?
+        }
+    };
+    let local = date.and_time(deadline.time.unwrap_or(cal.working_hours.1));
+    Ok(match zone {
+        Zone::Named(tz) => resolve_local(&tz, local),
+        Zone::Offset(offset) => resolve_local(&offset, local),
+    })
+}
+
 /// Plans the reminder for `deadline`, `lead_business_days` before it (the caller picks the lead
-/// for the deadline's kind: `before-cutoff-business-days` for the questions cut-off). A deadline
-/// without a time is due at the end of the working day, in the deadline's zone when stated, else
-/// the rep's. Ambiguous, undated, unreadable-zone or past deadlines are returned for confirmation,
-/// never silently scheduled. When the lead time has already begun the reminder is due at `now`.
+/// for the deadline's kind: `before-cutoff-business-days` for the questions cut-off), at the
+/// same local time or the start of that working day. Ambiguous, undated, unreadable-zone or past
+/// deadlines are returned for confirmation, never silently scheduled. When the lead time has
+/// already begun the reminder is due at `now`.
 pub fn deadline_reminder(
     deadline: &Deadline,
     lead_business_days: u32,
     now: DateTime<Utc>,
     cal: &BusinessCalendar,
 ) -> ReminderPlan {
-    let text = &deadline.text;
-    if deadline.ambiguous {
-        return ReminderPlan::Confirm(format!(
-            "the date in {text:?} can be read more than one way"
-        ));
-    }
-    let Some(date) = deadline.date else {
-        return ReminderPlan::Confirm(format!("no date could be read from {text:?}"));
-    };
-    let zone = match deadline.zone.as_deref() {
-        None => Zone::Named(cal.tz),
-        Some(z) => match parse_zone(z) {
-            Some(zone) => zone,
-            None => {
-                return ReminderPlan::Confirm(format!(
-                    "the time zone {z:?} in {text:?} is unknown"
-                ));
-            }
-        },
-    };
-    let local = date.and_time(deadline.time.unwrap_or(cal.working_hours.1));
-    let due = match zone {
-        Zone::Named(tz) => resolve_local(&tz, local),
-        Zone::Offset(offset) => resolve_local(&offset, local),
+    let due = match deadline_instant(deadline, cal) {
+        Ok(due) => due,
+        Err(why) => return ReminderPlan::Confirm(why),
     };
     if due <= now {
         return ReminderPlan::Confirm(format!(
-            "the deadline in {text:?} ({}) is already past",
+            "the deadline in {:?} ({}) is already past",
+            deadline.text,
             due.format("%Y-%m-%d %H:%M UTC")
         ));
     }

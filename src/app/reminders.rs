@@ -1,0 +1,461 @@
+//! The reminder task and `pushback reminders`: follow-ups planned after every sent reply, due
+//! reminders fired (a follow-up draft prepared for approval, a notice appended to the rep's inbox,
+//! the calendar feed and CalDAV calendar brought up to date), and the rep's list, done and snooze.
+//!
+//! Fired once, never twice: a reminder is claimed (`scheduled -> firing`) in one transaction
+//! before anything is delivered, and every delivery is idempotent (the follow-up draft is unique
+//! per thread and step, the notice's Message-ID is looked up before appending, a calendar item is
+//! PUT under its own name), so finishing a claim a crash interrupted repeats nothing the rep sees.
+//!
+//! Time: the task reads the wall clock on every wake and sleeps until the next due reminder, but
+//! never longer than a minute: tokio's timers stop while a laptop sleeps and the wall clock does
+//! not, so after a lid is opened every missed reminder fires, once.
+
+use crate::adapters::imap::{ImapSettings, Session as ImapSession};
+use crate::adapters::maildir::Maildir;
+use crate::adapters::store::{DraftRecord, NewDraft, Reminder, ReminderKind, ReminderStatus, Store};
+use crate::app::followups::{self, Timekeeping};
+use crate::app::pipeline::Pipeline;
+use crate::config::{Config, MailboxAccess};
+use crate::core::notice::{self, Notice, NoticeDraft};
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// The longest the task sleeps between looks at the clock.
+pub const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// How long one IMAP connection attempt or reply may take.
+const NETWORK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The wall clock, replaceable in tests.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Where notices and follow-up drafts go: the mailbox pushback watches.
+enum Mailroom {
+    Maildir(Maildir),
+    Imap {
+        settings: Box<ImapSettings>,
+        drafts_folder: String,
+        sent_folder: String,
+    },
+}
+
+/// What one round did.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Round {
+    /// Follow-ups newly planned after sent replies.
+    pub planned: usize,
+    /// Reminders fired, by id.
+    pub fired: Vec<i64>,
+}
+
+/// Everything a round needs, opened once from the config.
+pub struct ReminderDesk {
+    config: Config,
+    store: Store,
+    pipeline: Pipeline,
+    keeping: Timekeeping,
+    mailroom: Mailroom,
+}
+
+impl ReminderDesk {
+    pub fn open(config: &Config) -> Result<ReminderDesk> {
+        let store = Store::open(&config.state_dir)?;
+        let pipeline = crate::app::trained_pipeline(config, &store)?;
+        let mailroom = match &config.mailbox.access {
+            MailboxAccess::Maildir { path } => {
+                Mailroom::Maildir(crate::app::open_maildir(path, config)?)
+            }
+            MailboxAccess::Imap(server) => Mailroom::Imap {
+                settings: Box::new(crate::app::imap_settings(server, NETWORK_TIMEOUT)?),
+                drafts_folder: config.mailbox.drafts_folder.clone(),
+                sent_folder: config.mailbox.sent_folder.clone(),
+            },
+        };
+        Ok(ReminderDesk {
+            config: config.clone(),
+            store,
+            pipeline,
+            keeping: Timekeeping::of(config),
+            mailroom,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Plans follow-ups, then fires every reminder due at `now`. A reminder whose delivery
+    /// fails stays claimed and is finished by the next round; the others go on.
+    pub async fn round(&mut self, now: DateTime<Utc>) -> Result<Round> {
+        let mut round = Round {
+            planned: followups::plan_follow_ups(&mut self.store, &self.keeping, now)?,
+            ..Round::default()
+        };
+        for reminder in self.store.due_reminders(now)? {
+            if !self.store.claim_reminder(reminder.id, now)? {
+                continue;
+            }
+            match self.fire(&reminder, now).await {
+                Ok(()) => round.fired.push(reminder.id),
+                Err(error) => tracing::warn!(
+                    reminder = reminder.id,
+                    "cannot deliver the reminder yet (tried again next round): {error:#}"
+                ),
+            }
+        }
+        Ok(round)
+    }
+
+    /// When the next round is due: the next reminder, but within `MAX_SLEEP`.
+    pub fn sleep_from(&self, now: DateTime<Utc>) -> Result<Duration> {
+        let until_next = self
+            .store
+            .next_reminder_due()?
+            .map(|due| (due - now).to_std().unwrap_or(Duration::ZERO));
+        Ok(until_next.map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP)))
+    }
+
+    async fn fire(&mut self, reminder: &Reminder, now: DateTime<Utc>) -> Result<()> {
+        let prepared = if followups::prepares_draft(
+            reminder.kind,
+            reminder.number,
+            &self.keeping.follow_up,
+        ) {
+            Some(self.prepare_follow_up(reminder, now)?)
+        } else {
+            None
+        };
+        let draft = prepared.map(|id| self.store.draft(id)).transpose()?.flatten();
+        let raw = self.notice(reminder, draft.as_ref(), now)?;
+        let message_id = notice::notice_message_id(
+            &self.config.identity,
+            reminder.id,
+            reminder.revision,
+        );
+        self.deliver(&message_id, self.config.reminders.inbox.then_some(&raw[..]))
+            .await?;
+        self.store.finish_reminder(reminder.id, prepared, now)?;
+        tracing::info!(
+            reminder = reminder.id,
+            kind = reminder.kind.as_str(),
+            draft = ?prepared,
+            "reminder fired"
+        );
+        Ok(())
+    }
+
+    /// The follow-up draft for `reminder`: composed from the thread's first reply (its buyer's
+    /// original) and the message it follows up on, recorded once per thread and step.
+    fn prepare_follow_up(&mut self, reminder: &Reminder, now: DateTime<Utc>) -> Result<i64> {
+        let thread = self.store.thread_drafts(reminder.message)?;
+        let Some(first) = thread.first() else {
+            bail!("thread {} has no pushback reply", reminder.message);
+        };
+        let previous = reminder
+            .after_draft
+            .and_then(|id| thread.iter().find(|d| d.id == id))
+            .with_context(|| format!("reminder {} names no sent message", reminder.id))?;
+        let analysis = self
+            .pipeline
+            .analyse(&first.original)
+            .context("cannot read the buyer's original message again")?;
+        let composed = self.pipeline.compose_follow_up(
+            &analysis,
+            &previous.raw,
+            reminder.number,
+            self.keeping.follow_up.max_follow_ups,
+            previous.updated_at,
+            now,
+        )?;
+        let draft = NewDraft {
+            in_reply_to: composed.reply.in_reply_to.clone(),
+            message_id: composed.reply.message_id.clone(),
+            subject: composed.reply.subject.clone(),
+            recipient: composed.reply.to.clone(),
+            category: first.category,
+            body: composed.body,
+            raw: composed.reply.raw,
+            original: previous.raw.clone(),
+            notes: composed.notes,
+            folder_name: format!("{}.follow-up-{}", first.folder_name, reminder.number),
+        };
+        Ok(self
+            .store
+            .record_follow_up_draft(reminder.message, reminder.number, &draft, now)?)
+    }
+
+    fn notice(
+        &self,
+        reminder: &Reminder,
+        draft: Option<&DraftRecord>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u8>> {
+        let cal = &self.keeping.calendar;
+        let facts = self
+            .store
+            .thread_drafts(reminder.message)?
+            .first()
+            .map(|first| self.store.message_facts(first.id))
+            .transpose()?
+            .flatten()
+            .map(|m| m.facts);
+        let headline = match reminder.kind {
+            ReminderKind::FollowUp if draft.is_some() => "Follow-up due".to_string(),
+            ReminderKind::FollowUp => "No answer: the follow-up sequence has ended".to_string(),
+            kind => format!("Coming up: {}", kind.label()),
+        };
+        let due = reminder
+            .due_at
+            .map(|t| crate::core::followup::local_text(t, cal))
+            .unwrap_or_default();
+        let notice = Notice {
+            identity: &self.config.identity,
+            reminder_id: reminder.id,
+            revision: reminder.revision,
+            headline: &headline,
+            about: &reminder.about,
+            due: &due,
+            thread_subject: reminder.subject.as_deref(),
+            buyer: reminder.sender.as_deref(),
+            original_message_id: reminder.in_reply_to.as_deref(),
+            facts: facts.as_ref(),
+            draft: draft.map(|d| NoticeDraft {
+                id: d.id,
+                to: &d.recipient,
+                body: &d.body,
+            }),
+            date: now.with_timezone(&cal.tz).fixed_offset(),
+        };
+        Ok(notice::compose_notice(&notice)?)
+    }
+
+    /// Places unplaced drafts in the Drafts folder and, when given, appends the notice to the
+    /// inbox unread and flagged (unless an earlier attempt already did).
+    async fn deliver(&mut self, message_id: &str, notice: Option<&[u8]>) -> Result<()> {
+        match &self.mailroom {
+            Mailroom::Maildir(maildir) => {
+                crate::app::scan::place_in_maildir(maildir, &mut self.store)?;
+                if let Some(raw) = notice {
+                    maildir.write_flagged(&notice_file_name(message_id), raw)?;
+                }
+            }
+            Mailroom::Imap {
+                settings,
+                drafts_folder,
+                sent_folder,
+            } => {
+                let mut session = ImapSession::connect(settings).await?;
+                let folders = session.special_folders(drafts_folder, sent_folder).await?;
+                crate::app::watch::place_drafts(&mut session, &folders.drafts, &mut self.store)
+                    .await?;
+                if let Some(raw) = notice {
+                    let bracketed = format!("<{message_id}>");
+                    let found = session
+                        .find_by_header("INBOX", "Message-ID", &bracketed)
+                        .await?;
+                    if found.is_empty() {
+                        session.append("INBOX", &["\\Flagged"], raw).await?;
+                    }
+                }
+                session.logout().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A notice's file name in the Maildir inbox: its Message-ID made safe, so a second write
+/// replaces the first.
+fn notice_file_name(message_id: &str) -> String {
+    message_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .collect()
+}
+
+/// Runs rounds until `shutdown`: at start (missed reminders fire once), when `wake` is notified
+/// (a reply was sent), when the next reminder is due, and at least once a minute.
+pub async fn run(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut desk = ReminderDesk::open(&config)?;
+    loop {
+        let now = clock.now();
+        match desk.round(now).await {
+            Ok(round) if round.planned > 0 || !round.fired.is_empty() => {
+                tracing::info!(planned = round.planned, fired = ?round.fired, "reminders");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!("cannot check reminders now: {error:#}"),
+        }
+        let sleep = desk.sleep_from(clock.now()).unwrap_or(MAX_SLEEP);
+        tokio::select! {
+            _ = tokio::time::sleep(sleep.max(Duration::from_millis(100))) => {}
+            _ = wake.notified() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+        }
+    }
+}
+
+/// `pushback reminders list`: open reminders, due first; with `all`, closed ones too.
+pub fn list(store: &Store, keeping: &Timekeeping, all: bool, json: bool) -> Result<String> {
+    let reminders = store.reminders(!all)?;
+    let tz = keeping.calendar.tz;
+    let mut out = String::new();
+    if json {
+        for r in &reminders {
+            let line = serde_json::json!({
+                "id": r.id,
+                "kind": r.kind,
+                "due": r.due_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                "local_due": r.due_at.map(|t| t.with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::Secs, false)),
+                "status": r.status,
+                "in_reply_to": r.in_reply_to,
+                "number": r.number,
+                "about": r.about,
+                "subject": r.subject,
+                "buyer": r.sender,
+                "deadline": r.deadline_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                "draft": r.prepared_draft,
+                "closed_why": r.closed_why,
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+        return Ok(out);
+    }
+    if reminders.is_empty() {
+        return Ok(if all {
+            "No reminders yet.\n".into()
+        } else {
+            "Nothing due: no open reminders.\n".into()
+        });
+    }
+    for r in &reminders {
+        let due = r.due_at.map_or_else(
+            || "date to confirm".to_string(),
+            |t| t.with_timezone(&tz).format("%a %Y-%m-%d %H:%M %Z").to_string(),
+        );
+        out.push_str(&format!(
+            "{:>4}  {:<10} {:<22} {}\n",
+            r.id,
+            r.status.as_str(),
+            due,
+            r.about
+        ));
+        if let Some(draft) = r.prepared_draft {
+            out.push_str(&format!("      follow-up draft {draft}: `pushback drafts show {draft}`\n"));
+        }
+        if let Some(why) = &r.closed_why {
+            out.push_str(&format!("      {why}\n"));
+        }
+    }
+    Ok(out)
+}
+
+/// `pushback reminders done ID`.
+pub fn done(store: &mut Store, id: i64, now: DateTime<Utc>) -> Result<String> {
+    let r = store.reminder_done(id, now)?;
+    Ok(format!("Reminder {} done: {}\n", r.id, r.about))
+}
+
+/// `pushback reminders snooze ID DURATION`: due again `duration` from now. For a date the rep
+/// had to confirm, snoozing is how they give it one: it becomes a scheduled reminder.
+pub fn snooze(
+    store: &mut Store,
+    keeping: &Timekeeping,
+    id: i64,
+    duration: &str,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let length = parse_duration(duration)?;
+    let until = now + length;
+    let before = store
+        .reminder(id)?
+        .with_context(|| format!("no reminder with id {id} (see `pushback reminders list`)"))?;
+    if before.status == ReminderStatus::Firing {
+        bail!("reminder {id} is being delivered right now; try again in a minute");
+    }
+    let r = store.reschedule_reminder(id, until, now)?;
+    Ok(format!(
+        "Reminder {} snoozed until {}: {}\n",
+        r.id,
+        crate::core::followup::local_text(until, &keeping.calendar),
+        r.about
+    ))
+}
+
+/// "90m", "4h", "2d", "1w", or combinations such as "1d12h".
+pub fn parse_duration(text: &str) -> Result<chrono::Duration> {
+    let fail = || {
+        anyhow::anyhow!(
+            "cannot read the duration {text:?}: write a number and a unit, e.g. 90m, 4h, 2d, 1w"
+        )
+    };
+    let mut total = chrono::Duration::zero();
+    let mut digits = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: i64 = digits.parse().map_err(|_| fail())?;
+        digits.clear();
+        total += match c {
+            'm' => chrono::Duration::minutes(n),
+            'h' => chrono::Duration::hours(n),
+            'd' => chrono::Duration::days(n),
+            'w' => chrono::Duration::weeks(n),
+            _ => return Err(fail()),
+        };
+    }
+    if !digits.is_empty() || total <= chrono::Duration::zero() {
+        return Err(fail());
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_person_writes_them() {
+        assert_eq!(parse_duration("90m").unwrap(), chrono::Duration::minutes(90));
+        assert_eq!(parse_duration("2d").unwrap(), chrono::Duration::days(2));
+        assert_eq!(
+            parse_duration("1d12h").unwrap(),
+            chrono::Duration::hours(36)
+        );
+        assert_eq!(parse_duration("1w").unwrap(), chrono::Duration::days(7));
+        for bad in ["", "2", "d", "2x", "0h", "-1d"] {
+            let error = parse_duration(bad).unwrap_err().to_string();
+            assert!(error.contains("90m, 4h, 2d, 1w"), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn notice_file_names_are_safe_and_stable() {
+        assert_eq!(
+            notice_file_name("pushback-reminder.7.2@northwind.example"),
+            "pushback-reminder.7.2_northwind.example"
+        );
+    }
+}
