@@ -8,6 +8,8 @@ use pushback::adapters::store::DraftStatus;
 use pushback::adapters::store::Store;
 use pushback::adapters::templates::Templates;
 use pushback::app::approval::DraftsFolder;
+use pushback::app::followups::Timekeeping;
+use pushback::app::reminders::{self, ReminderDesk};
 use pushback::app::{self, approval, daemon, demo, inspect, scan, send};
 use pushback::config::MailboxAccess;
 use pushback::config::{self, Config};
@@ -62,6 +64,9 @@ enum Command {
     /// Review drafts: nothing is sent without approval
     #[command(subcommand)]
     Drafts(DraftsCommand),
+    /// Follow-ups and RFP deadline reminders: what is due when
+    #[command(subcommand)]
+    Reminders(RemindersCommand),
     /// Validate or preview reply templates
     #[command(subcommand)]
     Templates(TemplatesCommand),
@@ -113,6 +118,23 @@ enum DraftsCommand {
         #[arg(long)]
         not_procurement: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum RemindersCommand {
+    /// Open reminders, due first
+    List {
+        /// One JSON object per reminder per line
+        #[arg(long)]
+        json: bool,
+        /// Closed (done, cancelled) reminders too
+        #[arg(long)]
+        all: bool,
+    },
+    /// Mark a reminder done
+    Done { id: i64 },
+    /// Remind again after DURATION (90m, 4h, 2d, 1w, 1d12h); gives a date to confirm a time
+    Snooze { id: i64, duration: String },
 }
 
 #[derive(Subcommand)]
@@ -198,6 +220,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report = app::scan_once(&config, now)?;
             let mut store = Store::open(&config.state_dir)?;
             app::block_on(send::deliver(&config, &mut store, false, now))??;
+            let mut desk = ReminderDesk::open(&config)?;
+            let round = app::block_on(desk.round(now))??;
+            if !json && !round.fired.is_empty() {
+                eprintln!("{} reminder(s) due: `pushback reminders list`", round.fired.len());
+            }
             if json {
                 serde_json::to_string(&report)? + "\n"
             } else {
@@ -212,6 +239,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(daemon::run(config, daemon::shutdown_signal()))?;
             String::new()
+        }
+        Command::Reminders(command) => {
+            let config = required_config(&config_path)?;
+            let mut store = Store::open(&config.state_dir)?;
+            let keeping = Timekeeping::of(&config);
+            match command {
+                RemindersCommand::List { json, all } => reminders::list(&store, &keeping, all, json)?,
+                RemindersCommand::Done { id } => reminders::done(&mut store, id, now)?,
+                RemindersCommand::Snooze { id, duration } => {
+                    reminders::snooze(&mut store, &keeping, id, &duration, now)?
+                }
+            }
         }
         Command::Drafts(command) => {
             let config = required_config(&config_path)?;

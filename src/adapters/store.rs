@@ -14,9 +14,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod busy;
 mod client;
 mod reminders;
 mod sync;
+pub use busy::Busy;
 pub use client::{ClientEdit, PendingDraft};
 pub use reminders::{
     FollowUpCandidate, NewReminder, Reminder, ReminderKind, ReminderStatus, ReplyEffect,

@@ -4,12 +4,14 @@
 //! start, and the process exits 0.
 
 use crate::adapters::store::Store;
+use crate::app::reminders::{self, SystemClock};
 use crate::app::{Session, send};
 use crate::config::{Config, MailboxAccess};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use std::time::Duration;
-use tokio::sync::watch;
+use std::sync::Arc;
+use tokio::sync::{Notify, watch};
 
 /// Resolves when the process is asked to stop.
 pub async fn shutdown_signal() -> Result<()> {
@@ -32,7 +34,19 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
         MailboxAccess::Maildir { .. } => tokio::spawn(watch_maildir(config.clone(), shutdown)),
         MailboxAccess::Imap(_) => tokio::spawn(watch_imap(config.clone(), shutdown)),
     };
-    let sender = tokio::spawn(send_approved(config.clone(), shutdown_tx.subscribe()));
+    // A sent reply starts its follow-up clock: the sender wakes the reminder task.
+    let sent = Arc::new(Notify::new());
+    let sender = tokio::spawn(send_approved(
+        config.clone(),
+        sent.clone(),
+        shutdown_tx.subscribe(),
+    ));
+    let reminders = tokio::spawn(reminders::run(
+        config.clone(),
+        Arc::new(SystemClock),
+        sent,
+        shutdown_tx.subscribe(),
+    ));
     tracing::info!(
         file = ?config.file,
         "pushback running; drafts wait for your approval"
@@ -47,6 +61,7 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
     let _ = shutdown_tx.send(true);
     watcher.await.context("the watcher task failed")??;
     sender.await.context("the outbox task failed")??;
+    reminders.await.context("the reminder task failed")??;
     tracing::info!("pushback stopped");
     Ok(())
 }
@@ -81,7 +96,11 @@ const OUTBOX_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Sends what the rep approved: first settles sends a crash interrupted, then delivers every due
 /// draft each interval. A failed round (server down) is logged and tried again next round.
-async fn send_approved(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+async fn send_approved(
+    config: Config,
+    sent: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
     let mut store = Store::open(&config.state_dir)?;
     let mut recovered = false;
     loop {
@@ -96,6 +115,7 @@ async fn send_approved(config: Config, mut shutdown: watch::Receiver<bool>) -> R
                 }
                 if !delivery.sent.is_empty() {
                     tracing::info!(drafts = ?delivery.sent, "sent approved replies");
+                    sent.notify_one();
                 }
             }
             Err(error) => tracing::warn!("cannot send approved drafts now: {error:#}"),

@@ -14,6 +14,8 @@
 use crate::adapters::imap::{ImapSettings, Session as ImapSession};
 use crate::adapters::maildir::Maildir;
 use crate::adapters::store::{DraftRecord, NewDraft, Reminder, ReminderKind, ReminderStatus, Store};
+use crate::adapters::calendar::{self, CalDav, CalendarItem, ItemKind, ItemStatus};
+use crate::adapters::secret::Auth;
 use crate::app::followups::{self, Timekeeping};
 use crate::app::pipeline::Pipeline;
 use crate::config::{Config, MailboxAccess};
@@ -21,6 +23,7 @@ use crate::core::notice::{self, Notice, NoticeDraft};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -69,6 +72,7 @@ pub struct ReminderDesk {
     pipeline: Pipeline,
     keeping: Timekeeping,
     mailroom: Mailroom,
+    calendars: Calendars,
 }
 
 impl ReminderDesk {
@@ -91,6 +95,7 @@ impl ReminderDesk {
             pipeline,
             keeping: Timekeeping::of(config),
             mailroom,
+            calendars: Calendars::open(config)?,
         })
     }
 
@@ -116,6 +121,11 @@ impl ReminderDesk {
                     "cannot deliver the reminder yet (tried again next round): {error:#}"
                 ),
             }
+        }
+        // The calendars follow the store; one that cannot be reached now catches up later.
+        let all = self.store.reminders(false)?;
+        if let Err(error) = self.calendars.sync(&all).await {
+            tracing::warn!("cannot bring the reminder calendar up to date now: {error:#}");
         }
         Ok(round)
     }
@@ -277,6 +287,136 @@ impl ReminderDesk {
         Ok(())
     }
 }
+
+/// The reminders as calendar items: follow-ups as to-dos due when they fire, deadlines as events
+/// at the deadline with an alarm at the reminder's time. Dates still to confirm have no place yet.
+pub fn calendar_items(reminders: &[Reminder]) -> Vec<CalendarItem> {
+    reminders
+        .iter()
+        .filter_map(|r| {
+            let due = r.due_at?;
+            let status = match r.status {
+                ReminderStatus::Done => ItemStatus::Done,
+                ReminderStatus::Cancelled => ItemStatus::Cancelled,
+                _ => ItemStatus::Open,
+            };
+            let thread = match (&r.subject, &r.sender) {
+                (Some(subject), Some(buyer)) => format!("\"{subject}\" from {buyer}"),
+                (Some(subject), None) => format!("\"{subject}\""),
+                (None, Some(buyer)) => buyer.clone(),
+                (None, None) => String::new(),
+            };
+            let description = format!(
+                "{}\nThread: {thread}\nDone: pushback reminders done {id}\nLater: pushback reminders snooze {id} 1d",
+                r.about,
+                id = r.id
+            );
+            let (kind, summary, start, alarm_before) = match (r.kind, r.deadline_at) {
+                (ReminderKind::FollowUp, _) => (
+                    ItemKind::Todo,
+                    format!("Follow up: {}", r.subject.as_deref().unwrap_or("pushback thread")),
+                    due,
+                    None,
+                ),
+                (kind, Some(deadline)) => (
+                    ItemKind::Event,
+                    format!("{}: {}", capitalised(kind.label()), r.subject.as_deref().unwrap_or("RFP")),
+                    deadline,
+                    Some(deadline - due),
+                ),
+                (kind, None) => (
+                    ItemKind::Event,
+                    format!("{}: {}", capitalised(kind.label()), r.subject.as_deref().unwrap_or("RFP")),
+                    due,
+                    None,
+                ),
+            };
+            Some(CalendarItem {
+                uid: format!("reminder-{}@pushback", r.id),
+                kind,
+                summary,
+                description,
+                due: start,
+                end: None,
+                alarm_before,
+                status,
+                url: r.in_reply_to.as_ref().map(|id| format!("mid:{id}")),
+                sequence: r.revision,
+                stamp: r.updated_at,
+            })
+        })
+        .collect()
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// The reminders' calendars: the feed file, rewritten when its content changes, and the CalDAV
+/// collection, where each item is PUT again when its revision changed since the last PUT (every
+/// item once after a start: a PUT of an unchanged item changes nothing).
+struct Calendars {
+    feed: std::path::PathBuf,
+    caldav: Option<CalDav>,
+    pushed: HashMap<String, u32>,
+    ensured: bool,
+}
+
+impl Calendars {
+    fn open(config: &Config) -> Result<Calendars> {
+        let caldav = match &config.calendar.caldav {
+            None => None,
+            Some(settings) => {
+                let (user, password) = match &settings.login {
+                    None => (None, None),
+                    Some(login) => match crate::app::resolve_auth(login, &settings.url)? {
+                        Auth::Password { user, password } => (Some(user), Some(password)),
+                        Auth::XOAuth2 { .. } => bail!(
+                            "[calendar] caldav-url: OAuth2 tokens are not supported for CalDAV; \
+                             use a password (an app password) for the calendar"
+                        ),
+                    },
+                };
+                Some(CalDav::new(&settings.url, user, password, None)?)
+            }
+        };
+        Ok(Calendars {
+            feed: config.reminders.feed.clone(),
+            caldav,
+            pushed: HashMap::new(),
+            ensured: false,
+        })
+    }
+
+    async fn sync(&mut self, reminders: &[Reminder]) -> Result<()> {
+        let items = calendar_items(reminders);
+        let text = calendar::feed(&items, FEED_NAME);
+        if std::fs::read_to_string(&self.feed).ok().as_deref() != Some(text.as_str()) {
+            calendar::write_feed(&self.feed, &items, FEED_NAME)?;
+        }
+        let Some(caldav) = &self.caldav else {
+            return Ok(());
+        };
+        if !self.ensured {
+            caldav.ensure_calendar().await?;
+            self.ensured = true;
+        }
+        for item in &items {
+            if self.pushed.get(&item.uid) != Some(&item.sequence) {
+                caldav.put(item).await?;
+                self.pushed.insert(item.uid.clone(), item.sequence);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The calendar's name in the rep's calendar app.
+const FEED_NAME: &str = "pushback follow-ups and RFP deadlines";
 
 /// A notice's file name in the Maildir inbox: its Message-ID made safe, so a second write
 /// replaces the first.

@@ -94,3 +94,14 @@ CREATE TABLE replies (
 );
 CREATE INDEX replies_by_thread ON replies (thread);
 
+
+-- The rep's busy times (from their calendar files, URLs or CalDAV), refreshed by the daemon and
+-- read when call slots are proposed in a draft. Replaced wholesale on each refresh.
+CREATE TABLE busy_times (
+    starts_at TEXT NOT NULL,
+    ends_at   TEXT NOT NULL
+);
+CREATE TABLE busy_refresh (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    refreshed_at TEXT NOT NULL
+);
