@@ -1,15 +1,20 @@
 //! The configuration file: raw TOML (kebab-case keys, unknown keys refused, `version = 1`) is
 //! validated into a typed [`Config`] with paths expanded, ports, security, TLS options and IMAP
-//! sync intervals resolved and defaults applied. Every error names the file, the line and the
-//! key. The config holds no secrets: a password or an OAuth2 access token is named by a command or
-//! an environment variable and fetched by whoever logs in; a plain `password` key is refused.
+//! sync intervals resolved, schedules parsed, the business calendar merged with its holidays file
+//! and defaults applied. Every error names the file, the line and the key. The config holds no
+//! secrets: a password or an OAuth2 access token is named by a command or an environment variable
+//! and fetched by whoever logs in; a plain `password` key is refused.
 //! Reading flags and environment overrides for the config path is the binary's business, and so
-//! are TLS and the login itself (this module only checks that a `ca-file` holds certificates).
+//! are TLS and the login itself (this module only checks that a `ca-file` holds certificates and
+//! that a busy-times file can be read; what it holds is the calendar adapter's to parse).
 
-use crate::core::model::Identity;
+use crate::core::model::{Category, DeadlineKind, Identity};
+use crate::core::schedule::{self, BusinessCalendar, Schedule};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
@@ -40,6 +45,35 @@ pub const IDLE_MINUTES_RANGE: RangeInclusive<u32> = 1..=20;
 /// `[mailbox] poll-seconds`: for servers without IDLE.
 pub const DEFAULT_POLL_SECONDS: u32 = 120;
 pub const POLL_SECONDS_RANGE: RangeInclusive<u32> = 10..=86400;
+/// `[follow-up] at` and `[reminders] at`: 09:00 Monday to Friday in the rep's zone.
+pub const DEFAULT_SCHEDULE: &str = "0 9 * * 1-5";
+/// `[follow-up] after-business-days`: how long the buyer gets to answer before we follow up.
+pub const DEFAULT_FOLLOW_UP_AFTER_BUSINESS_DAYS: u32 = 3;
+/// 0 would chase a reply the moment it left; after three months the conversation is cold.
+pub const FOLLOW_UP_AFTER_BUSINESS_DAYS_RANGE: RangeInclusive<u32> = 1..=60;
+/// `[follow-up] max-follow-ups`: per reply; 0 turns follow-ups off.
+pub const DEFAULT_MAX_FOLLOW_UPS: u32 = 2;
+/// More than a handful of chasers reads as spam to a buyer.
+pub const MAX_FOLLOW_UPS_RANGE: RangeInclusive<u32> = 0..=10;
+/// `[reminders] before-cutoff-business-days`: the questions cut-off.
+pub const DEFAULT_BEFORE_CUTOFF_BUSINESS_DAYS: u32 = 2;
+pub const DEFAULT_BEFORE_SUBMISSION_BUSINESS_DAYS: u32 = 3;
+/// Pre-bid meetings, intent-to-bid notices and other deadlines.
+pub const DEFAULT_BEFORE_OTHER_BUSINESS_DAYS: u32 = 1;
+/// 0 reminds on the day of the deadline itself.
+pub const REMINDER_LEAD_RANGE: RangeInclusive<u32> = 0..=30;
+pub const DEFAULT_REMINDERS_INBOX: bool = true;
+/// `[reminders] feed` is this file in the state directory unless set.
+pub const DEFAULT_REMINDERS_FEED_FILE: &str = "reminders.ics";
+/// `[calendar] slot-minutes`: the length of a proposed discovery call.
+pub const DEFAULT_SLOT_MINUTES: u32 = 30;
+pub const SLOT_MINUTES_RANGE: RangeInclusive<u32> = 15..=240;
+/// `[calendar] slot-count`: how many call times a draft offers.
+pub const DEFAULT_SLOT_COUNT: u32 = 3;
+pub const SLOT_COUNT_RANGE: RangeInclusive<u32> = 1..=10;
+pub const DEFAULT_ATTACH_INVITE: bool = false;
+/// How many firings of each schedule `pushback config check` lists.
+pub const SHOWN_FIRINGS: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -95,6 +129,136 @@ pub struct Config {
     /// `None`: the built-in classifier rules.
     pub classifier_rules: Option<PathBuf>,
     pub max_message_bytes: u64,
+    /// `[business]`: the working week, hours and holidays, in `timezone`.
+    pub business: BusinessCalendar,
+    pub follow_up: FollowUpPolicy,
+    pub reminders: ReminderSettings,
+    pub calendar: CalendarSettings,
+}
+
+/// `[follow-up]`: when a pushback reply the buyer has not answered is followed up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUpPolicy {
+    /// `at`: the times of day follow-ups become due.
+    pub at: Schedule,
+    /// `after-business-days`: business days after our reply, for categories without their own.
+    pub after_business_days: u32,
+    /// `[follow-up.after-business-days-by-category]`: an RFP deserves longer than a price list.
+    pub after_business_days_by_category: BTreeMap<Category, u32>,
+    /// `max-follow-ups`: per reply; 0 turns follow-ups off.
+    pub max_follow_ups: u32,
+}
+
+impl FollowUpPolicy {
+    /// The business days to wait before following up on a reply to mail of `category`.
+    pub fn after_business_days(&self, category: Category) -> u32 {
+        self.after_business_days_by_category
+            .get(&category)
+            .copied()
+            .unwrap_or(self.after_business_days)
+    }
+}
+
+impl Default for FollowUpPolicy {
+    fn default() -> FollowUpPolicy {
+        FollowUpPolicy {
+            at: default_schedule(),
+            after_business_days: DEFAULT_FOLLOW_UP_AFTER_BUSINESS_DAYS,
+            after_business_days_by_category: BTreeMap::new(),
+            max_follow_ups: DEFAULT_MAX_FOLLOW_UPS,
+        }
+    }
+}
+
+fn default_schedule() -> Schedule {
+    Schedule::parse(DEFAULT_SCHEDULE).expect("the default schedule parses")
+}
+
+/// `[reminders]`: how long before a buyer's deadline the rep is reminded, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReminderSettings {
+    /// `at`: the times of day deadline reminders are raised.
+    pub at: Schedule,
+    /// `before-cutoff-business-days`: before the questions cut-off.
+    pub before_cutoff_business_days: u32,
+    /// `before-submission-business-days`.
+    pub before_submission_business_days: u32,
+    /// `before-other-business-days`: pre-bid meetings, intent-to-bid and other deadlines.
+    pub before_other_business_days: u32,
+    /// `inbox`: reminders are appended to the rep's inbox as mail.
+    pub inbox: bool,
+    /// `feed`: the .ics file reminders are written to, for a calendar app to subscribe to.
+    pub feed: PathBuf,
+}
+
+impl ReminderSettings {
+    /// The defaults, with the feed in `state_dir`.
+    pub fn in_state_dir(state_dir: &Path) -> ReminderSettings {
+        ReminderSettings {
+            at: default_schedule(),
+            before_cutoff_business_days: DEFAULT_BEFORE_CUTOFF_BUSINESS_DAYS,
+            before_submission_business_days: DEFAULT_BEFORE_SUBMISSION_BUSINESS_DAYS,
+            before_other_business_days: DEFAULT_BEFORE_OTHER_BUSINESS_DAYS,
+            inbox: DEFAULT_REMINDERS_INBOX,
+            feed: state_dir.join(DEFAULT_REMINDERS_FEED_FILE),
+        }
+    }
+
+    /// The business days before a deadline of `kind` that its reminder is due.
+    pub fn lead_business_days(&self, kind: DeadlineKind) -> u32 {
+        match kind {
+            DeadlineKind::Questions => self.before_cutoff_business_days,
+            DeadlineKind::Submission => self.before_submission_business_days,
+            DeadlineKind::PreBid | DeadlineKind::IntentToBid | DeadlineKind::Other => {
+                self.before_other_business_days
+            }
+        }
+    }
+}
+
+/// `[calendar]`: the rep's calendar, for proposing discovery-call times and publishing reminders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalendarSettings {
+    /// `caldav-url` with its login; `None` when unset.
+    pub caldav: Option<CalDavSettings>,
+    /// `busy`: where the rep's busy times come from.
+    pub busy: Vec<BusySource>,
+    /// `slot-minutes`: the length of a proposed call.
+    pub slot_minutes: u32,
+    /// `slot-count`: how many call times a draft offers.
+    pub slot_count: u32,
+    /// `attach-invite`: drafts carry an .ics invitation for the proposed times.
+    pub attach_invite: bool,
+}
+
+impl Default for CalendarSettings {
+    fn default() -> CalendarSettings {
+        CalendarSettings {
+            caldav: None,
+            busy: Vec::new(),
+            slot_minutes: DEFAULT_SLOT_MINUTES,
+            slot_count: DEFAULT_SLOT_COUNT,
+            attach_invite: DEFAULT_ATTACH_INVITE,
+        }
+    }
+}
+
+/// A CalDAV calendar collection. The URL never holds a user or password (those are refused).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalDavSettings {
+    /// An http or https URL.
+    pub url: String,
+    /// `None`: no authentication (a calendar server on loopback, say).
+    pub login: Option<Login>,
+}
+
+/// One source of the rep's busy times.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BusySource {
+    /// An .ics file, readable when the config was loaded.
+    File(PathBuf),
+    /// An http or https URL of an .ics feed.
+    Url(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -174,7 +338,8 @@ pub struct Login {
 pub enum Credential {
     /// IMAP LOGIN / SMTP AUTH PLAIN or LOGIN.
     Password(PasswordSource),
-    /// SASL XOAUTH2: a shell command whose first output line is an OAuth2 access token.
+    /// A shell command whose first output line is an OAuth2 access token: SASL XOAUTH2 for IMAP
+    /// and SMTP, an `Authorization: Bearer` header for CalDAV.
     OAuth2TokenCommand(String),
 }
 
@@ -272,10 +437,11 @@ impl Config {
     /// The embedded configuration `pushback demo` runs with: a fictional rep, a local Maildir and
     /// built-in templates and rules.
     pub fn demo(maildir: &Path, state_dir: &Path) -> Config {
+        let timezone = Tz::Europe__London;
         Config {
             file: None,
             identity: Identity::demo(),
-            timezone: Tz::Europe__London,
+            timezone,
             mailbox: Mailbox {
                 access: MailboxAccess::Maildir {
                     path: maildir.to_path_buf(),
@@ -289,6 +455,10 @@ impl Config {
             templates_dir: None,
             classifier_rules: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            business: BusinessCalendar::new(timezone),
+            follow_up: FollowUpPolicy::default(),
+            reminders: ReminderSettings::in_state_dir(state_dir),
+            calendar: CalendarSettings::default(),
         }
     }
 
@@ -297,6 +467,35 @@ impl Config {
     /// newline, so whatever is printed after it starts on a line of its own.
     pub fn describe(&self) -> String {
         format!("{self}\n")
+    }
+
+    /// Every schedule with its next [`SHOWN_FIRINGS`] firings after `now` in the rep's zone, for
+    /// `pushback config check`: "Mon 2026-11-30 09:00 EST (-05:00)". `now` is the caller's so this
+    /// stays off the clock.
+    pub fn describe_schedules(&self, now: DateTime<Utc>) -> String {
+        let mut out = String::new();
+        for (key, schedule) in [
+            ("[follow-up] at", &self.follow_up.at),
+            ("[reminders] at", &self.reminders.at),
+        ] {
+            out.push_str(&format!(
+                "{key} = {:?}, next in {}:\n",
+                schedule.as_str(),
+                self.timezone
+            ));
+            let firings = schedule.upcoming(now, self.timezone, SHOWN_FIRINGS);
+            if firings.is_empty() {
+                out.push_str("  never again\n");
+            }
+            for at in firings {
+                let local = at.with_timezone(&self.timezone);
+                out.push_str(&format!(
+                    "  {}\n",
+                    local.format("%a %Y-%m-%d %H:%M %Z (%:z)")
+                ));
+            }
+        }
+        out
     }
 
     /// The servers whose certificates are not checked, by table, for the warnings.
@@ -392,6 +591,7 @@ impl fmt::Display for Config {
             Some(path) => writeln!(f, "classifier rules: {}", path.display())?,
             None => writeln!(f, "classifier rules: built-in")?,
         }
+        describe_time_keeping(self, f)?;
         write!(f, "max message size: {} bytes", self.max_message_bytes)?;
         for (table, server) in self.unchecked_servers() {
             write!(
@@ -417,20 +617,7 @@ impl fmt::Display for Server {
         )?;
         match &self.login {
             None => write!(f, ", no login")?,
-            Some(Login { user, credential }) => {
-                write!(f, ", user {user}, ")?;
-                match credential {
-                    Credential::Password(PasswordSource::Command(command)) => {
-                        write!(f, "password from command `{command}`")?
-                    }
-                    Credential::Password(PasswordSource::Env(name)) => {
-                        write!(f, "password from environment variable {name}")?
-                    }
-                    Credential::OAuth2TokenCommand(command) => {
-                        write!(f, "XOAUTH2 with a token from command `{command}`")?
-                    }
-                }
-            }
+            Some(login) => write!(f, ", {login}")?,
         }
         if let Some(ca_file) = &self.tls.ca_file {
             write!(f, ", also trusting CAs in {}", ca_file.display())?;
@@ -440,6 +627,116 @@ impl fmt::Display for Server {
         }
         Ok(())
     }
+}
+
+impl fmt::Display for Login {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "user {}, ", self.user)?;
+        match &self.credential {
+            Credential::Password(PasswordSource::Command(command)) => {
+                write!(f, "password from command `{command}`")
+            }
+            Credential::Password(PasswordSource::Env(name)) => {
+                write!(f, "password from environment variable {name}")
+            }
+            Credential::OAuth2TokenCommand(command) => {
+                write!(f, "XOAUTH2 with a token from command `{command}`")
+            }
+        }
+    }
+}
+
+impl fmt::Display for BusySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BusySource::File(path) => write!(f, "{}", path.display()),
+            BusySource::Url(url) => f.write_str(url),
+        }
+    }
+}
+
+/// The lines of `config check` for `[business]`, `[follow-up]`, `[reminders]` and `[calendar]`.
+fn describe_time_keeping(config: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let business = &config.business;
+    let days: Vec<String> = std::iter::successors(Some(Weekday::Mon), |d| Some(d.succ()))
+        .zip(business.working_days)
+        .filter(|(_, works)| *works)
+        .map(|(day, _)| day.to_string())
+        .collect();
+    let (start, end) = business.working_hours;
+    writeln!(
+        f,
+        "business week:    {} {}-{} {}, {} holiday{}",
+        days.join(" "),
+        start.format("%H:%M"),
+        end.format("%H:%M"),
+        business.tz,
+        business.holidays.len(),
+        if business.holidays.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
+    )?;
+    let follow_up = &config.follow_up;
+    let by_category: Vec<String> = follow_up
+        .after_business_days_by_category
+        .iter()
+        .map(|(category, days)| format!("{category} {days}"))
+        .collect();
+    let by_category = if by_category.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", by_category.join(", "))
+    };
+    writeln!(
+        f,
+        "follow-ups:       {} business days after our reply{by_category}, at most {} per reply, \
+         due at {:?}",
+        follow_up.after_business_days,
+        follow_up.max_follow_ups,
+        follow_up.at.as_str()
+    )?;
+    let reminders = &config.reminders;
+    writeln!(
+        f,
+        "reminders:        {} business days before a questions cut-off, {} before a submission, \
+         {} before other deadlines, raised at {:?}",
+        reminders.before_cutoff_business_days,
+        reminders.before_submission_business_days,
+        reminders.before_other_business_days,
+        reminders.at.as_str()
+    )?;
+    let mut targets = Vec::new();
+    if reminders.inbox {
+        targets.push("the inbox (as mail)".to_owned());
+    }
+    targets.push(format!("the feed {}", reminders.feed.display()));
+    if let Some(caldav) = &config.calendar.caldav {
+        targets.push(match &caldav.login {
+            Some(login) => format!("CalDAV {} ({login})", caldav.url),
+            None => format!("CalDAV {} (no login)", caldav.url),
+        });
+    }
+    writeln!(f, "delivered to:     {}", targets.join(", "))?;
+    let calendar = &config.calendar;
+    let busy: Vec<String> = calendar.busy.iter().map(ToString::to_string).collect();
+    let busy = if busy.is_empty() {
+        "no busy times configured".to_owned()
+    } else {
+        format!("busy times from {}", busy.join(", "))
+    };
+    writeln!(
+        f,
+        "call slots:       {} of {} min, {}; {busy}",
+        calendar.slot_count,
+        calendar.slot_minutes,
+        if calendar.attach_invite {
+            "invite attached"
+        } else {
+            "no invite attached"
+        }
+    )
 }
 
 // ---- raw TOML ------------------------------------------------------------------------------
@@ -467,6 +764,14 @@ struct RawConfig {
     classifier: RawClassifier,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    business: RawBusiness,
+    #[serde(default)]
+    follow_up: RawFollowUp,
+    #[serde(default)]
+    reminders: RawReminders,
+    #[serde(default)]
+    calendar: RawCalendar,
 }
 
 #[derive(Deserialize)]
@@ -534,10 +839,7 @@ struct RawServer {
     host: Option<Spanned<String>>,
     port: Option<Spanned<u16>>,
     security: Option<Spanned<Security>>,
-    user: Option<Spanned<String>>,
-    password_command: Option<Spanned<String>>,
-    password_env: Option<Spanned<String>>,
-    token_command: Option<Spanned<String>>,
+    login: RawLogin,
     ca_file: Option<Spanned<String>>,
     accept_invalid_certs: Option<Spanned<bool>>,
 }
@@ -550,10 +852,6 @@ impl RawServer {
             ("host", string(&self.host)),
             ("port", self.port.as_ref().map(Spanned::span)),
             ("security", self.security.as_ref().map(Spanned::span)),
-            ("user", string(&self.user)),
-            ("password-command", string(&self.password_command)),
-            ("password-env", string(&self.password_env)),
-            ("token-command", string(&self.token_command)),
             ("ca-file", string(&self.ca_file)),
             (
                 "accept-invalid-certs",
@@ -562,6 +860,30 @@ impl RawServer {
         ]
         .into_iter()
         .filter_map(|(key, span)| span.map(|span| (key, span)))
+        .chain(self.login.keys_set())
+        .collect()
+    }
+}
+
+/// The login keys `[mailbox]`, `[smtp]` and (prefixed `caldav-`) `[calendar]` share.
+struct RawLogin {
+    user: Option<Spanned<String>>,
+    password_command: Option<Spanned<String>>,
+    password_env: Option<Spanned<String>>,
+    token_command: Option<Spanned<String>>,
+}
+
+impl RawLogin {
+    /// The keys that are set, unprefixed, with where they are.
+    fn keys_set(&self) -> Vec<(&'static str, Range<usize>)> {
+        [
+            ("user", &self.user),
+            ("password-command", &self.password_command),
+            ("password-env", &self.password_env),
+            ("token-command", &self.token_command),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.as_ref().map(|v| (key, v.span())))
         .collect()
     }
 }
@@ -595,6 +917,56 @@ struct RawClassifier {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawLimits {
     max_message_bytes: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawBusiness {
+    /// A list of days and ranges, or one of them: `["mon", "wed-fri"]`, `"mon-fri"`.
+    working_days: Option<Spanned<toml::Value>>,
+    working_hours: Option<Spanned<String>>,
+    #[serde(default)]
+    holidays: Vec<Spanned<String>>,
+    holidays_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawFollowUp {
+    at: Option<Spanned<String>>,
+    after_business_days: Option<Spanned<u32>>,
+    /// Keyed by category name; the value's span gives the line for an unknown name.
+    #[serde(default)]
+    after_business_days_by_category: BTreeMap<String, Spanned<u32>>,
+    max_follow_ups: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawReminders {
+    at: Option<Spanned<String>>,
+    before_cutoff_business_days: Option<Spanned<u32>>,
+    before_submission_business_days: Option<Spanned<u32>>,
+    before_other_business_days: Option<Spanned<u32>>,
+    inbox: Option<Spanned<bool>>,
+    feed: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCalendar {
+    caldav_url: Option<Spanned<String>>,
+    caldav_user: Option<Spanned<String>>,
+    caldav_password_command: Option<Spanned<String>>,
+    caldav_password_env: Option<Spanned<String>>,
+    caldav_token_command: Option<Spanned<String>>,
+    /// Only there to be refused with a useful message; its value is never kept.
+    caldav_password: Option<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    busy: Vec<Spanned<String>>,
+    slot_minutes: Option<Spanned<u32>>,
+    slot_count: Option<Spanned<u32>>,
+    attach_invite: Option<Spanned<bool>>,
 }
 
 // ---- validation ----------------------------------------------------------------------------
@@ -673,6 +1045,10 @@ impl Parser<'_> {
             Some(max) => max.into_inner(),
             None => DEFAULT_MAX_MESSAGE_BYTES,
         };
+        let business = self.business(raw.business, timezone)?;
+        let follow_up = self.follow_up(raw.follow_up)?;
+        let reminders = self.reminders(raw.reminders, &state_dir)?;
+        let calendar = self.calendar(raw.calendar)?;
 
         Ok(Config {
             file: Some(self.file.to_path_buf()),
@@ -684,6 +1060,10 @@ impl Parser<'_> {
             templates_dir,
             classifier_rules,
             max_message_bytes,
+            business,
+            follow_up,
+            reminders,
+            calendar,
         })
     }
 
@@ -720,26 +1100,30 @@ impl Parser<'_> {
         }
     }
 
+    /// `prefix` goes before every login key of the table (`caldav-` in `[calendar]`).
     fn refuse_password(
         &self,
         table: &str,
+        prefix: &str,
         password: Option<&Spanned<IgnoredAny>>,
     ) -> Result<(), Error> {
         match password {
             None => Ok(()),
             Some(password) => Err(self.invalid(
                 password.span(),
-                &format!("[{table}] password"),
-                "a password in the config file is refused; use password-command (a command that \
-                 prints it, e.g. \"pass show mail/work\") or password-env (the name of an \
-                 environment variable holding it)",
+                &format!("[{table}] {prefix}password"),
+                format!(
+                    "a password in the config file is refused; use {prefix}password-command (a \
+                     command that prints it, e.g. \"pass show mail/work\") or {prefix}password-env \
+                     (the name of an environment variable holding it)"
+                ),
             )),
         }
     }
 
     fn mailbox(&self, raw: RawMailbox) -> Result<Mailbox, Error> {
         // Before the kind checks, so a maildir user learns where passwords go, too.
-        self.refuse_password("mailbox", raw.password.as_ref())?;
+        self.refuse_password("mailbox", "", raw.password.as_ref())?;
         let folder = |value: Option<Spanned<String>>, key: &str, default: &str| match value {
             None => Ok(default.to_owned()),
             Some(v) if v.get_ref().is_empty() || v.get_ref().contains('/') => Err(self.invalid(
@@ -763,10 +1147,12 @@ impl Parser<'_> {
             host: raw.host,
             port: raw.port,
             security: raw.security,
-            user: raw.user,
-            password_command: raw.password_command,
-            password_env: raw.password_env,
-            token_command: raw.token_command,
+            login: RawLogin {
+                user: raw.user,
+                password_command: raw.password_command,
+                password_env: raw.password_env,
+                token_command: raw.token_command,
+            },
             ca_file: raw.ca_file,
             accept_invalid_certs: raw.accept_invalid_certs,
         };
@@ -897,7 +1283,7 @@ impl Parser<'_> {
     }
 
     fn outgoing(&self, raw: RawSmtp) -> Result<Outgoing, Error> {
-        self.refuse_password("smtp", raw.password.as_ref())?;
+        self.refuse_password("smtp", "", raw.password.as_ref())?;
         let save_to_sent = raw
             .save_to_sent
             .map_or(DEFAULT_SAVE_TO_SENT, Spanned::into_inner);
@@ -905,10 +1291,12 @@ impl Parser<'_> {
             host: raw.host,
             port: raw.port,
             security: raw.security,
-            user: raw.user,
-            password_command: raw.password_command,
-            password_env: raw.password_env,
-            token_command: raw.token_command,
+            login: RawLogin {
+                user: raw.user,
+                password_command: raw.password_command,
+                password_env: raw.password_env,
+                token_command: raw.token_command,
+            },
             ca_file: raw.ca_file,
             accept_invalid_certs: raw.accept_invalid_certs,
         };
@@ -1006,14 +1394,7 @@ impl Parser<'_> {
                 (false, Security::Plain) => 25,
             },
         };
-        let login = self.login(
-            table,
-            raw.user,
-            raw.password_command,
-            raw.password_env,
-            raw.token_command,
-            login_required_at,
-        )?;
+        let login = self.login(table, "", raw.login, login_required_at)?;
         let ca_file = raw
             .ca_file
             .map(|file| self.ca_file(&key("ca-file"), file))
@@ -1030,28 +1411,28 @@ impl Parser<'_> {
         })
     }
 
-    /// `user` with exactly one of the three credential sources, or (SMTP only) none of them.
+    /// `user` with exactly one of the three credential sources, or (SMTP and CalDAV) none of
+    /// them. `prefix` goes before every key name, as in [`Parser::refuse_password`].
     fn login(
         &self,
         table: &str,
-        user: Option<Spanned<String>>,
-        password_command: Option<Spanned<String>>,
-        password_env: Option<Spanned<String>>,
-        token_command: Option<Spanned<String>>,
+        prefix: &str,
+        raw: RawLogin,
         login_required_at: Option<Range<usize>>,
     ) -> Result<Option<Login>, Error> {
-        let key = |name: &str| format!("[{table}] {name}");
-        let mut credentials: Vec<(&str, Range<usize>, Credential)> = Vec::new();
-        if let Some(command) = password_command {
+        let name = |name: &str| format!("{prefix}{name}");
+        let key = |key: &str| format!("[{table}] {prefix}{key}");
+        let mut credentials: Vec<(String, Range<usize>, Credential)> = Vec::new();
+        if let Some(command) = raw.password_command {
             let span = command.span();
             let command = self.command(&key("password-command"), command)?;
             credentials.push((
-                "password-command",
+                name("password-command"),
                 span,
                 Credential::Password(PasswordSource::Command(command)),
             ));
         }
-        if let Some(env) = password_env {
+        if let Some(env) = raw.password_env {
             // Naming rules catch the likely mistake of pasting the password itself here.
             if !is_env_name(env.get_ref()) {
                 return Err(self.invalid(
@@ -1062,29 +1443,37 @@ impl Parser<'_> {
                 ));
             }
             credentials.push((
-                "password-env",
+                name("password-env"),
                 env.span(),
                 Credential::Password(PasswordSource::Env(env.into_inner())),
             ));
         }
-        if let Some(command) = token_command {
+        if let Some(command) = raw.token_command {
             let span = command.span();
             let command = self.command(&key("token-command"), command)?;
             credentials.push((
-                "token-command",
+                name("token-command"),
                 span,
                 Credential::OAuth2TokenCommand(command),
             ));
         }
         credentials.sort_by_key(|(_, span, _)| span.start);
+        let sources = |conjunction: &str| {
+            format!(
+                "{}, {} {conjunction} {}",
+                name("password-command"),
+                name("password-env"),
+                name("token-command")
+            )
+        };
         if let Some((name, span, _)) = credentials.get(1) {
             return Err(self.invalid(
                 span.clone(),
-                &key(name),
-                "set only one of password-command, password-env and token-command",
+                &format!("[{table}] {name}"),
+                format!("set only one of {}", sources("and")),
             ));
         }
-        match (user, credentials.pop()) {
+        match (raw.user, credentials.pop()) {
             (Some(user), Some((_, _, credential))) => Ok(Some(Login {
                 user: user.into_inner(),
                 credential,
@@ -1092,7 +1481,7 @@ impl Parser<'_> {
             (Some(user), None) => Err(self.invalid(
                 user.span(),
                 &key("user"),
-                "needs password-command, password-env or token-command to log in",
+                format!("needs {} to log in", sources("or")),
             )),
             (None, Some((name, span, _))) => Err(self.invalid(
                 span,
@@ -1110,6 +1499,337 @@ impl Parser<'_> {
                 }),
                 None => Ok(None),
             },
+        }
+    }
+
+    /// A cron schedule, or [`DEFAULT_SCHEDULE`] when unset.
+    fn schedule(&self, key: &str, value: Option<Spanned<String>>) -> Result<Schedule, Error> {
+        match value {
+            None => Ok(default_schedule()),
+            Some(expr) => Schedule::parse(expr.get_ref())
+                .map_err(|e| self.invalid(expr.span(), key, e.to_string())),
+        }
+    }
+
+    fn business(&self, raw: RawBusiness, tz: Tz) -> Result<BusinessCalendar, Error> {
+        let mut calendar = BusinessCalendar::new(tz);
+        if let Some(days) = raw.working_days {
+            calendar.working_days = self.working_days(days)?;
+        }
+        if let Some(hours) = raw.working_hours {
+            calendar.working_hours = self.working_hours(hours)?;
+        }
+        for day in raw.holidays {
+            let date = NaiveDate::parse_from_str(day.get_ref(), "%Y-%m-%d").map_err(|_| {
+                self.invalid(
+                    day.span(),
+                    "[business] holidays",
+                    format!("{:?} is not a date (YYYY-MM-DD)", day.get_ref()),
+                )
+            })?;
+            calendar.holidays.insert(date);
+        }
+        if let Some(file) = raw.holidays_file {
+            calendar.holidays.extend(self.holidays_file(file)?);
+        }
+        Ok(calendar)
+    }
+
+    /// Day names (`mon`, `Monday`) and ranges that run forward through the week and may wrap
+    /// (`sun-thu`), as one string or a list; indexed Monday = 0 like [`BusinessCalendar`].
+    fn working_days(&self, value: Spanned<toml::Value>) -> Result<[bool; 7], Error> {
+        const KEY: &str = "[business] working-days";
+        let invalid = |message: String| self.invalid(value.span(), KEY, message);
+        let items: Vec<&str> = match value.get_ref() {
+            toml::Value::String(item) => vec![item],
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .ok_or_else(|| invalid(format!("{item} is not a day name")))
+                })
+                .collect::<Result<_, _>>()?,
+            other => {
+                return Err(invalid(format!(
+                    "must be a list of days such as [\"mon\", \"tue\"] or a range such as \
+                     \"mon-fri\", not {other}"
+                )));
+            }
+        };
+        let weekday = |name: &str| {
+            name.trim().parse::<Weekday>().map_err(|_| {
+                invalid(format!(
+                    "{name:?} is not a day; use mon, tue, wed, thu, fri, sat or sun, or a range \
+                     such as \"mon-fri\""
+                ))
+            })
+        };
+        let mut days = [false; 7];
+        for item in items {
+            let (first, last) = item.split_once('-').unwrap_or((item, item));
+            let (mut day, last) = (weekday(first)?, weekday(last)?);
+            days[day.num_days_from_monday() as usize] = true;
+            while day != last {
+                day = day.succ();
+                days[day.num_days_from_monday() as usize] = true;
+            }
+        }
+        if !days.contains(&true) {
+            return Err(invalid("must name at least one day".into()));
+        }
+        Ok(days)
+    }
+
+    /// `"09:00-17:00"`, start before end (working hours do not run past midnight).
+    fn working_hours(&self, value: Spanned<String>) -> Result<(NaiveTime, NaiveTime), Error> {
+        const KEY: &str = "[business] working-hours";
+        let text = value.get_ref();
+        let time = |t: &str| NaiveTime::parse_from_str(t.trim(), "%H:%M").ok();
+        let Some((start, end)) = text
+            .split_once('-')
+            .and_then(|(start, end)| Some((time(start)?, time(end)?)))
+        else {
+            return Err(self.invalid(
+                value.span(),
+                KEY,
+                format!("{text:?} is not HH:MM-HH:MM such as \"09:00-17:00\""),
+            ));
+        };
+        if start >= end {
+            return Err(self.invalid(
+                value.span(),
+                KEY,
+                format!(
+                    "{text:?} does not end after it starts; working hours cannot run past \
+                     midnight"
+                ),
+            ));
+        }
+        Ok((start, end))
+    }
+
+    /// Read now, so that a broken file fails at load time, naming its own line as well.
+    fn holidays_file(&self, value: Spanned<String>) -> Result<BTreeSet<NaiveDate>, Error> {
+        const KEY: &str = "[business] holidays-file";
+        let span = value.span();
+        let path = self.path(KEY, value)?;
+        let text = std::fs::read_to_string(&path).map_err(|cause| {
+            self.invalid(
+                span.clone(),
+                KEY,
+                format!("cannot read {}: {cause}", path.display()),
+            )
+        })?;
+        schedule::holidays_from_ics(&text).map_err(|e| {
+            let at = match e {
+                schedule::Error::Ics { line, problem } => {
+                    format!("{} line {line}: {problem}", path.display())
+                }
+                other => format!("{}: {other}", path.display()),
+            };
+            self.invalid(span, KEY, format!("cannot read holidays from {at}"))
+        })
+    }
+
+    fn follow_up(&self, raw: RawFollowUp) -> Result<FollowUpPolicy, Error> {
+        let days = |value: Option<Spanned<u32>>, key: &str| {
+            self.bounded(
+                value,
+                key,
+                FOLLOW_UP_AFTER_BUSINESS_DAYS_RANGE,
+                DEFAULT_FOLLOW_UP_AFTER_BUSINESS_DAYS,
+                "business days",
+                "",
+            )
+        };
+        let mut by_category = BTreeMap::new();
+        for (name, value) in raw.after_business_days_by_category {
+            let key = format!("[follow-up.after-business-days-by-category] {name}");
+            let Some(category) = Category::PROCUREMENT
+                .into_iter()
+                .find(|c| c.as_str() == name)
+            else {
+                let names: Vec<&str> = Category::PROCUREMENT.map(Category::as_str).into();
+                return Err(self.invalid(
+                    value.span(),
+                    &key,
+                    format!("unknown category {name:?}; use one of {}", names.join(", ")),
+                ));
+            };
+            by_category.insert(category, days(Some(value), &key)?);
+        }
+        Ok(FollowUpPolicy {
+            at: self.schedule("[follow-up] at", raw.at)?,
+            after_business_days: days(raw.after_business_days, "[follow-up] after-business-days")?,
+            after_business_days_by_category: by_category,
+            max_follow_ups: self.bounded(
+                raw.max_follow_ups,
+                "[follow-up] max-follow-ups",
+                MAX_FOLLOW_UPS_RANGE,
+                DEFAULT_MAX_FOLLOW_UPS,
+                "follow-ups",
+                " (0 turns them off)",
+            )?,
+        })
+    }
+
+    fn reminders(&self, raw: RawReminders, state_dir: &Path) -> Result<ReminderSettings, Error> {
+        let lead = |value: Option<Spanned<u32>>, key: &str, default: u32| {
+            self.bounded(
+                value,
+                key,
+                REMINDER_LEAD_RANGE,
+                default,
+                "business days",
+                " (0 reminds on the day)",
+            )
+        };
+        let defaults = ReminderSettings::in_state_dir(state_dir);
+        Ok(ReminderSettings {
+            at: self.schedule("[reminders] at", raw.at)?,
+            before_cutoff_business_days: lead(
+                raw.before_cutoff_business_days,
+                "[reminders] before-cutoff-business-days",
+                defaults.before_cutoff_business_days,
+            )?,
+            before_submission_business_days: lead(
+                raw.before_submission_business_days,
+                "[reminders] before-submission-business-days",
+                defaults.before_submission_business_days,
+            )?,
+            before_other_business_days: lead(
+                raw.before_other_business_days,
+                "[reminders] before-other-business-days",
+                defaults.before_other_business_days,
+            )?,
+            inbox: raw.inbox.map_or(defaults.inbox, Spanned::into_inner),
+            feed: match raw.feed {
+                Some(path) => self.path("[reminders] feed", path)?,
+                None => defaults.feed,
+            },
+        })
+    }
+
+    fn calendar(&self, raw: RawCalendar) -> Result<CalendarSettings, Error> {
+        self.refuse_password("calendar", "caldav-", raw.caldav_password.as_ref())?;
+        let login = RawLogin {
+            user: raw.caldav_user,
+            password_command: raw.caldav_password_command,
+            password_env: raw.caldav_password_env,
+            token_command: raw.caldav_token_command,
+        };
+        let caldav = match raw.caldav_url {
+            Some(url) => Some(self.caldav(url, login)?),
+            None => match first_in_file(login.keys_set()) {
+                Some((key, span)) => {
+                    return Err(self.invalid(
+                        span,
+                        &format!("[calendar] caldav-{key}"),
+                        "only used with caldav-url; set caldav-url or remove it",
+                    ));
+                }
+                None => None,
+            },
+        };
+        let busy = raw
+            .busy
+            .into_iter()
+            .map(|source| self.busy_source(source))
+            .collect::<Result<_, _>>()?;
+        let defaults = CalendarSettings::default();
+        Ok(CalendarSettings {
+            caldav,
+            busy,
+            slot_minutes: self.bounded(
+                raw.slot_minutes,
+                "[calendar] slot-minutes",
+                SLOT_MINUTES_RANGE,
+                defaults.slot_minutes,
+                "minutes",
+                "",
+            )?,
+            slot_count: self.bounded(
+                raw.slot_count,
+                "[calendar] slot-count",
+                SLOT_COUNT_RANGE,
+                defaults.slot_count,
+                "slots",
+                "",
+            )?,
+            attach_invite: raw
+                .attach_invite
+                .map_or(defaults.attach_invite, Spanned::into_inner),
+        })
+    }
+
+    fn caldav(&self, url: Spanned<String>, login: RawLogin) -> Result<CalDavSettings, Error> {
+        const KEY: &str = "[calendar] caldav-url";
+        let span = url.span();
+        let url = self.http_url(
+            KEY,
+            url,
+            "; use caldav-user with caldav-password-command, caldav-password-env or \
+             caldav-token-command",
+        )?;
+        let login = self.login("calendar", "caldav-", login, None)?;
+        // As for IMAP and SMTP: no password in clear text beyond this machine.
+        if login.is_some() && url.scheme() == "http" && !url.host_str().is_some_and(is_loopback) {
+            return Err(self.invalid(
+                span,
+                KEY,
+                "http sends the password unencrypted, so it is only allowed to a loopback host; \
+                 use https",
+            ));
+        }
+        Ok(CalDavSettings {
+            url: url.into(),
+            login,
+        })
+    }
+
+    /// A URL (anything with `://`) or an .ics file, which must be readable now.
+    fn busy_source(&self, value: Spanned<String>) -> Result<BusySource, Error> {
+        const KEY: &str = "[calendar] busy";
+        if value.get_ref().contains("://") {
+            let url = self.http_url(KEY, value, "")?;
+            return Ok(BusySource::Url(url.into()));
+        }
+        let span = value.span();
+        let path = self.path(KEY, value)?;
+        std::fs::read(&path).map_err(|cause| {
+            self.invalid(
+                span,
+                KEY,
+                format!("cannot read {}: {cause}", path.display()),
+            )
+        })?;
+        Ok(BusySource::File(path))
+    }
+
+    /// An http or https URL. The text is never echoed in an error, because a refused one may hold
+    /// a password; one that holds a user or password is refused with `login_hint`.
+    fn http_url(
+        &self,
+        key: &str,
+        value: Spanned<String>,
+        login_hint: &str,
+    ) -> Result<url::Url, Error> {
+        let invalid = |message: String| self.invalid(value.span(), key, message);
+        let url = url::Url::parse(value.get_ref().trim())
+            .map_err(|e| invalid(format!("is not a URL: {e}")))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(format!(
+                "must not hold a user name or password: secrets stay out of this file{login_hint}"
+            )));
+        }
+        match url.scheme() {
+            "http" | "https" => Ok(url),
+            "webcal" => Err(invalid(
+                "write https:// (or http://) instead of webcal://".into(),
+            )),
+            other => Err(invalid(format!(
+                "{other}: URLs are not supported; use an http or https URL"
+            ))),
         }
     }
 
@@ -1866,6 +2586,594 @@ timezone = "Europe/London"
         );
     }
 
+    // ---- [business], [follow-up], [reminders], [calendar] ----
+
+    fn maildir_with(sections: &str) -> String {
+        with_mailbox(MAILDIR) + sections
+    }
+
+    /// The error for `sections`, checked to start with file, line of `needle` and `key`.
+    fn err_at(sections: &str, needle: &str, key: &str) -> String {
+        let text = maildir_with(sections);
+        let line = line_of(&text, needle);
+        let message = err(&text);
+        let expected = format!("/etc/pb/config.toml line {line}: {key}: ");
+        assert!(message.starts_with(&expected), "{message}");
+        message[expected.len()..].to_owned()
+    }
+
+    fn ics_file(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::Builder::new().suffix(".ics").tempfile().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    fn time(h: u32, m: u32) -> NaiveTime {
+        NaiveTime::from_hms_opt(h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn time_keeping_sections_default_when_absent() {
+        let config = parse(&maildir_with("")).unwrap();
+        assert_eq!(config.business, BusinessCalendar::new(Tz::Europe__London));
+        assert_eq!(config.business.working_hours, (time(9, 0), time(17, 0)));
+        let follow_up = &config.follow_up;
+        assert_eq!(follow_up.at.as_str(), "0 9 * * 1-5");
+        assert_eq!(follow_up.after_business_days, 3);
+        assert!(follow_up.after_business_days_by_category.is_empty());
+        assert_eq!(follow_up.after_business_days(Category::Rfp), 3);
+        assert_eq!(follow_up.max_follow_ups, 2);
+        let reminders = &config.reminders;
+        assert_eq!(reminders.at.as_str(), "0 9 * * 1-5");
+        assert_eq!(
+            (
+                reminders.before_cutoff_business_days,
+                reminders.before_submission_business_days,
+                reminders.before_other_business_days
+            ),
+            (2, 3, 1)
+        );
+        assert!(reminders.inbox);
+        assert_eq!(
+            reminders.feed,
+            PathBuf::from("/home/alex/.local/state/pushback/reminders.ics")
+        );
+        assert_eq!(
+            config.calendar,
+            CalendarSettings {
+                caldav: None,
+                busy: Vec::new(),
+                slot_minutes: 30,
+                slot_count: 3,
+                attach_invite: false,
+            }
+        );
+        // The feed follows a configured state directory.
+        let config = parse(&maildir_with("[state]\npath = \"/var/lib/pb\"\n")).unwrap();
+        assert_eq!(
+            config.reminders.feed,
+            PathBuf::from("/var/lib/pb/reminders.ics")
+        );
+    }
+
+    #[test]
+    fn every_time_keeping_key_is_read() {
+        let holidays = ics_file(
+            "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20270101\nEND:VEVENT\nEND:VCALENDAR\n",
+        );
+        let busy = ics_file("BEGIN:VCALENDAR\nEND:VCALENDAR\n");
+        let text = maildir_with(&format!(
+            r#"[business]
+working-days = ["mon", "wed-fri"]
+working-hours = "08:30-16:00"
+holidays = ["2026-12-25", "2026-12-26"]
+holidays-file = "{holidays}"
+
+[follow-up]
+at = "30 8 * * MON-FRI"
+after-business-days = 4
+max-follow-ups = 0
+
+[follow-up.after-business-days-by-category]
+rfp = 5
+pricing_only = 1
+
+[reminders]
+at = "0 0 8 * * 1-5"
+before-cutoff-business-days = 4
+before-submission-business-days = 6
+before-other-business-days = 0
+inbox = false
+feed = "feeds/reminders.ics"
+
+[calendar]
+caldav-url = "https://dav.example.com/cal/alex/"
+caldav-user = "alex"
+caldav-password-env = "PB_DAV"
+busy = ["{busy}", "https://example.com/busy.ics"]
+slot-minutes = 45
+slot-count = 5
+attach-invite = true
+"#,
+            holidays = holidays.path().display(),
+            busy = busy.path().display(),
+        ));
+        let config = parse(&text).unwrap();
+        let business = &config.business;
+        assert_eq!(
+            business.working_days,
+            [true, false, true, true, true, false, false]
+        );
+        assert_eq!(business.working_hours, (time(8, 30), time(16, 0)));
+        assert_eq!(
+            business.holidays,
+            [date(2026, 12, 25), date(2026, 12, 26), date(2027, 1, 1)].into()
+        );
+        assert_eq!(business.tz, Tz::Europe__London);
+
+        let follow_up = &config.follow_up;
+        assert_eq!(follow_up.at.as_str(), "30 8 * * MON-FRI");
+        assert_eq!(follow_up.after_business_days, 4);
+        assert_eq!(follow_up.max_follow_ups, 0);
+        assert_eq!(follow_up.after_business_days(Category::Rfp), 5);
+        assert_eq!(follow_up.after_business_days(Category::PricingOnly), 1);
+        assert_eq!(follow_up.after_business_days(Category::Tender), 4);
+
+        let reminders = &config.reminders;
+        assert_eq!(reminders.at.as_str(), "0 0 8 * * 1-5");
+        assert_eq!(reminders.lead_business_days(DeadlineKind::Questions), 4);
+        assert_eq!(reminders.lead_business_days(DeadlineKind::Submission), 6);
+        for kind in [
+            DeadlineKind::PreBid,
+            DeadlineKind::IntentToBid,
+            DeadlineKind::Other,
+        ] {
+            assert_eq!(reminders.lead_business_days(kind), 0, "{kind:?}");
+        }
+        assert!(!reminders.inbox);
+        assert_eq!(reminders.feed, PathBuf::from("/etc/pb/feeds/reminders.ics"));
+
+        let calendar = &config.calendar;
+        assert_eq!(
+            calendar.caldav,
+            Some(CalDavSettings {
+                url: "https://dav.example.com/cal/alex/".into(),
+                login: Some(Login {
+                    user: "alex".into(),
+                    credential: Credential::Password(PasswordSource::Env("PB_DAV".into())),
+                }),
+            })
+        );
+        assert_eq!(
+            calendar.busy,
+            vec![
+                BusySource::File(busy.path().to_path_buf()),
+                BusySource::Url("https://example.com/busy.ics".into()),
+            ]
+        );
+        assert_eq!(
+            (
+                calendar.slot_minutes,
+                calendar.slot_count,
+                calendar.attach_invite
+            ),
+            (45, 5, true)
+        );
+
+        let described = config.describe();
+        for line in [
+            "business week:    Mon Wed Thu Fri 08:30-16:00 Europe/London, 3 holidays\n",
+            "follow-ups:       4 business days after our reply (rfp 5, pricing_only 1), at most 0 \
+             per reply, due at \"30 8 * * MON-FRI\"\n",
+            "reminders:        4 business days before a questions cut-off, 6 before a submission, \
+             0 before other deadlines, raised at \"0 0 8 * * 1-5\"\n",
+            "delivered to:     the feed /etc/pb/feeds/reminders.ics, CalDAV \
+             https://dav.example.com/cal/alex/ (user alex, password from environment variable \
+             PB_DAV)\n",
+        ] {
+            assert!(described.contains(line), "{line:?} not in\n{described}");
+        }
+        let slots = format!(
+            "call slots:       5 of 45 min, invite attached; busy times from {}, \
+             https://example.com/busy.ics\n",
+            busy.path().display()
+        );
+        assert!(described.contains(&slots), "{described}");
+    }
+
+    #[test]
+    fn working_days_take_ranges_that_may_wrap() {
+        for (days, want) in [
+            ("\"mon-fri\"", [true, true, true, true, true, false, false]),
+            // A Sunday-to-Thursday week runs through the end of the list.
+            ("\"sun-thu\"", [true, true, true, true, false, false, true]),
+            (
+                "[\"Saturday\"]",
+                [false, false, false, false, false, true, false],
+            ),
+            (
+                "[\"tue\", \"tue-wed\"]",
+                [false, true, true, false, false, false, false],
+            ),
+        ] {
+            let text = maildir_with(&format!("[business]\nworking-days = {days}\n"));
+            assert_eq!(parse(&text).unwrap().business.working_days, want, "{days}");
+        }
+        const KEY: &str = "[business] working-days";
+        for (days, refusal) in [
+            ("[]", "must name at least one day"),
+            ("\"mon-funday\"", "\"funday\" is not a day; use mon, tue,"),
+            ("[\"mon\", 3]", "3 is not a day name"),
+            (
+                "5",
+                "must be a list of days such as [\"mon\", \"tue\"] or a range",
+            ),
+        ] {
+            let message = err_at(
+                &format!("[business]\nworking-days = {days}\n"),
+                "working-days",
+                KEY,
+            );
+            assert!(message.starts_with(refusal), "{days}: {message}");
+        }
+    }
+
+    #[test]
+    fn bad_working_hours_are_refused() {
+        for (hours, refusal) in [
+            (
+                "17:00-09:00",
+                "\"17:00-09:00\" does not end after it starts",
+            ),
+            (
+                "09:00-09:00",
+                "\"09:00-09:00\" does not end after it starts",
+            ),
+            ("9-5", "\"9-5\" is not HH:MM-HH:MM such as \"09:00-17:00\""),
+            ("09:00", "\"09:00\" is not HH:MM-HH:MM"),
+            ("09:00-25:00", "\"09:00-25:00\" is not HH:MM-HH:MM"),
+        ] {
+            let message = err_at(
+                &format!("[business]\nworking-hours = \"{hours}\"\n"),
+                "working-hours",
+                "[business] working-hours",
+            );
+            assert!(message.starts_with(refusal), "{hours}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_bad_holiday_date_names_its_line() {
+        let message = err_at(
+            "[business]\nholidays = [\n  \"2026-12-25\",\n  \"2026-13-01\",\n]\n",
+            "2026-13-01",
+            "[business] holidays",
+        );
+        assert_eq!(message, "\"2026-13-01\" is not a date (YYYY-MM-DD)");
+    }
+
+    #[test]
+    fn a_broken_holidays_file_names_both_files() {
+        let broken = ics_file("BEGIN:VEVENT\nDTSTART;VALUE=DATE:2027-13-01\nEND:VEVENT\n");
+        let message = err_at(
+            &format!(
+                "[business]\nholidays-file = \"{}\"\n",
+                broken.path().display()
+            ),
+            "holidays-file",
+            "[business] holidays-file",
+        );
+        assert_eq!(
+            message,
+            format!(
+                "cannot read holidays from {} line 2: DTSTART \"2027-13-01\" is not a date \
+                 (YYYYMMDD)",
+                broken.path().display()
+            )
+        );
+        let message = err_at(
+            "[business]\nholidays-file = \"/nonexistent/holidays.ics\"\n",
+            "holidays-file",
+            "[business] holidays-file",
+        );
+        assert!(
+            message.starts_with("cannot read /nonexistent/holidays.ics: "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_bad_schedule_names_file_line_key_and_the_problem() {
+        let message = err_at(
+            "[follow-up]\nat = \"0 24 * * *\"\n",
+            "at =",
+            "[follow-up] at",
+        );
+        assert_eq!(
+            message,
+            "cannot parse schedule \"0 24 * * *\": hour field \"24\": 24 is outside 0-23"
+        );
+        let message = err_at(
+            "[reminders]\ninbox = true\nat = \"9 * * *\"\n",
+            "at =",
+            "[reminders] at",
+        );
+        assert!(
+            message.starts_with("cannot parse schedule \"9 * * *\": expected 5 fields"),
+            "{message}"
+        );
+        let message = err_at(
+            "[reminders]\nat = \"0 9 * * 8\"\n",
+            "at =",
+            "[reminders] at",
+        );
+        assert!(message.contains("0 and 7 are Sunday"), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_category_lists_the_valid_names() {
+        let message = err_at(
+            "[follow-up.after-business-days-by-category]\nrfp = 5\nrpf = 4\n",
+            "rpf",
+            "[follow-up.after-business-days-by-category] rpf",
+        );
+        assert_eq!(
+            message,
+            "unknown category \"rpf\"; use one of rfp, rfq, rfi, tender, portal, questionnaire, \
+             pricing_only, demo_request, procurement_gatekeeper"
+        );
+        // `none` is a classifier outcome, not something we reply to and follow up.
+        let message = err_at(
+            "[follow-up.after-business-days-by-category]\nnone = 4\n",
+            "none",
+            "[follow-up.after-business-days-by-category] none",
+        );
+        assert!(message.starts_with("unknown category"), "{message}");
+    }
+
+    #[test]
+    fn time_keeping_numbers_have_ranges() {
+        for (sections, needle, key, refusal) in [
+            (
+                "[follow-up]\nafter-business-days = 0\n",
+                "after-business-days",
+                "[follow-up] after-business-days",
+                "0 is out of range: must be 1 to 60 business days",
+            ),
+            (
+                "[follow-up.after-business-days-by-category]\ntender = 61\n",
+                "tender",
+                "[follow-up.after-business-days-by-category] tender",
+                "61 is out of range: must be 1 to 60 business days",
+            ),
+            (
+                "[follow-up]\nmax-follow-ups = 11\n",
+                "max-follow-ups",
+                "[follow-up] max-follow-ups",
+                "11 is out of range: must be 0 to 10 follow-ups (0 turns them off)",
+            ),
+            (
+                "[reminders]\nbefore-submission-business-days = 31\n",
+                "before-submission",
+                "[reminders] before-submission-business-days",
+                "31 is out of range: must be 0 to 30 business days (0 reminds on the day)",
+            ),
+            (
+                "[calendar]\nslot-minutes = 10\n",
+                "slot-minutes",
+                "[calendar] slot-minutes",
+                "10 is out of range: must be 15 to 240 minutes",
+            ),
+            (
+                "[calendar]\nslot-count = 0\n",
+                "slot-count",
+                "[calendar] slot-count",
+                "0 is out of range: must be 1 to 10 slots",
+            ),
+        ] {
+            let message = err_at(sections, needle, key);
+            assert_eq!(message, refusal);
+        }
+    }
+
+    #[test]
+    fn unknown_time_keeping_keys_are_refused() {
+        for (sections, needle, key) in [
+            (
+                "[business]\nholiday = []\n",
+                "holiday =",
+                "[business] holiday",
+            ),
+            (
+                "[follow-up]\nafter-days = 3\n",
+                "after-days",
+                "[follow-up] after-days",
+            ),
+            (
+                "[reminders]\nemail = true\n",
+                "email = true",
+                "[reminders] email",
+            ),
+            (
+                "[calendar]\ncaldav-pass = \"x\"\n",
+                "caldav-pass",
+                "[calendar] caldav-pass",
+            ),
+        ] {
+            let message = err_at(sections, needle, key);
+            assert!(message.starts_with("unknown field"), "{message}");
+        }
+    }
+
+    #[test]
+    fn caldav_logs_in_like_the_mailbox_and_keeps_secrets_out() {
+        const URL: &str = "caldav-url = \"https://dav.example.com/alex/\"";
+        let config = parse(&maildir_with(&format!(
+            "[calendar]\n{URL}\ncaldav-user = \"alex\"\ncaldav-password-command = \"pass dav\"\n"
+        )))
+        .unwrap();
+        let caldav = config.calendar.caldav.as_ref().unwrap();
+        assert_eq!(
+            caldav.login.as_ref().unwrap().credential,
+            Credential::Password(PasswordSource::Command("pass dav".into()))
+        );
+        // No login at all is fine (a server on loopback, a public calendar).
+        let config = parse(&maildir_with(&format!("[calendar]\n{URL}\n"))).unwrap();
+        assert_eq!(config.calendar.caldav.unwrap().login, None);
+        assert!(
+            parse(&maildir_with(
+                "[calendar]\ncaldav-url = \"http://127.0.0.1:5232/alex/\"\ncaldav-user = \"a\"\n\
+                 caldav-password-env = \"P\"\n"
+            ))
+            .is_ok()
+        );
+
+        let message = err_at(
+            &format!("[calendar]\n{URL}\ncaldav-user = \"alex\"\ncaldav-password = \"hunter2\"\n"),
+            "caldav-password",
+            "[calendar] caldav-password",
+        );
+        assert!(
+            message.starts_with(
+                "a password in the config file is refused; use caldav-password-command"
+            ),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"));
+        let message = err_at(
+            "[calendar]\ncaldav-url = \"https://alex:hunter2@dav.example.com/\"\n",
+            "caldav-url",
+            "[calendar] caldav-url",
+        );
+        assert!(
+            message.starts_with("must not hold a user name or password: secrets stay out of this file; use caldav-user"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
+        let message = err_at(
+            &format!("[calendar]\n{URL}\ncaldav-user = \"alex\"\n"),
+            "caldav-user",
+            "[calendar] caldav-user",
+        );
+        assert_eq!(
+            message,
+            "needs caldav-password-command, caldav-password-env or caldav-token-command to log in"
+        );
+        let message = err_at(
+            &format!(
+                "[calendar]\n{URL}\ncaldav-user = \"a\"\ncaldav-password-env = \"P\"\n\
+                 caldav-token-command = \"oama access a\"\n"
+            ),
+            "caldav-token-command",
+            "[calendar] caldav-token-command",
+        );
+        assert_eq!(
+            message,
+            "set only one of caldav-password-command, caldav-password-env and caldav-token-command"
+        );
+        let message = err_at(
+            "[calendar]\ncaldav-user = \"alex\"\n",
+            "caldav-user",
+            "[calendar] caldav-user",
+        );
+        assert!(
+            message.starts_with("only used with caldav-url"),
+            "{message}"
+        );
+        let message = err_at(
+            "[calendar]\ncaldav-url = \"http://dav.example.com/\"\ncaldav-user = \"a\"\n\
+             caldav-password-env = \"P\"\n",
+            "caldav-url",
+            "[calendar] caldav-url",
+        );
+        assert!(
+            message.starts_with("http sends the password unencrypted"),
+            "{message}"
+        );
+        for (url, refusal) in [
+            ("ftp://dav.example.com/", "ftp: URLs are not supported"),
+            (
+                "webcal://dav.example.com/",
+                "write https:// (or http://) instead of webcal://",
+            ),
+            (
+                "dav.example.com/alex",
+                "is not a URL: relative URL without a base",
+            ),
+            ("https://", "is not a URL: empty host"),
+        ] {
+            let message = err_at(
+                &format!("[calendar]\ncaldav-url = \"{url}\"\n"),
+                "caldav-url",
+                "[calendar] caldav-url",
+            );
+            assert!(message.starts_with(refusal), "{url}: {message}");
+        }
+    }
+
+    #[test]
+    fn busy_sources_must_be_readable_files_or_web_urls() {
+        let message = err_at(
+            "[calendar]\nbusy = [\n  \"https://example.com/busy.ics\",\n  \"/nonexistent/work.ics\",\n]\n",
+            "work.ics",
+            "[calendar] busy",
+        );
+        assert!(
+            message.starts_with("cannot read /nonexistent/work.ics: "),
+            "{message}"
+        );
+        let message = err_at(
+            "[calendar]\nbusy = [\"file:///home/alex/work.ics\"]\n",
+            "busy",
+            "[calendar] busy",
+        );
+        assert!(
+            message.starts_with("file: URLs are not supported"),
+            "{message}"
+        );
+        // `~` expands like every other path in the file.
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("work.ics"), "").unwrap();
+        let text = maildir_with("[calendar]\nbusy = [\"~/work.ics\"]\n");
+        let home_env = |name: &str| (name == "HOME").then(|| home.path().as_os_str().to_owned());
+        let config = Parser {
+            text: &text,
+            file: Path::new("/etc/pb/config.toml"),
+            env: &home_env,
+        }
+        .parse()
+        .unwrap();
+        assert_eq!(
+            config.calendar.busy,
+            vec![BusySource::File(home.path().join("work.ics"))]
+        );
+    }
+
+    #[test]
+    fn schedules_list_their_next_firings_in_the_reps_zone() {
+        let text = maildir_with("[reminders]\nat = \"0 0 9 * * * 2020\"\n")
+            .replace("Europe/London", "America/New_York");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.business.tz, Tz::America__New_York);
+        // Friday 2026-11-27 12:00 UTC is 07:00 in New York.
+        let now = DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            config.describe_schedules(now),
+            "[follow-up] at = \"0 9 * * 1-5\", next in America/New_York:\n\
+             \x20 Fri 2026-11-27 09:00 EST (-05:00)\n\
+             \x20 Mon 2026-11-30 09:00 EST (-05:00)\n\
+             \x20 Tue 2026-12-01 09:00 EST (-05:00)\n\
+             [reminders] at = \"0 0 9 * * * 2020\", next in America/New_York:\n\
+             \x20 never again\n"
+        );
+    }
+
     #[test]
     fn demo_config_describes_itself() {
         let config = Config::demo(Path::new("/tmp/demo/Mail"), Path::new("/tmp/demo/state"));
@@ -1876,5 +3184,11 @@ timezone = "Europe/London"
         // Regression: `config check` prints it with print!, and text after it was glued on.
         assert!(described.ends_with("bytes\n"), "{described:?}");
         assert!(described.contains("maildir /tmp/demo/Mail"));
+        assert!(
+            described.contains(
+                "call slots:       3 of 30 min, no invite attached; no busy times configured\n"
+            ),
+            "{described}"
+        );
     }
 }

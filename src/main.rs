@@ -150,7 +150,7 @@ enum TemplatesCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Load and validate the config, print what it resolved to
+    /// Load and validate the config, print what it resolved to and when each schedule fires next
     Check,
 }
 
@@ -327,9 +327,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let pipeline = app::pipeline_for(&config)?;
             let problems = pipeline.templates().check();
             let mut out = format!(
-                "config ok: {}\n{}",
+                "config ok: {}\n{}{}",
                 config_path.display(),
-                config.describe()
+                config.describe(),
+                config.describe_schedules(now)
             );
             if !problems.is_empty() {
                 out.push_str("template problems:\n");

@@ -292,6 +292,60 @@ fn config_check_prints_what_it_resolved() {
     assert!(out.contains("Europe/London"), "{out}");
 }
 
+#[test]
+fn config_check_lists_the_next_three_firings_of_every_schedule() {
+    let sandbox = Sandbox::with_demo();
+    let config = sandbox.demo().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text + "\n[follow-up]\nat = \"30 8 * * 1-5\"\n\n[business]\nholidays = [\"2026-12-25\"]\n",
+    )
+    .unwrap();
+    let out = sandbox.ok(&["config", "check"]);
+    let lines: Vec<&str> = out.lines().collect();
+    for (header, time) in [
+        (
+            "[follow-up] at = \"30 8 * * 1-5\", next in Europe/London:",
+            "08:30",
+        ),
+        (
+            "[reminders] at = \"0 9 * * 1-5\", next in Europe/London:",
+            "09:00",
+        ),
+    ] {
+        let at = lines
+            .iter()
+            .position(|l| *l == header)
+            .unwrap_or_else(|| panic!("no {header:?} in\n{out}"));
+        let firing = regex::Regex::new(&format!(
+            r"^  (Mon|Tue|Wed|Thu|Fri) \d{{4}}-\d{{2}}-\d{{2}} {time} (GMT \(\+00:00\)|BST \(\+01:00\))$"
+        ))
+        .unwrap();
+        let firings: Vec<&str> = lines[at + 1..]
+            .iter()
+            .take_while(|l| l.starts_with("  "))
+            .copied()
+            .collect();
+        assert_eq!(firings.len(), 3, "{out}");
+        for line in firings {
+            assert!(firing.is_match(line), "{line:?} in\n{out}");
+        }
+    }
+    assert!(
+        out.contains(
+            "business week:    Mon Tue Wed Thu Fri 09:00-17:00 Europe/London, 1 holiday\n"
+        ),
+        "{out}"
+    );
+    let feed = sandbox.demo().join("state").join("reminders.ics");
+    let delivered = format!(
+        "delivered to:     the inbox (as mail), the feed {}",
+        feed.display()
+    );
+    assert!(out.contains(&delivered), "{out}");
+}
+
 /// Copies the classifier fixtures (a labelled folder) into `dir`, with one label changed so the
 /// eval has a miss to count.
 fn labelled_folder(dir: &Path) {

@@ -1,7 +1,10 @@
 //! The example config must parse, resolve to the defaults, and mention every key the config
 //! accepts, so that it cannot drift from the code.
 
-use pushback::config::{self, Config, ImapSync, MailboxAccess};
+use pushback::config::{
+    self, CalendarSettings, Config, FollowUpPolicy, ImapSync, MailboxAccess, ReminderSettings,
+};
+use pushback::core::schedule::BusinessCalendar;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +28,13 @@ fn the_example_parses_strictly_and_resolves_to_the_defaults() {
     assert_eq!(config.classifier_rules, None);
     assert_eq!(config.max_message_bytes, config::DEFAULT_MAX_MESSAGE_BYTES);
     assert!(config.state_dir.ends_with("pushback"));
+    assert_eq!(config.business, BusinessCalendar::new(config.timezone));
+    assert_eq!(config.follow_up, FollowUpPolicy::default());
+    assert_eq!(
+        config.reminders,
+        ReminderSettings::in_state_dir(&config.state_dir)
+    );
+    assert_eq!(config.calendar, CalendarSettings::default());
 }
 
 /// The keys the config accepts in `table` (None: the top level), read from the error for an
@@ -48,7 +58,8 @@ fn accepted_keys(table: Option<&str>) -> BTreeSet<String> {
         .collect()
 }
 
-/// (section, key) for every `key = value` line in the example, commented out or not.
+/// (section, key) for every `key = value` line in the example, commented out or not. A subtable
+/// header `[a.b]` counts as key `b` of section `a`.
 fn example_keys() -> BTreeSet<(String, String)> {
     let text = std::fs::read_to_string(example_path()).unwrap();
     let mut section = String::new();
@@ -57,7 +68,8 @@ fn example_keys() -> BTreeSet<(String, String)> {
         let line = line.trim_start_matches('#').trim();
         if let Some(header) = line.strip_prefix('[') {
             section = header.trim_end_matches(']').to_owned();
-            keys.insert((String::new(), section.clone()));
+            let (parent, key) = section.rsplit_once('.').unwrap_or(("", &section));
+            keys.insert((parent.to_owned(), key.to_owned()));
         } else if let Some((key, _)) = line.split_once(" = ")
             && !key.contains(' ')
         {
@@ -84,7 +96,7 @@ fn the_example_mentions_every_accepted_key() {
         }
         for key in accepted_keys(Some(table)) {
             // Accepted only to be refused with a pointer to password-command / password-env.
-            if key == "password" {
+            if matches!(key.as_str(), "password" | "caldav-password") {
                 continue;
             }
             assert!(
@@ -136,5 +148,10 @@ fn the_examples_commented_defaults_are_the_real_defaults() {
     assert_eq!(
         example_value("smtp", "save-to-sent"),
         config::DEFAULT_SAVE_TO_SENT.to_string()
+    );
+    let feed = example_value("reminders", "feed");
+    assert!(
+        feed.ends_with(&format!("/{}\"", config::DEFAULT_REMINDERS_FEED_FILE)),
+        "{feed}"
     );
 }
