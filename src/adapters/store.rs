@@ -580,7 +580,7 @@ impl Store {
 
     /// Approves a pending draft: status, the approval event (when, through which path, the exact
     /// bytes), the outbox row and a `procurement` feedback example (the rep confirmed the
-    /// classification) in one transaction. This is the only way to put a draft in the outbox (a
+    /// classification; a follow-up adds none, its text is ours) in one transaction. This is the only way to put a draft in the outbox (a
     /// trigger refuses any other); approving twice is an error, so there is never a second row.
     pub fn approve(
         &mut self,
@@ -611,7 +611,8 @@ impl Store {
         .map_err(sql(action()))?;
         tx.execute(
             "INSERT INTO feedback (message, label, category, tokens, created_at)
-             SELECT message, 'procurement', category, ?2, ?3 FROM drafts WHERE id = ?1",
+             SELECT message, 'procurement', category, ?2, ?3 FROM drafts
+             WHERE id = ?1 AND follow_up = 0",
             params![id, to_json("feedback tokens", tokens)?, timestamp(now)],
         )
         .map_err(sql(action()))?;
@@ -669,7 +670,8 @@ impl Store {
         if not_procurement {
             tx.execute(
                 "INSERT INTO feedback (message, label, category, tokens, created_at)
-                 SELECT message, 'other', 'none', ?2, ?3 FROM drafts WHERE id = ?1",
+                 SELECT message, 'other', 'none', ?2, ?3 FROM drafts
+                 WHERE id = ?1 AND follow_up = 0",
                 params![id, to_json("feedback tokens", tokens)?, timestamp(now)],
             )
             .map_err(sql(action()))?;

@@ -24,6 +24,11 @@ pub struct Timekeeping {
     pub reminders: ReminderSettings,
     /// Mail from these is the rep's own, never the buyer's answer.
     pub rep_addresses: Vec<String>,
+    /// Proposed discovery calls: their length, how many, and whether the first goes out as an
+    /// invitation.
+    pub slot_minutes: u32,
+    pub slot_count: u32,
+    pub attach_invite: bool,
 }
 
 impl Timekeeping {
@@ -33,6 +38,9 @@ impl Timekeeping {
             follow_up: config.follow_up.clone(),
             reminders: config.reminders.clone(),
             rep_addresses: vec![config.identity.email.clone()],
+            slot_minutes: config.calendar.slot_minutes,
+            slot_count: config.calendar.slot_count,
+            attach_invite: config.calendar.attach_invite,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod reminders;
 pub mod scan;
 pub mod send;
+pub mod slots;
 pub mod watch;
 
 use crate::adapters::imap::ImapSettings;

@@ -137,7 +137,8 @@ impl Store {
         .map_err(sql(action()))?;
         tx.execute(
             "INSERT INTO feedback (message, label, category, tokens, created_at)
-             SELECT message, 'procurement', category, ?2, ?3 FROM drafts WHERE id = ?1",
+             SELECT message, 'procurement', category, ?2, ?3 FROM drafts
+             WHERE id = ?1 AND follow_up = 0",
             params![id, to_json("feedback tokens", tokens)?, timestamp(now)],
         )
         .map_err(sql(action()))?;

@@ -1,0 +1,78 @@
+//! Discovery-call times for drafts. The rep's busy times are read from their calendars (.ics
+//! files or URLs, the CalDAV calendar) by whoever has the network at hand (the daemon's
+//! reminder task every few minutes, `pushback scan` once) and kept in the store, so proposing
+//! slots while a draft is composed is a pure computation over them.
+
+use crate::adapters::calendar::{self, CalDav};
+use crate::adapters::store::Store;
+use crate::app::followups::Timekeeping;
+use crate::config::Config;
+use crate::core::followup;
+use crate::core::model::Facts;
+use crate::core::schedule::{self, Slot};
+use anyhow::{Context, Result};
+use chrono::{DateTime, Duration, Utc};
+
+/// How far ahead busy times are read and slots looked for.
+const HORIZON: Duration = Duration::weeks(6);
+/// Busy times older than this are read again.
+pub const REFRESH_EVERY: Duration = Duration::minutes(15);
+
+/// Whether the stored busy times are due for a refresh.
+pub fn refresh_due(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<bool> {
+    if config.calendar.busy.is_empty() && config.calendar.caldav.is_none() {
+        return Ok(false);
+    }
+    Ok(store
+        .busy_refreshed_at()?
+        .is_none_or(|at| now - at >= REFRESH_EVERY))
+}
+
+/// Reads every busy source and replaces the stored busy times. A source that fails fails the
+/// refresh (the previous times stay), so a calendar that is down never makes the rep look free.
+pub async fn refresh_busy(
+    config: &Config,
+    caldav: Option<&CalDav>,
+    store: &mut Store,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let (from, to) = (now, now + HORIZON);
+    let mut busy = Vec::new();
+    for source in &config.calendar.busy {
+        busy.extend(
+            calendar::fetch_busy(source, from, to, config.timezone)
+                .await
+                .with_context(|| format!("cannot read busy times from {source}"))?,
+        );
+    }
+    if let Some(caldav) = caldav {
+        busy.extend(
+            caldav
+                .busy(from, to, config.timezone)
+                .await
+                .context("cannot read busy times from the CalDAV calendar")?,
+        );
+    }
+    busy.sort();
+    store.replace_busy_times(&busy, now)?;
+    Ok(busy.len())
+}
+
+/// Up to `slot-count` free call slots of `slot-minutes` for a reply about `facts`: working hours,
+/// business days from tomorrow, clear of the stored busy times, before the questions cut-off.
+pub fn proposed_slots(
+    store: &Store,
+    keeping: &Timekeeping,
+    facts: &Facts,
+    now: DateTime<Utc>,
+) -> Result<Vec<Slot>> {
+    let busy = store.busy_between(now, now + HORIZON)?;
+    Ok(schedule::propose_slots(
+        now,
+        &keeping.calendar,
+        &busy,
+        Duration::minutes(keeping.slot_minutes.into()),
+        keeping.slot_count as usize,
+        followup::questions_cutoff(facts, &keeping.calendar),
+    ))
+}
