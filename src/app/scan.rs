@@ -9,7 +9,7 @@
 
 use crate::adapters::maildir::Maildir;
 use crate::adapters::store::{NewDraft, RecordOutcome, ScannedMessage, Store, SyncProgress};
-use crate::app::pipeline::{Analysis, Pipeline};
+use crate::app::pipeline::{Analysis, ComposeOptions, Pipeline};
 use crate::core::model::Category;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -180,7 +180,7 @@ fn new_draft(
     raw: &[u8],
     now: DateTime<Utc>,
 ) -> Result<NewDraft> {
-    let composed = pipeline.compose(analysis, now, 1)?;
+    let composed = pipeline.compose(analysis, ComposeOptions::default(), now, 1)?;
     Ok(NewDraft {
         in_reply_to: composed.reply.in_reply_to.clone(),
         message_id: composed.reply.message_id.clone(),
