@@ -13,7 +13,7 @@ use pushback::app::reminders::{self, ReminderDesk};
 use pushback::app::{self, approval, daemon, demo, inspect, scan, send};
 use pushback::config::MailboxAccess;
 use pushback::config::{self, Config};
-use pushback::core::draft::DraftContext;
+use pushback::core::draft::{self, FollowUpInfo};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -144,7 +144,8 @@ enum TemplatesCommand {
         /// Templates directory [default: the configured one, else the built-in set]
         dir: Option<PathBuf>,
     },
-    /// Render one template against a message
+    /// Render one template against a message (offering sample meeting times; `follow_up` as the
+    /// first of two follow-ups)
     Preview { name: String, file: PathBuf },
 }
 
@@ -314,12 +315,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let analysis = pipeline
                 .analyse(&raw)
                 .with_context(|| format!("cannot parse {}", file.display()))?;
-            let context = DraftContext::new(
-                &analysis.mail,
-                &analysis.classification,
-                &analysis.facts,
-                pipeline.identity(),
-            );
+            // No calendar is read for a preview: it offers sample times after today.
+            let rep_tz = pipeline.timezone();
+            let mut context = pipeline.context(&analysis, &draft::sample_slots(now, rep_tz));
+            if Templates::is_follow_up(&name) {
+                // Nor is there a sent reply: preview the first of two, as if we answered the mail
+                // the day it came.
+                let info = FollowUpInfo {
+                    number: 1,
+                    max: 2,
+                    sent_at: analysis.mail.date.map_or(now, |d| d.to_utc()),
+                    business_days: 3,
+                };
+                context = context.with_follow_up(&info, rep_tz, now);
+            }
             pipeline.templates().render_named(&name, &context)? + "\n"
         }
         Command::Config(ConfigCommand::Check) => {

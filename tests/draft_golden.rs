@@ -1,21 +1,27 @@
 //! Golden drafts: every `tests/fixtures/draft/*.eml` is drafted with the built-in templates,
 //! composed into a reply, parsed back with mail-parser and compared with
-//! `<name>.expected.txt` (the reply's body) and `<name>.notes.expected.txt` (the rep notes). On a
-//! mismatch the actual output is written to `<name>.actual.txt` / `<name>.notes.actual.txt`, so
-//! `diff` shows the change; accept it by renaming. The classification and facts each fixture
-//! needs are written out here, since the classifier and the extractor are tested on their own.
+//! `<name>.expected.txt` (the reply's body) and `<name>.notes.expected.txt` (the rep notes). A
+//! fixture whose case asks for follow-ups also gets each follow-up drafted on the message before
+//! it (the reply, then follow-up 1, ...), compared with `<name>.follow_up_<n>.expected.txt` and
+//! `<name>.follow_up_<n>.notes.expected.txt`. On a mismatch the actual output is written to
+//! `<name>[.follow_up_<n>][.notes].actual.txt`, so `diff` shows the change; accept it by
+//! renaming. The classification and facts each fixture needs are written out here, since the
+//! classifier and the extractor are tested on their own.
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
-use mail_parser::{HeaderValue, MessageParser};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use mail_parser::{HeaderValue, Message, MessageParser};
 use pushback::adapters::templates::Templates;
 use pushback::core::draft::{
-    DraftContext, compose_reply, rep_notes, reply_message_id, reply_subject,
+    DraftContext, FollowUpInfo, Reply, buyer_zone, compose_follow_up, compose_reply,
+    follow_up_notes, rep_notes, reply_message_id, reply_subject,
 };
 use pushback::core::mail::Mail;
 use pushback::core::model::{
     Category, Classification, Deadline, DeadlineKind, Facts, Identity, Label, Reason, Stakeholder,
     StakeholderRole,
 };
+use pushback::core::schedule::{BusinessCalendar, Slot, Zone, follow_up_due, propose_slots};
 use std::path::{Path, PathBuf};
 
 const FIXTURES: &str = "tests/fixtures/draft";
@@ -28,6 +34,10 @@ struct Case {
     to: &'static str,
     in_reply_to: Option<&'static str>,
     references: &'static [&'static str],
+    /// Offer free times from the rep's (empty) calendar in every draft.
+    offer_slots: bool,
+    /// How many follow-ups to draft after the reply, each the buyer's silence after the last.
+    follow_ups: u32,
 }
 
 fn identity() -> Identity {
@@ -141,6 +151,8 @@ fn case(name: &str) -> Case {
             to: "procurement@cityofbrookfield.example",
             in_reply_to: Some("20270215141244.4411@mail.cityofbrookfield.example"),
             references: &["20270215141244.4411@mail.cityofbrookfield.example"],
+            offer_slots: false,
+            follow_ups: 2,
         },
         "rfq_best_price" => Case {
             classification: classified(
@@ -195,6 +207,8 @@ fn case(name: &str) -> Case {
                 "CAF3x9-priya-0210@helixlogistics.example",
                 "CAF3x9-priya-0217@helixlogistics.example",
             ],
+            offer_slots: false,
+            follow_ups: 0,
         },
         "portal_registration_no_message_id" => Case {
             classification: classified(
@@ -228,6 +242,8 @@ fn case(name: &str) -> Case {
             to: "supplier.enablement@vantagebank.example",
             in_reply_to: None,
             references: &[],
+            offer_slots: false,
+            follow_ups: 0,
         },
         "demo_request_html_utf8" => Case {
             classification: classified(
@@ -256,6 +272,8 @@ fn case(name: &str) -> Case {
             to: "jose.mueller@alpenwerk.example",
             in_reply_to: Some("a81f2c3d.demo@alpenwerk.example"),
             references: &["a81f2c3d.demo@alpenwerk.example"],
+            offer_slots: false,
+            follow_ups: 0,
         },
         "questionnaire_german_prefix" => Case {
             classification: classified(
@@ -300,6 +318,8 @@ fn case(name: &str) -> Case {
                 "acme-0219@acme-analytics.example",
                 "nordstahl-2027-0222-1302@nordstahl.example",
             ],
+            offer_slots: false,
+            follow_ups: 0,
         },
         "gatekeeper_header_injection" => Case {
             classification: classified(
@@ -328,6 +348,59 @@ fn case(name: &str) -> Case {
                 "thread-1@meridianhealth.example",
                 "policy-7781@meridianhealth.example",
             ],
+            offer_slots: false,
+            follow_ups: 0,
+        },
+        "rfp_slots_ny_buyer" => Case {
+            classification: classified(
+                Category::Rfp,
+                0.91,
+                &[
+                    ("subject-rfp", 2.5, "RFP HV-2027-07"),
+                    ("body-submit-proposal", 1.0, "submit your proposal"),
+                ],
+            ),
+            facts: Facts {
+                buyer: Some("Harborview Outfitters".into()),
+                contact: Some(person(
+                    "Rachel Kim",
+                    Some("rachel.kim@harborview.example"),
+                    "Sourcing Manager",
+                    StakeholderRole::Procurement,
+                )),
+                reply_to: Some("rachel.kim@harborview.example".into()),
+                references: vec!["RFP HV-2027-07".into()],
+                titles: vec!["Customer Analytics Platform".into()],
+                stakeholders: vec![person(
+                    "Omar Haddad",
+                    None,
+                    "VP of E-commerce",
+                    StakeholderRole::Business,
+                )],
+                deadlines: vec![
+                    deadline(
+                        DeadlineKind::Submission,
+                        (2027, 3, 19),
+                        Some((17, 0)),
+                        Some("America/New_York"),
+                        "submit your proposal by March 19, 2027 at 5:00 PM Eastern",
+                    ),
+                    deadline(
+                        DeadlineKind::Questions,
+                        (2027, 3, 5),
+                        Some((12, 0)),
+                        Some("America/New_York"),
+                        "Questions are due by March 5, 2027 at 12:00 PM Eastern",
+                    ),
+                ],
+                ..Facts::default()
+            },
+            subject: "Re: RFP HV-2027-07: Customer Analytics Platform",
+            to: "rachel.kim@harborview.example",
+            in_reply_to: Some("hv-2027-07.rfp@harborview.example"),
+            references: &["hv-2027-07.rfp@harborview.example"],
+            offer_slots: true,
+            follow_ups: 2,
         },
         other => panic!("fixture {other}.eml has no case in tests/draft_golden.rs"),
     }
@@ -366,6 +439,59 @@ fn compare_golden(dir: &Path, stem: &str, suffix: &str, actual: &str) -> Option<
     }
 }
 
+/// Free times for a draft written at `now`, as the app layer would find them: the rep in London
+/// keeps 14:00-17:00 for calls with the Americas, the calendar is otherwise empty, and nothing is
+/// offered after the questions cut-off.
+fn slots_after(now: DateTime<Utc>, calendar: &BusinessCalendar, facts: &Facts) -> Vec<Slot> {
+    let mut afternoons = calendar.clone();
+    afternoons.working_hours = (
+        NaiveTime::from_hms_opt(14, 0, 0).unwrap(),
+        NaiveTime::from_hms_opt(17, 0, 0).unwrap(),
+    );
+    let cut_off = facts
+        .deadlines
+        .iter()
+        .find(|d| d.kind == DeadlineKind::Questions)
+        .map(|d| {
+            let zone = Zone::parse(d.zone.as_deref().unwrap()).unwrap();
+            zone.resolve(d.date.unwrap().and_time(d.time.unwrap()))
+        });
+    propose_slots(now, &afternoons, &[], Duration::minutes(30), 3, cut_off)
+}
+
+/// What every composed draft must carry, checked on the message as parsed back.
+fn check_headers(stem: &str, case: &Case, reply: &Reply, id: &str, identity: &Identity) -> String {
+    let parsed: Message<'_> = MessageParser::default()
+        .parse(&reply.raw)
+        .unwrap_or_else(|| panic!("{stem}: the draft does not parse"));
+    assert_eq!(parsed.subject(), Some(case.subject), "{stem}");
+    assert_eq!(parsed.message_id(), Some(id), "{stem}");
+    assert_eq!(
+        parsed.in_reply_to().as_text(),
+        reply.in_reply_to.as_deref(),
+        "{stem}: In-Reply-To"
+    );
+    assert_eq!(
+        text_list(parsed.references()),
+        reply.references,
+        "{stem}: References"
+    );
+    let to = parsed
+        .to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address());
+    assert_eq!(to, Some(case.to), "{stem}: To");
+    assert_eq!(parsed.to().map(|a| a.iter().count()), Some(1), "{stem}");
+    let from = parsed
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address());
+    assert_eq!(from, Some(identity.email.as_str()), "{stem}: From");
+    assert!(parsed.header("Bcc").is_none(), "{stem}: Bcc");
+    assert!(parsed.header("Cc").is_none(), "{stem}: Cc");
+    parsed.body_text(0).unwrap().replace("\r\n", "\n")
+}
+
 #[test]
 fn golden_drafts() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(FIXTURES);
@@ -377,58 +503,45 @@ fn golden_drafts() {
     fixtures.sort();
     let templates = Templates::builtin();
     let identity = identity();
+    let rep_tz: Tz = identity.timezone.parse().unwrap();
+    let calendar = BusinessCalendar::new(rep_tz);
     let now: DateTime<Utc> = Utc.with_ymd_and_hms(2027, 2, 24, 15, 0, 0).unwrap();
     let sent = now.fixed_offset();
     let mut failures = Vec::new();
     let mut ran = 0;
+    let mut follow_ups_ran = 0;
+    let mut slots_offered = 0;
 
     for path in &fixtures {
         let stem = path.file_stem().unwrap().to_str().unwrap();
         let mail = Mail::parse(&std::fs::read(path).unwrap()).unwrap();
         let case = case(stem);
-        let ctx = DraftContext::new(&mail, &case.classification, &case.facts, &identity);
+        let context = |at: DateTime<Utc>| {
+            let slots = if case.offer_slots {
+                slots_after(at, &calendar, &case.facts)
+            } else {
+                Vec::new()
+            };
+            DraftContext::new(&mail, &case.classification, &case.facts, &identity).with_slots(
+                &slots,
+                rep_tz,
+                buyer_zone(&case.facts),
+            )
+        };
+        let ctx = context(now);
+        slots_offered += ctx.proposed_slots.len();
         let body = templates
             .render(case.classification.category, &ctx)
             .unwrap_or_else(|e| panic!("{stem}: {e}"));
         let id = reply_message_id(&identity, mail.message_id.as_deref().unwrap_or(stem), 1);
-        let reply = compose_reply(&mail, &identity, &body, &id, sent)
+        let reply = compose_reply(&mail, &identity, &body, &id, sent, None)
             .unwrap_or_else(|e| panic!("{stem}: {e}"));
 
         assert_eq!(reply.subject, reply_subject(&mail.subject), "{stem}");
         assert_eq!(reply.subject, case.subject, "{stem}");
         assert_eq!(reply.in_reply_to.as_deref(), case.in_reply_to, "{stem}");
         assert_eq!(reply.references, case.references, "{stem}");
-
-        let parsed = MessageParser::default()
-            .parse(&reply.raw)
-            .unwrap_or_else(|| panic!("{stem}: the reply does not parse"));
-        assert_eq!(parsed.subject(), Some(case.subject), "{stem}");
-        assert_eq!(parsed.message_id(), Some(id.as_str()), "{stem}");
-        assert_eq!(
-            parsed.in_reply_to().as_text(),
-            case.in_reply_to,
-            "{stem}: In-Reply-To"
-        );
-        assert_eq!(
-            text_list(parsed.references()),
-            case.references,
-            "{stem}: References"
-        );
-        let to = parsed
-            .to()
-            .and_then(|a| a.first())
-            .and_then(|a| a.address());
-        assert_eq!(to, Some(case.to), "{stem}: To");
-        assert_eq!(parsed.to().map(|a| a.iter().count()), Some(1), "{stem}");
-        let from = parsed
-            .from()
-            .and_then(|a| a.first())
-            .and_then(|a| a.address());
-        assert_eq!(from, Some(identity.email.as_str()), "{stem}: From");
-        assert!(parsed.header("Bcc").is_none(), "{stem}: Bcc");
-        assert!(parsed.header("Cc").is_none(), "{stem}: Cc");
-
-        let text = parsed.body_text(0).unwrap().replace("\r\n", "\n");
+        let text = check_headers(stem, &case, &reply, &id, &identity);
         assert!(
             text.starts_with(body.trim_end()),
             "{stem}: the draft leads the body"
@@ -437,8 +550,66 @@ fn golden_drafts() {
         let notes = rep_notes(&mail, &case.classification, &case.facts, now).join("\n") + "\n";
         failures.extend(compare_golden(&dir, stem, ".notes", &notes));
         ran += 1;
+
+        // Each follow-up answers the message before it, once the buyer has been quiet for three
+        // business days.
+        let (mut previous, mut previous_sent) = (reply, now);
+        for number in 1..=case.follow_ups {
+            let at = follow_up_due(previous_sent, 3, &calendar);
+            let info = FollowUpInfo {
+                number,
+                max: case.follow_ups,
+                sent_at: previous_sent,
+                business_days: 3,
+            };
+            let body = templates
+                .render_follow_up(&context(at).with_follow_up(&info, rep_tz, at))
+                .unwrap_or_else(|e| panic!("{stem} follow-up {number}: {e}"));
+            let id = reply_message_id(&identity, &previous.message_id, 1);
+            let previous_mail = Mail::parse(&previous.raw).unwrap();
+            let follow_up = compose_follow_up(
+                &previous_mail,
+                &identity,
+                &body,
+                &id,
+                at.fixed_offset(),
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{stem} follow-up {number}: {e}"));
+            let label = format!("{stem} follow-up {number}");
+            assert_eq!(follow_up.subject, case.subject, "{label}");
+            assert_eq!(
+                follow_up.in_reply_to.as_deref(),
+                Some(previous.message_id.as_str()),
+                "{label}"
+            );
+            let mut references = previous.references.clone();
+            references.push(previous.message_id.clone());
+            assert_eq!(follow_up.references, references, "{label}");
+            let text = check_headers(&label, &case, &follow_up, &id, &identity);
+            assert!(
+                text.starts_with(body.trim_end()),
+                "{label}: the draft leads the body"
+            );
+            let suffix = format!(".follow_up_{number}");
+            failures.extend(compare_golden(&dir, stem, &suffix, &text));
+            let notes =
+                follow_up_notes(&mail, &case.classification, &case.facts, &info, rep_tz, at)
+                    .join("\n")
+                    + "\n";
+            failures.extend(compare_golden(
+                &dir,
+                stem,
+                &format!("{suffix}.notes"),
+                &notes,
+            ));
+            (previous, previous_sent) = (follow_up, at);
+            follow_ups_ran += 1;
+        }
     }
 
-    assert!(ran >= 6, "only {ran} fixtures under {FIXTURES} ran");
+    assert!(ran >= 7, "only {ran} fixtures under {FIXTURES} ran");
+    assert!(follow_ups_ran >= 4, "only {follow_ups_ran} follow-ups ran");
+    assert!(slots_offered >= 3, "no fixture offered meeting times");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

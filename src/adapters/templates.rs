@@ -3,8 +3,9 @@
 //! `DraftContext`. Errors name the template file and line. Choosing the category and composing
 //! the message are left to the core.
 
-use crate::core::draft::DraftContext;
+use crate::core::draft::{self, DraftContext, FollowUpInfo};
 use crate::core::model::Category;
+use chrono::{DateTime, TimeZone, Utc};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
@@ -18,8 +19,11 @@ const FUEL: u64 = 50_000;
 /// Used for `Category::None` and, in a team lead's directory, for every category it lacks.
 const FALLBACK: &str = "fallback.txt";
 
+/// Every follow-up on an unanswered reply, whatever the category.
+const FOLLOW_UP: &str = "follow_up.txt";
+
 /// The shipped templates. Partials (included by the others) start with '_'.
-const BUILTIN: [(&str, &str); 12] = [
+const BUILTIN: [(&str, &str); 13] = [
     ("rfp.txt", include_str!("../../templates/rfp.txt")),
     ("rfq.txt", include_str!("../../templates/rfq.txt")),
     ("rfi.txt", include_str!("../../templates/rfi.txt")),
@@ -42,6 +46,7 @@ const BUILTIN: [(&str, &str); 12] = [
         include_str!("../../templates/procurement_gatekeeper.txt"),
     ),
     (FALLBACK, include_str!("../../templates/fallback.txt")),
+    (FOLLOW_UP, include_str!("../../templates/follow_up.txt")),
     (
         "_next_step.txt",
         include_str!("../../templates/_next_step.txt"),
@@ -198,6 +203,14 @@ impl Templates {
             });
             templates.assigned.insert(category, used);
         }
+        if !dir_has(FOLLOW_UP) {
+            templates.notices.push(Problem {
+                severity: Severity::Notice,
+                file: dir.join(FOLLOW_UP).display().to_string(),
+                line: None,
+                message: "missing: follow-ups use the built-in template".into(),
+            });
+        }
         Ok(templates)
     }
 
@@ -209,6 +222,17 @@ impl Templates {
             .cloned()
             .unwrap_or_else(|| FALLBACK.to_string());
         self.render_template(&name, ctx)
+    }
+
+    /// The body of a follow-up: `ctx` must carry its `follow_up` (`DraftContext::with_follow_up`).
+    pub fn render_follow_up(&self, ctx: &DraftContext) -> Result<String, Error> {
+        self.render_template(FOLLOW_UP, ctx)
+    }
+
+    /// Whether `name`, as `render_named` takes it, is the follow-up template: its context needs
+    /// `DraftContext::with_follow_up`.
+    pub fn is_follow_up(name: &str) -> bool {
+        name.strip_suffix(".txt").unwrap_or(name) == FOLLOW_UP.trim_end_matches(".txt")
     }
 
     /// Render one template by name ("rfp", "rfp.txt", "fallback", "_signature"), for previews.
@@ -230,44 +254,66 @@ impl Templates {
         self.render_template(&file, ctx)
     }
 
-    /// Render every category against the contexts of `check_contexts`, so every branch a real
-    /// mail can take is exercised. Returns the problems, fallbacks included.
+    /// Render every category against the contexts of `check_contexts`, and the follow-up against
+    /// those of `follow_up_contexts`, so every branch a real mail can take is exercised. Returns
+    /// the problems, fallbacks included.
     pub fn check(&self) -> Vec<Problem> {
         let mut problems = self.notices.clone();
         for category in all_categories() {
-            for (which, ctx) in check_contexts(category) {
-                let problem = match self.render(category, &ctx) {
-                    Ok(text) if text.contains("{{") || text.contains("{%") => Problem {
-                        severity: Severity::Error,
-                        file: self.origin(&self.assigned[&category]),
-                        line: None,
-                        message: format!(
-                            "output for the {category} {which} context contains an unrendered \
-                             `{{{{` or `{{%`"
-                        ),
-                    },
-                    Ok(_) => continue,
-                    Err(Error::Render { file, line, detail }) => Problem {
-                        severity: Severity::Error,
-                        file,
-                        line,
-                        message: format!(
-                            "{detail} (rendering {category} with the {which} context)"
-                        ),
-                    },
-                    Err(other) => Problem {
-                        severity: Severity::Error,
-                        file: self.origin(&self.assigned[&category]),
-                        line: None,
-                        message: other.to_string(),
-                    },
-                };
-                if !problems.contains(&problem) {
+            let first_reply = self.assigned[&category].as_str();
+            let runs = check_contexts(category)
+                .into_iter()
+                .map(|(which, ctx)| {
+                    (
+                        first_reply,
+                        format!("{category} with the {which} context"),
+                        ctx,
+                    )
+                })
+                .chain(
+                    follow_up_contexts(category)
+                        .into_iter()
+                        .map(|(which, ctx)| {
+                            (
+                                FOLLOW_UP,
+                                format!("a {category} follow-up with the {which} context"),
+                                ctx,
+                            )
+                        }),
+                );
+            for (name, what, ctx) in runs {
+                if let Some(problem) = self.check_one(name, &what, &ctx)
+                    && !problems.contains(&problem)
+                {
                     problems.push(problem);
                 }
             }
         }
         problems
+    }
+
+    fn check_one(&self, name: &str, what: &str, ctx: &DraftContext) -> Option<Problem> {
+        Some(match self.render_template(name, ctx) {
+            Ok(text) if text.contains("{{") || text.contains("{%") => Problem {
+                severity: Severity::Error,
+                file: self.origin(name),
+                line: None,
+                message: format!("output for {what} contains an unrendered `{{{{` or `{{%`"),
+            },
+            Ok(_) => return None,
+            Err(Error::Render { file, line, detail }) => Problem {
+                severity: Severity::Error,
+                file,
+                line,
+                message: format!("{detail} (rendering {what})"),
+            },
+            Err(other) => Problem {
+                severity: Severity::Error,
+                file: self.origin(name),
+                line: None,
+                message: other.to_string(),
+            },
+        })
     }
 
     fn empty() -> Templates {
@@ -345,10 +391,22 @@ fn describe(e: &minijinja::Error) -> String {
 }
 
 /// The sample for `category` and its variants: the no-contact switch flipped, written to a
-/// business owner with nobody else to invite, and sparse (nothing extracted) with and without a
-/// no-contact clause.
+/// business owner with nobody else to invite, without meeting times, and sparse (nothing
+/// extracted) with and without a no-contact clause or times (then in the rep's zone only).
 fn check_contexts(category: Category) -> Vec<(&'static str, DraftContext)> {
     let sample = DraftContext::sample(category);
+    let mut without_slots = sample.clone();
+    without_slots.proposed_slots.clear();
+    let mut sparse_with_slots = DraftContext::sparse(category);
+    sparse_with_slots.proposed_slots = sample
+        .proposed_slots
+        .iter()
+        .map(|slot| draft::SlotContext {
+            text: slot.rep_text.clone(),
+            buyer_text: None,
+            ..slot.clone()
+        })
+        .collect();
     let mut flipped = sample.clone();
     flipped.no_contact.applies = !flipped.no_contact.applies;
     let mut to_business_owner = sample.clone();
@@ -361,9 +419,49 @@ fn check_contexts(category: Category) -> Vec<(&'static str, DraftContext)> {
         ("sample", sample),
         ("sample with the no-contact switch flipped", flipped),
         ("business-owner contact", to_business_owner),
+        ("sample without meeting times", without_slots),
         ("sparse", DraftContext::sparse(category)),
         ("sparse no-contact", sparse_no_contact),
+        ("sparse with meeting times", sparse_with_slots),
     ]
+}
+
+/// Each of `check_contexts` as the first of two follow-ups, written while the questions are still
+/// open, and as the last, written after they closed.
+fn follow_up_contexts(category: Category) -> Vec<(String, DraftContext)> {
+    let rep_tz = chrono_tz::Europe::London;
+    let at = |day| -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2027, 2, day, 10, 0, 0)
+            .single()
+            .expect("a valid date")
+    };
+    let first = FollowUpInfo {
+        number: 1,
+        max: 2,
+        sent_at: at(16),
+        business_days: 3,
+    };
+    let last = FollowUpInfo {
+        number: 2,
+        sent_at: at(19),
+        business_days: 5,
+        ..first
+    };
+    check_contexts(category)
+        .into_iter()
+        .flat_map(|(which, ctx)| {
+            [
+                (
+                    format!("{which}, follow-up 1 of 2"),
+                    ctx.clone().with_follow_up(&first, rep_tz, at(19)),
+                ),
+                (
+                    format!("{which}, follow-up 2 of 2"),
+                    ctx.with_follow_up(&last, rep_tz, at(19) + chrono::Duration::days(14)),
+                ),
+            ]
+        })
+        .collect()
 }
 
 fn all_categories() -> impl Iterator<Item = Category> {
@@ -406,7 +504,16 @@ mod tests {
         let mut rendered = 0;
         for (name, _) in BUILTIN {
             for category in all_categories() {
-                for (which, ctx) in check_contexts(category) {
+                // The follow-up needs its `follow_up`; every other template renders without one.
+                let contexts: Vec<(String, DraftContext)> = if name == FOLLOW_UP {
+                    follow_up_contexts(category)
+                } else {
+                    check_contexts(category)
+                        .into_iter()
+                        .map(|(which, ctx)| (which.to_string(), ctx))
+                        .collect()
+                };
+                for (which, ctx) in contexts {
                     let text = templates
                         .render_named(name, &ctx)
                         .unwrap_or_else(|e| panic!("{name}, {category}, {which}: {e}"));
@@ -419,15 +526,28 @@ mod tests {
                 }
             }
         }
-        assert_eq!(rendered, BUILTIN.len() * 10 * 5);
+        assert_eq!(rendered, (BUILTIN.len() + 1) * 10 * 7);
     }
 
     #[test]
     fn drafts_are_brief_and_ask_for_a_conversation() {
         let templates = Templates::builtin();
         for category in all_categories() {
-            for (which, ctx) in check_contexts(category) {
+            let first_replies = check_contexts(category).into_iter().map(|(which, ctx)| {
                 let text = templates.render(category, &ctx).unwrap();
+                (which.to_string(), ctx, text)
+            });
+            let follow_ups = follow_up_contexts(category)
+                .into_iter()
+                .map(|(which, ctx)| {
+                    let text = templates.render_follow_up(&ctx).unwrap();
+                    (which, ctx, text)
+                });
+            for (which, ctx, text) in first_replies.chain(follow_ups) {
+                assert!(
+                    text.contains("30-minute") || text.contains("Could you arrange"),
+                    "{category} {which}: no ask\n{text}"
+                );
                 let words = words_before_signature(&text);
                 assert!(words <= 180, "{category} {which}: {words} words\n{text}");
                 assert!(text.starts_with("Hi "), "{category} {which}");
@@ -452,11 +572,178 @@ mod tests {
             ctx.no_contact.applies = false;
             let text = templates.render(category, &ctx).unwrap();
             assert!(
-                text.contains("30-minute call this week or next"),
-                "{category}"
+                text.contains("Would one of these times work for a 30-minute conversation"),
+                "{category}:\n{text}"
             );
             assert!(!text.contains("clarification meeting"), "{category}");
+            ctx.proposed_slots.clear();
+            let text = templates.render(category, &ctx).unwrap();
+            assert!(
+                text.contains("30-minute call this week or next"),
+                "{category}:\n{text}"
+            );
         }
+    }
+
+    #[test]
+    fn next_step_offers_the_slots_when_there_are_some() {
+        let templates = Templates::builtin();
+        let mut ctx = DraftContext::sample(Category::Rfp);
+        assert_eq!(ctx.proposed_slots.len(), 3);
+        let text = templates.render_named("_next_step", &ctx).unwrap();
+        assert_eq!(
+            text.trim_end(),
+            "Would one of these times work for a 30-minute conversation, bringing in Maria Lopez \
+             (VP Clinical Operations) and Tom Reed (Director of IT)?\n\n\
+             - Tue 16 Feb, 10:00-10:30 EST (15:00-15:30 GMT)\n\
+             - Wed 17 Feb, 09:30-10:00 EST (14:30-15:00 GMT)\n\
+             - Thu 18 Feb, 11:00-11:30 EST (16:00-16:30 GMT)\n\n\
+             Hearing their goals first will make whatever we send you far more useful. If these \
+             times do not suit, suggest one that does."
+        );
+        // The length comes from the slots, and one slot is offered as one.
+        ctx.proposed_slots.truncate(1);
+        ctx.proposed_slots[0].minutes = 45;
+        let text = templates.render_named("_next_step", &ctx).unwrap();
+        assert!(
+            text.starts_with("Would this time work for a 45-minute conversation, bringing in"),
+            "{text}"
+        );
+        assert!(
+            text.contains("If it does not suit, suggest one that does."),
+            "{text}"
+        );
+        assert_eq!(text.matches("\n- ").count(), 1, "{text}");
+
+        // Without slots, today's open ask, word for word.
+        ctx.proposed_slots.clear();
+        let text = templates.render_named("_next_step", &ctx).unwrap();
+        assert_eq!(
+            text.trim_end(),
+            "Could we set up a 30-minute call this week or next, bringing in Maria Lopez (VP \
+             Clinical Operations) and Tom Reed (Director of IT)? Hearing their goals first will \
+             make whatever we send you far more useful."
+        );
+    }
+
+    #[test]
+    fn under_a_no_contact_clause_the_slots_are_offered_to_procurement() {
+        let templates = Templates::builtin();
+        let ctx = DraftContext::sample(Category::Tender);
+        assert!(ctx.no_contact.applies);
+        let text = templates.render_named("_next_step", &ctx).unwrap();
+        assert_eq!(
+            text.trim_end(),
+            "I understand that all contact during this process goes through you, and we will \
+             respect that. Could you arrange a short clarification meeting or pre-proposal session \
+             with Maria Lopez (VP Clinical Operations) and Tom Reed (Director of IT), within the \
+             rules of the process? We could make any of these times:\n\n\
+             - Tue 16 Feb, 10:00-10:30 EST (15:00-15:30 GMT)\n\
+             - Wed 17 Feb, 09:30-10:00 EST (14:30-15:00 GMT)\n\
+             - Thu 18 Feb, 11:00-11:30 EST (16:00-16:30 GMT)\n\n\
+             If a meeting is not possible, I would be glad to send a few written questions for you \
+             to route to them, with the answers shared as your process requires."
+        );
+        let mut one = ctx.clone();
+        one.proposed_slots.truncate(1);
+        let text = templates.render_named("_next_step", &one).unwrap();
+        assert!(
+            text.contains("within the rules of the process? We could make this time:\n\n- Tue"),
+            "{text}"
+        );
+        let mut without = ctx.clone();
+        without.proposed_slots.clear();
+        let text = templates.render_named("_next_step", &without).unwrap();
+        assert_eq!(
+            text.trim_end(),
+            "I understand that all contact during this process goes through you, and we will \
+             respect that. Could you arrange a short clarification meeting or pre-proposal session \
+             with Maria Lopez (VP Clinical Operations) and Tom Reed (Director of IT), within the \
+             rules of the process? If a meeting is not possible, I would be glad to send a few \
+             written questions for you to route to them, with the answers shared as your process \
+             requires."
+        );
+    }
+
+    #[test]
+    fn follow_ups_nudge_then_say_the_last_is_the_last() {
+        let templates = Templates::builtin();
+        let contexts = follow_up_contexts(Category::Rfp);
+        let (_, first) = &contexts[0];
+        let (_, last) = &contexts[1];
+        let text = templates.render_follow_up(first).unwrap();
+        assert!(
+            text.starts_with(
+                "Hi Dana,\n\nI wanted to follow up on my note of 16 February 2027 about RFP \
+                 #2027-014 (Patient Analytics Platform). "
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "With questions closing on Monday 1 March 2027, 17:00 America/New_York, a \
+                 conversation before then"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Would one of these times work"), "{text}");
+        assert!(!text.contains("last nudge"), "{text}");
+
+        // Written after the cut-off: the last one does not quote it back.
+        let text = templates.render_follow_up(last).unwrap();
+        assert!(
+            text.contains("I am following up one last time on my note of 19 February 2027"),
+            "{text}"
+        );
+        assert!(!text.contains("1 March 2027"), "{text}");
+        assert!(
+            text.contains(
+                "This is my last nudge: if a conversation does not work for you, we will go ahead \
+                 and respond through your process as it stands."
+            ),
+            "{text}"
+        );
+        assert!(
+            text.trim_end().ends_with("alex@northwind.example"),
+            "{text}"
+        );
+
+        // A middle one is neither the first nor the last.
+        let mut middle = first.clone();
+        middle.follow_up.as_mut().unwrap().number = 2;
+        middle.follow_up.as_mut().unwrap().max = 3;
+        let text = templates.render_follow_up(&middle).unwrap();
+        assert!(
+            text.contains("I am following up again on my note"),
+            "{text}"
+        );
+        assert!(!text.contains("last nudge"), "{text}");
+    }
+
+    #[test]
+    fn follow_ups_keep_the_no_contact_rule() {
+        let templates = Templates::builtin();
+        for (which, ctx) in follow_up_contexts(Category::Tender) {
+            let text = templates.render_follow_up(&ctx).unwrap();
+            assert_eq!(
+                text.contains("Could you arrange"),
+                ctx.no_contact.applies,
+                "{which}:\n{text}"
+            );
+            assert_eq!(
+                text.contains("Would one of these times work"),
+                !ctx.no_contact.applies && !ctx.proposed_slots.is_empty(),
+                "{which}:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_follow_up_template_is_known_by_its_names() {
+        assert!(Templates::is_follow_up("follow_up"));
+        assert!(Templates::is_follow_up("follow_up.txt"));
+        assert!(!Templates::is_follow_up("rfp"));
+        assert!(!Templates::is_follow_up("_next_step.txt"));
     }
 
     #[test]
@@ -477,7 +764,17 @@ mod tests {
             "{text}"
         );
         assert!(text.starts_with("Hi team,"), "{text}");
-        let (_, ctx) = check_contexts(Category::Rfp).swap_remove(2);
+        let (_, mut ctx) = check_contexts(Category::Rfp).swap_remove(2);
+        let text = templates.render(Category::Rfp, &ctx).unwrap();
+        assert!(
+            text.contains("Would one of these times work for a 30-minute conversation?"),
+            "{text}"
+        );
+        assert!(
+            text.contains("You are welcome to bring anyone else"),
+            "{text}"
+        );
+        ctx.proposed_slots.clear();
         let text = templates.render(Category::Rfp, &ctx).unwrap();
         assert!(
             text.contains("talk through what you want to achieve"),
@@ -583,7 +880,7 @@ mod tests {
             Templates::builtin().render(Category::Rfq, &ctx).unwrap()
         );
         let problems = templates.check();
-        assert_eq!(problems.len(), 8, "{problems:?}");
+        assert_eq!(problems.len(), 9, "{problems:?}");
         assert!(problems.iter().all(|p| p.severity == Severity::Notice));
         let rfq = dir.path().join("rfq.txt").display().to_string();
         assert!(
@@ -592,6 +889,8 @@ mod tests {
                 .any(|p| p.file == rfq
                     && p.message == "missing: rfq mail uses the built-in template")
         );
+        assert!(problems.iter().any(|p| p.file.ends_with("follow_up.txt")
+            && p.message == "missing: follow-ups use the built-in template"));
     }
 
     #[test]
@@ -649,10 +948,10 @@ mod tests {
         }
         let readme = include_str!("../../templates/README.md");
         let mut found = Vec::new();
-        keys(
-            &serde_json::to_value(DraftContext::sample(Category::Tender)).unwrap(),
-            &mut found,
-        );
+        // The follow-up context is the fullest: the sample's keys, slots and `follow_up`.
+        let (_, ctx) = follow_up_contexts(Category::Tender).swap_remove(0);
+        assert!(!ctx.proposed_slots.is_empty() && ctx.follow_up.is_some());
+        keys(&serde_json::to_value(ctx).unwrap(), &mut found);
         assert!(found.len() > 30);
         for key in found {
             assert!(

@@ -202,8 +202,13 @@ pub fn edit(
     let analysis = pipeline
         .analyse(&draft.original)
         .context("cannot re-read the original message of this draft")?;
-    let reply =
-        pipeline.compose_with_body(&analysis, &edited, now, u32::try_from(draft.version + 1)?)?;
+    let reply = pipeline.compose_with_body(
+        &analysis,
+        &edited,
+        None,
+        now,
+        u32::try_from(draft.version + 1)?,
+    )?;
     let updated = store.update_draft(id, &edited, &reply.raw, &reply.message_id, now)?;
     folder.replace(store, &draft.message_id, &updated)?;
     Ok(format!("draft {id} saved as version {}", updated.version))

@@ -1,7 +1,7 @@
 //! Commands that look at mail files without touching the mailbox or the store: `classify` (what
 //! pushback thinks of each message, and why) and `draft` (the reply it would write).
 
-use crate::app::pipeline::Pipeline;
+use crate::app::pipeline::{ComposeOptions, Pipeline};
 use crate::core::model::{Category, Facts, Label, Reason};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -157,6 +157,6 @@ pub fn draft_for_file(
     let analysis = pipeline
         .analyse(&raw)
         .with_context(|| format!("cannot parse {}", path.display()))?;
-    let composed = pipeline.compose(&analysis, now, 1)?;
+    let composed = pipeline.compose(&analysis, ComposeOptions::default(), now, 1)?;
     Ok((analysis.is_procurement(), composed.reply.raw))
 }

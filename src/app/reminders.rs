@@ -17,7 +17,9 @@ use crate::adapters::store::{DraftRecord, NewDraft, Reminder, ReminderKind, Remi
 use crate::adapters::calendar::{self, CalDav, CalendarItem, ItemKind, ItemStatus};
 use crate::adapters::secret::Auth;
 use crate::app::followups::{self, Timekeeping};
-use crate::app::pipeline::Pipeline;
+use crate::app::pipeline::{ComposeOptions, Pipeline};
+use crate::app::slots;
+use crate::core::draft::FollowUpInfo;
 use crate::config::{Config, MailboxAccess};
 use crate::core::notice::{self, Notice, NoticeDraft};
 use anyhow::{Context, Result, bail};
@@ -183,14 +185,33 @@ impl ReminderDesk {
             .pipeline
             .analyse(&first.original)
             .context("cannot read the buyer's original message again")?;
-        let composed = self.pipeline.compose_follow_up(
-            &analysis,
-            &previous.raw,
-            reminder.number,
-            self.keeping.follow_up.max_follow_ups,
-            previous.updated_at,
-            now,
-        )?;
+        let sent_at = self
+            .store
+            .sent_at(previous.id)?
+            .with_context(|| format!("draft {} was not sent", previous.id))?;
+        let info = FollowUpInfo {
+            number: reminder.number,
+            max: self.keeping.follow_up.max_follow_ups,
+            sent_at,
+            business_days: self.keeping.follow_up.after_business_days(first.category),
+        };
+        let slots = slots::proposed_slots(&self.store, &self.keeping, &analysis.facts, now)?;
+        let invite = match slots.first() {
+            Some(slot) if self.keeping.attach_invite => Some(slots::invitation(
+                &self.config.identity,
+                &analysis,
+                slot,
+                now,
+            )),
+            _ => None,
+        };
+        let options = ComposeOptions {
+            slots: &slots,
+            invite: invite.as_ref(),
+        };
+        let composed =
+            self.pipeline
+                .compose_follow_up(&analysis, &previous.raw, info, options, now, 1)?;
         let draft = NewDraft {
             in_reply_to: composed.reply.in_reply_to.clone(),
             message_id: composed.reply.message_id.clone(),

@@ -10,7 +10,8 @@
 use crate::adapters::maildir::Maildir;
 use crate::adapters::store::{NewDraft, RecordOutcome, ScannedMessage, Store, SyncProgress};
 use crate::app::followups::{self, Timekeeping};
-use crate::app::pipeline::{Analysis, Pipeline};
+use crate::app::slots;
+use crate::app::pipeline::{Analysis, ComposeOptions, Pipeline};
 use crate::core::notice;
 use crate::core::model::Category;
 use anyhow::Result;
@@ -96,7 +97,7 @@ pub fn process(
     };
     let (draft, reminders) = if analysis.is_procurement() && !duplicate {
         (
-            Some(new_draft(pipeline, &analysis, key, raw, now)?),
+            Some(new_draft(store, pipeline, keeping, &analysis, key, raw, now)?),
             followups::deadline_reminders(&analysis, keeping, now),
         )
     } else {
@@ -194,14 +195,29 @@ pub fn draft_file_name(key: &str) -> String {
     format!("pushback-reply.{safe}")
 }
 
+/// The pushback draft for `analysis`, offering call times from the rep's stored busy times (and,
+/// when configured, an invitation for the first).
 fn new_draft(
+    store: &Store,
     pipeline: &Pipeline,
+    keeping: &Timekeeping,
     analysis: &Analysis,
     key: &str,
     raw: &[u8],
     now: DateTime<Utc>,
 ) -> Result<NewDraft> {
-    let composed = pipeline.compose(analysis, now, 1)?;
+    let slots = slots::proposed_slots(store, keeping, &analysis.facts, now)?;
+    let invite = match slots.first() {
+        Some(first) if keeping.attach_invite => {
+            Some(slots::invitation(pipeline.identity(), analysis, first, now))
+        }
+        _ => None,
+    };
+    let options = ComposeOptions {
+        slots: &slots,
+        invite: invite.as_ref(),
+    };
+    let composed = pipeline.compose(analysis, options, now, 1)?;
     Ok(NewDraft {
         in_reply_to: composed.reply.in_reply_to.clone(),
         message_id: composed.reply.message_id.clone(),

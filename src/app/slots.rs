@@ -3,12 +3,14 @@
 //! reminder task every few minutes, `pushback scan` once) and kept in the store, so proposing
 //! slots while a draft is composed is a pure computation over them.
 
-use crate::adapters::calendar::{self, CalDav};
+use crate::adapters::calendar::{self, CalDav, Invite};
 use crate::adapters::store::Store;
 use crate::app::followups::Timekeeping;
+use crate::app::pipeline::Analysis;
 use crate::config::Config;
 use crate::core::followup;
-use crate::core::model::Facts;
+use crate::core::draft::{Attachment, reply_message_id};
+use crate::core::model::{Facts, Identity};
 use crate::core::schedule::{self, Slot};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Duration, Utc};
@@ -75,4 +77,47 @@ pub fn proposed_slots(
         keeping.slot_count as usize,
         followup::questions_cutoff(facts, &keeping.calendar),
     ))
+}
+
+/// An invitation to the buyer for `slot`, to attach to the pushback draft. Its UID comes from the
+/// buyer's message, so composing the draft again gives the same invitation.
+pub fn invitation(
+    identity: &Identity,
+    analysis: &Analysis,
+    slot: &Slot,
+    now: DateTime<Utc>,
+) -> Attachment {
+    let mail = &analysis.mail;
+    let buyer = mail.reply_address().or(mail.from.as_ref());
+    let about = analysis
+        .facts
+        .references
+        .first()
+        .or(analysis.facts.titles.first())
+        .cloned()
+        .unwrap_or_else(|| mail.subject.clone());
+    let thread = mail.message_id.as_deref().unwrap_or(&mail.subject);
+    let invite = Invite {
+        uid: format!(
+            "{}@pushback",
+            reply_message_id(identity, thread, 0)
+                .split('@')
+                .next()
+                .unwrap_or("discovery-call")
+        ),
+        start: slot.start,
+        end: slot.end,
+        organizer_name: identity.name.clone(),
+        organizer_email: identity.email.clone(),
+        attendee_name: buyer.and_then(|b| b.name.clone()),
+        attendee_email: buyer.map(|b| b.email.clone()).unwrap_or_default(),
+        summary: format!("{} / {}: discovery call", identity.company, about),
+        description: format!(
+            "A short conversation about {about} with the people who own the problem, before we \
+             answer in writing. {} ({})",
+            identity.name, identity.email
+        ),
+        stamp: now,
+    };
+    Attachment::calendar_invite(calendar::invite(&invite).into_bytes())
 }

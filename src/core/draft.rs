@@ -1,15 +1,19 @@
 //! The reply draft: the context a template sees (built from the mail, the classification and the
-//! extracted facts), the notes shown to the rep beside the draft (never sent), and the RFC 5322
-//! reply message itself, composed with lettre's builder. Pure: the clock and the message id are
-//! passed in. Rendering the templates is the templates adapter's job.
+//! extracted facts, plus the meeting times offered and, for a follow-up, where it stands in its
+//! sequence), the notes shown to the rep beside the draft (never sent), and the RFC 5322 message
+//! itself, a reply or a follow-up on our own reply, composed with lettre's builder. Pure: the
+//! clock, the message id, the free slots and the invite's bytes are passed in. Rendering the
+//! templates is the templates adapter's job; finding slots and writing the .ics are the caller's.
 
 use crate::core::mail::{Address, Mail, clean_header_value};
 use crate::core::model::{
     Category, Classification, Deadline, DeadlineKind, Facts, Identity, Stakeholder, StakeholderRole,
 };
+use crate::core::schedule::{BusinessCalendar, Slot, Zone};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
-use lettre::message::Mailbox;
+use chrono_tz::Tz;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use serde::Serialize;
 
 /// Quoting the whole history of a long thread makes the draft hard to review; the buyer has it.
@@ -26,6 +30,8 @@ const TOP_REASONS: usize = 3;
 pub enum Error {
     #[error("cannot reply to message {message_id}: it has neither From nor Reply-To")]
     NoRecipient { message_id: String },
+    #[error("cannot follow up on message {message_id}: its To names nobody but the rep")]
+    NoFollowUpRecipient { message_id: String },
     #[error("cannot reply to message {message_id}: invalid address `{address}`")]
     InvalidAddress { message_id: String, address: String },
     #[error("cannot build reply to message {message_id}")]
@@ -59,6 +65,13 @@ pub struct DraftContext {
     pub category: CategoryContext,
     pub original: OriginalContext,
     pub no_contact: NoContactContext,
+    /// Discovery-call times to offer, from the rep's calendar; empty when none were found.
+    pub proposed_slots: Vec<SlotContext>,
+    /// Set only when the draft is a follow-up on our own unanswered reply.
+    pub follow_up: Option<FollowUpContext>,
+    /// When the questions cut-off falls due, to tell a follow-up whether it is still ahead.
+    #[serde(skip)]
+    questions_due: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -141,6 +154,55 @@ pub struct OriginalContext {
     pub subject: String,
     /// "2 March 2027" or none.
     pub date: Option<String>,
+}
+
+/// One proposed discovery-call time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotContext {
+    /// In the buyer's zone when it is known, the rep's alongside:
+    /// "Tue 16 Feb, 10:00-10:30 EST (15:00-15:30 GMT)"; in the rep's zone alone otherwise.
+    pub text: String,
+    /// In the buyer's zone alone, "Tue 16 Feb, 10:00-10:30 EST", or none when it is unknown.
+    pub buyer_text: Option<String>,
+    /// In the rep's zone alone, "Tue 16 Feb, 15:00-15:30 GMT".
+    pub rep_text: String,
+    /// RFC 3339 in the rep's zone.
+    pub start: String,
+    pub end: String,
+    pub minutes: i64,
+}
+
+/// Where a follow-up stands: given by the caller, which decides when one is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowUpInfo {
+    /// 1-based.
+    pub number: u32,
+    /// How many follow-ups the sequence has; the one numbered `max` is the last.
+    pub max: u32,
+    /// When our previous message in the thread went out.
+    pub sent_at: DateTime<Utc>,
+    /// How many business days we have waited for an answer since.
+    pub business_days: u32,
+}
+
+impl FollowUpInfo {
+    pub fn is_last(&self) -> bool {
+        self.number >= self.max
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FollowUpContext {
+    pub number: u32,
+    pub max: u32,
+    /// This is the final follow-up: after it we answer through the buyer's process.
+    pub last: bool,
+    /// When our previous message went out, in the rep's zone: "16 February 2027".
+    pub sent_date: String,
+    pub business_days: u32,
+    /// The deadline for questions is known, unambiguous and still ahead as the follow-up is
+    /// written: only then is it worth quoting back.
+    pub questions_open: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -235,7 +297,59 @@ impl DraftContext {
                 applies: facts.no_contact_clause.is_some(),
                 clause: facts.no_contact_clause.clone(),
             },
+            proposed_slots: Vec::new(),
+            follow_up: None,
+            questions_due: facts
+                .deadlines
+                .iter()
+                .find(|d| d.kind == DeadlineKind::Questions)
+                .and_then(|d| Some(deadline_instant(d.date?, d.time, d.zone.as_deref()))),
         }
+    }
+
+    /// Offers `slots` (found by the caller in the rep's calendar), each described in the buyer's
+    /// zone when known (see [`buyer_zone`]) with the rep's alongside.
+    pub fn with_slots(mut self, slots: &[Slot], rep_tz: Tz, buyer: Option<Zone>) -> DraftContext {
+        self.proposed_slots = slots
+            .iter()
+            .map(|slot| SlotContext {
+                text: slot.describe_for(rep_tz, buyer),
+                buyer_text: buyer.map(|zone| slot.describe_in(zone, true)),
+                rep_text: slot.describe_in(Zone::Named(rep_tz), true),
+                start: slot.start.with_timezone(&rep_tz).to_rfc3339(),
+                end: slot.end.with_timezone(&rep_tz).to_rfc3339(),
+                minutes: (slot.end - slot.start).num_minutes(),
+            })
+            .collect();
+        self
+    }
+
+    /// Makes this the context of follow-up `info`, written at `now`.
+    pub fn with_follow_up(
+        mut self,
+        info: &FollowUpInfo,
+        rep_tz: Tz,
+        now: DateTime<Utc>,
+    ) -> DraftContext {
+        let questions_open = self
+            .deadlines
+            .questions
+            .as_ref()
+            .is_some_and(|q| !q.ambiguous)
+            && self.questions_due.is_some_and(|due| due > now);
+        self.follow_up = Some(FollowUpContext {
+            number: info.number,
+            max: info.max,
+            last: info.is_last(),
+            sent_date: info
+                .sent_at
+                .with_timezone(&rep_tz)
+                .format("%-d %B %Y")
+                .to_string(),
+            business_days: info.business_days,
+            questions_open,
+        });
+        self
     }
 
     /// A realistic context for `category`, used to check and preview templates without a mail.
@@ -269,8 +383,61 @@ impl DraftContext {
             reasons: Vec::new(),
         };
         let facts = sample_facts(category);
-        DraftContext::new(&mail, &classification, &facts, &Identity::demo())
+        let identity = Identity::demo();
+        let rep_tz: Tz = identity
+            .timezone
+            .parse()
+            .expect("the demo zone is an IANA name");
+        let slots = sample_slots(date.map(|d| d.to_utc()).unwrap_or_default(), rep_tz);
+        DraftContext::new(&mail, &classification, &facts, &identity).with_slots(
+            &slots,
+            rep_tz,
+            buyer_zone(&facts),
+        )
     }
+}
+
+/// Three 30-minute slots on the three business days after `after`, mid-afternoon in the rep's
+/// zone (morning on the American east coast for a rep in Europe): what the samples and previews
+/// offer, since no calendar is read for them.
+pub fn sample_slots(after: DateTime<Utc>, rep_tz: Tz) -> Vec<Slot> {
+    let calendar = BusinessCalendar::new(rep_tz);
+    let mut date = after.with_timezone(&rep_tz).date_naive();
+    [(15, 0), (14, 30), (16, 0)]
+        .into_iter()
+        .filter_map(|(hour, minute)| {
+            date = date
+                .iter_days()
+                .skip(1)
+                .find(|d| calendar.is_business_day(*d))?;
+            let start = Zone::Named(rep_tz).resolve(date.and_hms_opt(hour, minute, 0)?);
+            Some(Slot {
+                start,
+                end: start + Duration::minutes(30),
+            })
+        })
+        .collect()
+}
+
+/// The buyer's time zone, as the solicitation states it on a deadline: the questions cut-off's,
+/// else the submission deadline's, else the first other deadline's. A named zone anywhere wins
+/// over an offset, since it also knows the buyer's daylight-saving changes; an offset alone
+/// ("+05:30") is kept, and slots are then labelled with it. Unreadable zones are skipped; none
+/// when no deadline states a zone (slots are then described in the rep's zone only).
+pub fn buyer_zone(facts: &Facts) -> Option<Zone> {
+    let rank = |kind: DeadlineKind| match kind {
+        DeadlineKind::Questions => 0,
+        DeadlineKind::Submission => 1,
+        _ => 2,
+    };
+    let mut stated: Vec<(usize, Zone)> = facts
+        .deadlines
+        .iter()
+        .filter_map(|d| Some((rank(d.kind), Zone::parse(d.zone.as_deref()?)?)))
+        .collect();
+    // Stable: deadlines of one rank keep the order they were found in.
+    stated.sort_by_key(|(rank, zone)| (matches!(zone, Zone::Offset(_)), *rank));
+    stated.first().map(|(_, zone)| *zone)
 }
 
 impl DraftContext {
@@ -677,6 +844,37 @@ pub fn rep_notes(
     notes
 }
 
+/// The notes beside a follow-up: which one it is and how long the buyer has been quiet, then the
+/// original mail's notes (its deadlines may have come closer since).
+pub fn follow_up_notes(
+    mail: &Mail,
+    classification: &Classification,
+    facts: &Facts,
+    info: &FollowUpInfo,
+    rep_tz: Tz,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let sent = info.sent_at.with_timezone(&rep_tz).format("%-d %B %Y");
+    let days = match info.business_days {
+        1 => "1 business day".to_string(),
+        n => format!("{n} business days"),
+    };
+    let mut notes = vec![if info.is_last() {
+        format!(
+            "Follow-up {} of {}, the last: no answer to our message of {sent} after {days}. The \
+             draft says we will go ahead through the buyer's process.",
+            info.number, info.max
+        )
+    } else {
+        format!(
+            "Follow-up {} of {}: no answer to our message of {sent} after {days}.",
+            info.number, info.max
+        )
+    }];
+    notes.extend(rep_notes(mail, classification, facts, now));
+    notes
+}
+
 fn capitalise(s: &str) -> String {
     let mut chars = s.chars();
     chars.next().map_or_else(String::new, |c| {
@@ -689,24 +887,8 @@ fn capitalise(s: &str) -> String {
 fn deadline_instant(date: NaiveDate, time: Option<NaiveTime>, zone: Option<&str>) -> DateTime<Utc> {
     let local =
         date.and_time(time.unwrap_or(NaiveTime::from_hms_opt(23, 59, 0).unwrap_or_default()));
-    let zoned = zone.and_then(|z| {
-        if let Ok(tz) = z.parse::<chrono_tz::Tz>() {
-            return tz
-                .from_local_datetime(&local)
-                .earliest()
-                .map(|t| t.to_utc());
-        }
-        let offset =
-            DateTime::parse_from_str(&format!("2000-01-01 00:00 {z}"), "%Y-%m-%d %H:%M %:z")
-                .ok()?
-                .offset()
-                .to_owned();
-        offset
-            .from_local_datetime(&local)
-            .single()
-            .map(|t| t.to_utc())
-    });
-    zoned.unwrap_or_else(|| Utc.from_utc_datetime(&local))
+    zone.and_then(Zone::parse)
+        .map_or_else(|| Utc.from_utc_datetime(&local), |z| z.resolve(local))
 }
 
 /// A composed reply, ready for the rep's approval and then for sending as-is.
@@ -715,6 +897,7 @@ pub struct Reply {
     /// Without angle brackets.
     pub message_id: String,
     pub subject: String,
+    /// Every To address, as written in the header ("Dana <dana@x>, Tom <tom@x>").
     pub to: String,
     /// Without angle brackets.
     pub in_reply_to: Option<String>,
@@ -724,32 +907,144 @@ pub struct Reply {
     pub raw: Vec<u8>,
 }
 
+/// A file sent after the text: the calendar invite for the proposed conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub file_name: String,
+    pub content_type: ContentType,
+    pub bytes: Vec<u8>,
+}
+
+impl Attachment {
+    /// An iCalendar invitation (its text is written elsewhere) as calendar clients look for it.
+    pub fn calendar_invite(ics: Vec<u8>) -> Attachment {
+        Attachment {
+            file_name: "invite.ics".into(),
+            content_type: ContentType::parse("text/calendar; method=REQUEST; charset=UTF-8")
+                .expect("a valid content type"),
+            bytes: ics,
+        }
+    }
+}
+
 /// Compose the reply to `mail`: To is its Reply-To or From, threading headers point at it, and the
-/// body is `body` followed by the original, quoted.
+/// body is `body` followed by the original, quoted; `invite`, when given, follows as a second
+/// part of a multipart/mixed message.
 pub fn compose_reply(
     mail: &Mail,
     identity: &Identity,
     body: &str,
     message_id: &str,
     date: DateTime<FixedOffset>,
+    invite: Option<&Attachment>,
 ) -> Result<Reply, Error> {
-    let original_id = mail
-        .message_id
+    let recipient = mail.reply_address().ok_or_else(|| Error::NoRecipient {
+        message_id: thread_label(mail),
+    })?;
+    let recipients = Recipients {
+        to: vec![recipient],
+        cc: Vec::new(),
+    };
+    compose_in_thread(mail, &recipients, identity, body, message_id, date, invite)
+}
+
+/// Compose a follow-up on `previous`, our own unanswered message in the thread: to its To and
+/// Cc again (the rep left out), threaded and quoted as a reply to it.
+pub fn compose_follow_up(
+    previous: &Mail,
+    identity: &Identity,
+    body: &str,
+    message_id: &str,
+    date: DateTime<FixedOffset>,
+    invite: Option<&Attachment>,
+) -> Result<Reply, Error> {
+    let mut recipients = Recipients {
+        to: Vec::new(),
+        cc: Vec::new(),
+    };
+    let rep = identity.email.trim();
+    for address in &previous.to {
+        if recipients.is_new(address, rep) {
+            recipients.to.push(address);
+        }
+    }
+    for address in &previous.cc {
+        if recipients.is_new(address, rep) {
+            recipients.cc.push(address);
+        }
+    }
+    if recipients.to.is_empty() {
+        return Err(Error::NoFollowUpRecipient {
+            message_id: thread_label(previous),
+        });
+    }
+    compose_in_thread(
+        previous,
+        &recipients,
+        identity,
+        body,
+        message_id,
+        date,
+        invite,
+    )
+}
+
+/// Who a message in a thread goes to, each address once.
+struct Recipients<'a> {
+    to: Vec<&'a Address>,
+    cc: Vec<&'a Address>,
+}
+
+impl Recipients<'_> {
+    /// Neither the rep nor already listed.
+    fn is_new(&self, address: &Address, rep: &str) -> bool {
+        !address.email.eq_ignore_ascii_case(rep)
+            && !self
+                .to
+                .iter()
+                .chain(&self.cc)
+                .any(|a| a.email.eq_ignore_ascii_case(&address.email))
+    }
+}
+
+/// The parent's Message-ID as our threading headers carry it, when it has a usable one.
+fn parent_id(mail: &Mail) -> Option<String> {
+    mail.message_id
         .as_deref()
         .map(bare_message_id)
-        .filter(|id| !id.is_empty());
-    let label = original_id
-        .clone()
-        .unwrap_or_else(|| "(without Message-ID)".into());
-    let recipient = mail.reply_address().ok_or_else(|| Error::NoRecipient {
-        message_id: label.clone(),
-    })?;
-    let to = mailbox(recipient.name.as_deref(), &recipient.email, &label)?;
+        .filter(|id| !id.is_empty())
+}
+
+/// How errors name the message being answered.
+fn thread_label(mail: &Mail) -> String {
+    parent_id(mail).unwrap_or_else(|| "(without Message-ID)".into())
+}
+
+/// What replies and follow-ups share: From the rep, subject and threading headers from `parent`,
+/// `body` followed by `parent` quoted, the rep's own Date, and the invite as a second part.
+fn compose_in_thread(
+    parent: &Mail,
+    recipients: &Recipients<'_>,
+    identity: &Identity,
+    body: &str,
+    message_id: &str,
+    date: DateTime<FixedOffset>,
+    invite: Option<&Attachment>,
+) -> Result<Reply, Error> {
+    let original_id = parent_id(parent);
+    let label = thread_label(parent);
+    let mailboxes = |list: &[&Address]| -> Result<Vec<Mailbox>, Error> {
+        list.iter()
+            .map(|a| mailbox(a.name.as_deref(), &a.email, &label))
+            .collect()
+    };
+    let to = mailboxes(&recipients.to)?;
+    let cc = mailboxes(&recipients.cc)?;
     let from = mailbox(Some(&identity.name), &identity.email, &label)?;
-    let subject = reply_subject(&mail.subject);
+    let subject = reply_subject(&parent.subject);
     let mut references = Vec::new();
     if let Some(id) = &original_id {
-        for r in mail
+        for r in parent
             .references
             .iter()
             .map(|r| bare_message_id(r))
@@ -761,9 +1056,14 @@ pub fn compose_reply(
         }
     }
     let message_id = bare_message_id(message_id);
-    let mut builder = lettre::Message::builder()
-        .from(from)
-        .to(to.clone())
+    let mut builder = lettre::Message::builder().from(from);
+    for mailbox in to.iter().cloned() {
+        builder = builder.to(mailbox);
+    }
+    for mailbox in cc {
+        builder = builder.cc(mailbox);
+    }
+    builder = builder
         .subject(subject.clone())
         .date(date.into())
         .message_id(Some(format!("<{message_id}>")));
@@ -776,14 +1076,28 @@ pub fn compose_reply(
                 .join(" "),
         );
     }
-    let text = format!("{}\n\n{}", body.trim_end(), quote_original(mail));
-    let mut message = builder
-        .header(ContentType::TEXT_PLAIN)
-        .body(text)
-        .map_err(|source| Error::Build {
-            message_id: label,
-            source,
-        })?;
+    let text = format!("{}\n\n{}", body.trim_end(), quote_original(parent));
+    let built = match invite {
+        None => builder.header(ContentType::TEXT_PLAIN).body(text),
+        Some(invite) => {
+            // lettre draws a random boundary; one derived from the content keeps a re-composed
+            // draft byte-for-byte the same, like its Message-ID and Date.
+            let mut seed = text.as_bytes().to_vec();
+            seed.extend_from_slice(&invite.bytes);
+            let part = lettre::message::Attachment::new(clean_header_value(&invite.file_name))
+                .body(invite.bytes.clone(), invite.content_type.clone());
+            builder.multipart(
+                MultiPart::mixed()
+                    .boundary(format!("pushback-{:016x}", fnv1a(&seed)))
+                    .singlepart(SinglePart::plain(text))
+                    .singlepart(part),
+            )
+        }
+    };
+    let mut message = built.map_err(|source| Error::Build {
+        message_id: label,
+        source,
+    })?;
     // lettre writes every Date in UTC; the rep's own offset is what a mail client would show.
     message.headers_mut().insert_raw(HeaderValue::new(
         HeaderName::new_from_ascii_str("Date"),
@@ -792,7 +1106,11 @@ pub fn compose_reply(
     Ok(Reply {
         message_id,
         subject,
-        to: to.to_string(),
+        to: to
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
         in_reply_to: original_id,
         references,
         raw: message.formatted(),
@@ -927,6 +1245,7 @@ fn strip_reply_prefix(subject: &str) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::core::model::{Label, Reason};
+    use mail_parser::MimeHeaders;
 
     fn identity() -> Identity {
         Identity::demo()
@@ -1150,6 +1469,7 @@ Regards, Dana\r\n";
             "Hi Dana,\n\nThanks.\n",
             "pushback.1.v1@northwind.example",
             date("2027-02-16T08:00:00-05:00"),
+            None,
         )
         .unwrap();
         assert_eq!(reply.subject, "Re: RFP #2027-014 Patient Analytics");
@@ -1200,6 +1520,7 @@ Regards, Dana\r\n";
             "Hi",
             "r@acme",
             date("2027-02-16T08:00:00Z"),
+            None,
         )
         .unwrap();
         assert_eq!(reply.to, "Tenders <tenders@northwind.example>");
@@ -1224,6 +1545,7 @@ Regards, Dana\r\n";
             "Hi",
             "r@acme",
             date("2027-02-16T08:00:00Z"),
+            None,
         )
         .unwrap();
         let text = String::from_utf8(reply.raw.clone()).unwrap();
@@ -1248,6 +1570,7 @@ Regards, Dana\r\n";
             "Hi",
             "r@acme",
             date("2027-02-16T08:00:00Z"),
+            None,
         )
         .unwrap();
         assert_eq!(reply.in_reply_to, None);
@@ -1268,6 +1591,7 @@ Regards, Dana\r\n";
             "Hi",
             "r@acme",
             date("2027-02-16T08:00:00Z"),
+            None,
         )
         .unwrap_err();
         assert_eq!(
@@ -1292,6 +1616,7 @@ Regards, Dana\r\n";
             "Hi",
             "r@acme",
             date("2027-02-16T08:00:00Z"),
+            None,
         )
         .unwrap();
         let parsed = mail_parser::MessageParser::default()
@@ -1405,6 +1730,430 @@ Regards, Dana\r\n";
         assert_eq!(
             deadline_instant(date, None, None).to_rfc3339(),
             "2027-03-01T23:59:00+00:00"
+        );
+    }
+
+    fn deadline_in(kind: DeadlineKind, zone: Option<&str>) -> Deadline {
+        Deadline {
+            kind,
+            date: NaiveDate::from_ymd_opt(2027, 3, 1),
+            time: NaiveTime::from_hms_opt(17, 0, 0),
+            zone: zone.map(Into::into),
+            text: "March 1, 2027 5pm".into(),
+            ambiguous: false,
+        }
+    }
+
+    fn zone(text: &str) -> Option<Zone> {
+        Some(Zone::parse(text).unwrap())
+    }
+
+    #[test]
+    fn buyer_zone_prefers_the_questions_cut_off_and_named_zones() {
+        let facts = |deadlines| Facts {
+            deadlines,
+            ..Facts::default()
+        };
+        use DeadlineKind::{Other, PreBid, Questions, Submission};
+        assert_eq!(buyer_zone(&Facts::default()), None);
+        assert_eq!(buyer_zone(&facts(vec![deadline_in(Questions, None)])), None);
+        assert_eq!(
+            buyer_zone(&facts(vec![
+                deadline_in(Other, Some("Europe/Berlin")),
+                deadline_in(Submission, Some("America/Chicago")),
+                deadline_in(Questions, Some("America/New_York")),
+            ])),
+            zone("America/New_York")
+        );
+        assert_eq!(
+            buyer_zone(&facts(vec![
+                deadline_in(PreBid, Some("Europe/Berlin")),
+                deadline_in(Submission, Some("America/Chicago")),
+            ])),
+            zone("America/Chicago")
+        );
+        // A named zone anywhere beats an offset on the preferred deadline: it knows about DST.
+        assert_eq!(
+            buyer_zone(&facts(vec![
+                deadline_in(Questions, Some("-05:00")),
+                deadline_in(Submission, Some("America/New_York")),
+            ])),
+            zone("America/New_York")
+        );
+        // An offset alone is kept; an unreadable zone is skipped.
+        assert_eq!(
+            buyer_zone(&facts(vec![
+                deadline_in(Questions, Some("Eastern-ish")),
+                deadline_in(Submission, Some("+05:30")),
+            ])),
+            zone("+05:30")
+        );
+    }
+
+    fn slot(start: &str, minutes: i64) -> Slot {
+        let start = date(start).to_utc();
+        Slot {
+            start,
+            end: start + Duration::minutes(minutes),
+        }
+    }
+
+    #[test]
+    fn slots_are_described_in_the_buyers_zone_with_the_reps_alongside() {
+        let london: Tz = "Europe/London".parse().unwrap();
+        let slots = [
+            slot("2027-03-02T15:00:00Z", 30),
+            slot("2027-03-03T16:00:00Z", 45),
+        ];
+        let base = DraftContext::sample(Category::Rfp);
+
+        // A buyer in New York, a rep in London.
+        let ctx = base
+            .clone()
+            .with_slots(&slots, london, zone("America/New_York"));
+        let first = &ctx.proposed_slots[0];
+        assert_eq!(first.text, "Tue 2 Mar, 10:00-10:30 EST (15:00-15:30 GMT)");
+        assert_eq!(
+            first.buyer_text.as_deref(),
+            Some("Tue 2 Mar, 10:00-10:30 EST")
+        );
+        assert_eq!(first.rep_text, "Tue 2 Mar, 15:00-15:30 GMT");
+        assert_eq!(first.start, "2027-03-02T15:00:00+00:00");
+        assert_eq!(first.end, "2027-03-02T15:30:00+00:00");
+        assert_eq!(first.minutes, 30);
+        assert_eq!(ctx.proposed_slots[1].minutes, 45);
+        assert_eq!(
+            ctx.proposed_slots[1].text,
+            "Wed 3 Mar, 11:00-11:45 EST (16:00-16:45 GMT)"
+        );
+
+        // The same zone on both sides: said once.
+        let ctx = base
+            .clone()
+            .with_slots(&slots, london, zone("Europe/London"));
+        assert_eq!(ctx.proposed_slots[0].text, "Tue 2 Mar, 15:00-15:30 GMT");
+
+        // A bare offset is shown as the offset; start and end stay in the rep's zone.
+        let ctx = base.clone().with_slots(&slots, london, zone("+05:30"));
+        assert_eq!(
+            ctx.proposed_slots[0].text,
+            "Tue 2 Mar, 20:30-21:00 +05:30 (15:00-15:30 GMT)"
+        );
+        let new_york: Tz = "America/New_York".parse().unwrap();
+        let ctx = base.clone().with_slots(&slots, new_york, zone("+05:30"));
+        assert_eq!(ctx.proposed_slots[0].start, "2027-03-02T10:00:00-05:00");
+
+        // No stated zone: the rep's zone alone.
+        let ctx = base.with_slots(&slots, london, None);
+        assert_eq!(ctx.proposed_slots[0].text, "Tue 2 Mar, 15:00-15:30 GMT");
+        assert_eq!(ctx.proposed_slots[0].buyer_text, None);
+    }
+
+    #[test]
+    fn samples_offer_three_slots_on_business_days_and_sparse_none() {
+        let ctx = DraftContext::sample(Category::Rfp);
+        let texts: Vec<&str> = ctx.proposed_slots.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "Tue 16 Feb, 10:00-10:30 EST (15:00-15:30 GMT)",
+                "Wed 17 Feb, 09:30-10:00 EST (14:30-15:00 GMT)",
+                "Thu 18 Feb, 11:00-11:30 EST (16:00-16:30 GMT)",
+            ]
+        );
+        // From a Friday the weekend is skipped.
+        let friday = date("2027-02-19T12:00:00Z").to_utc();
+        let london: Tz = "Europe/London".parse().unwrap();
+        let days: Vec<String> = sample_slots(friday, london)
+            .iter()
+            .map(|s| s.start.format("%a %d").to_string())
+            .collect();
+        assert_eq!(days, ["Mon 22", "Tue 23", "Wed 24"]);
+        assert!(
+            DraftContext::sparse(Category::Rfp)
+                .proposed_slots
+                .is_empty()
+        );
+    }
+
+    fn follow_up(number: u32, max: u32) -> FollowUpInfo {
+        FollowUpInfo {
+            number,
+            max,
+            // 23:30 in London is already the next day nowhere earlier: the date is the rep's.
+            sent_at: date("2027-02-16T23:30:00Z").to_utc(),
+            business_days: 3,
+        }
+    }
+
+    #[test]
+    fn follow_up_context_says_where_it_stands() {
+        let london: Tz = "Europe/London".parse().unwrap();
+        let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
+        let before_cut_off = date("2027-02-22T09:00:00Z").to_utc();
+        let after_cut_off = date("2027-03-02T09:00:00Z").to_utc();
+        let sample = DraftContext::sample(Category::Rfp);
+        assert_eq!(sample.follow_up, None);
+
+        let ctx = sample
+            .clone()
+            .with_follow_up(&follow_up(1, 2), london, before_cut_off);
+        assert_eq!(
+            ctx.follow_up,
+            Some(FollowUpContext {
+                number: 1,
+                max: 2,
+                last: false,
+                sent_date: "16 February 2027".into(),
+                business_days: 3,
+                questions_open: true,
+            })
+        );
+        let ctx = sample
+            .clone()
+            .with_follow_up(&follow_up(2, 2), tokyo, after_cut_off);
+        let context = ctx.follow_up.unwrap();
+        assert!(context.last);
+        assert_eq!(context.sent_date, "17 February 2027");
+        // Questions close 1 March 17:00 New York, that is 22:00 UTC.
+        assert!(!context.questions_open);
+        let just_before = date("2027-03-01T21:59:00Z").to_utc();
+        let ctx = sample
+            .clone()
+            .with_follow_up(&follow_up(2, 2), london, just_before);
+        assert!(ctx.follow_up.unwrap().questions_open);
+
+        // An ambiguous or missing cut-off is never quoted back.
+        let mut facts = sample_facts(Category::Rfp);
+        facts.deadlines[0].ambiguous = true;
+        let ctx = DraftContext::new(
+            &mail(RFP),
+            &classification(Category::Rfp),
+            &facts,
+            &identity(),
+        )
+        .with_follow_up(&follow_up(1, 2), london, before_cut_off);
+        assert!(!ctx.follow_up.unwrap().questions_open);
+        let ctx = DraftContext::sparse(Category::Rfp).with_follow_up(
+            &follow_up(1, 2),
+            london,
+            before_cut_off,
+        );
+        assert!(!ctx.follow_up.unwrap().questions_open);
+    }
+
+    #[test]
+    fn follow_up_notes_say_which_one_it_is() {
+        let london: Tz = "Europe/London".parse().unwrap();
+        let now = date("2027-02-22T09:00:00Z").to_utc();
+        let (m, c) = (mail(RFP), classification(Category::Rfp));
+        let notes = follow_up_notes(&m, &c, &Facts::default(), &follow_up(1, 3), london, now);
+        assert_eq!(
+            notes[0],
+            "Follow-up 1 of 3: no answer to our message of 16 February 2027 after 3 business days."
+        );
+        assert_eq!(notes[1..], rep_notes(&m, &c, &Facts::default(), now));
+        let info = FollowUpInfo {
+            business_days: 1,
+            ..follow_up(3, 3)
+        };
+        let notes = follow_up_notes(&m, &c, &Facts::default(), &info, london, now);
+        assert_eq!(
+            notes[0],
+            "Follow-up 3 of 3, the last: no answer to our message of 16 February 2027 after 1 \
+             business day. The draft says we will go ahead through the buyer's process."
+        );
+    }
+
+    /// Our own first reply, as it sits in the Sent folder: the rep on Cc of their own mail, as
+    /// some clients do, and a colleague of the buyer copied.
+    const SENT: &str = "From: Alex Rivera <alex@northwind.example>\r\n\
+To: Dana Whitfield <dana@northwind.example>, ALEX@northwind.example\r\n\
+Cc: Tom Reed <tom@northwind.example>, alex@northwind.example, dana@northwind.example\r\n\
+Subject: Re: RE: RFP #2027-014 Patient Analytics\r\n\
+Date: Tue, 16 Feb 2027 08:00:00 +0000\r\n\
+Message-ID: <pushback.1.v1@northwind.example>\r\n\
+In-Reply-To: <rfp-14@northwind.example>\r\n\
+References: <older@northwind.example> <rfp-14@northwind.example>\r\n\
+\r\n\
+Hi Dana,\r\n\
+\r\n\
+Could we talk first?\r\n\
+\r\n\
+On Mon, 15 Feb 2027 at 09:30, Dana Whitfield wrote:\r\n\
+> Please submit through the portal.\r\n";
+
+    #[test]
+    fn follow_up_goes_to_the_same_people_in_the_same_thread() {
+        let previous = mail(SENT);
+        let reply = compose_follow_up(
+            &previous,
+            &identity(),
+            "Hi Dana,\n\nJust following up.\n",
+            "pushback.2.v1@northwind.example",
+            date("2027-02-19T09:00:00+00:00"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(reply.to, "Dana Whitfield <dana@northwind.example>");
+        assert_eq!(reply.subject, "Re: RFP #2027-014 Patient Analytics");
+        assert_eq!(
+            reply.in_reply_to.as_deref(),
+            Some("pushback.1.v1@northwind.example")
+        );
+        assert_eq!(
+            reply.references,
+            [
+                "older@northwind.example",
+                "rfp-14@northwind.example",
+                "pushback.1.v1@northwind.example"
+            ]
+        );
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&reply.raw)
+            .unwrap();
+        let addresses = |list: Option<&mail_parser::Address<'_>>| -> Vec<String> {
+            list.map(|l| {
+                l.iter()
+                    .filter_map(|a| a.address())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        assert_eq!(addresses(parsed.to()), ["dana@northwind.example"]);
+        assert_eq!(addresses(parsed.cc()), ["tom@northwind.example"]);
+        assert_eq!(addresses(parsed.from()), ["alex@northwind.example"]);
+        assert_eq!(
+            parsed.subject(),
+            Some("Re: RFP #2027-014 Patient Analytics")
+        );
+        assert_eq!(parsed.message_id(), Some("pushback.2.v1@northwind.example"));
+        assert_eq!(
+            parsed.in_reply_to().as_text(),
+            Some("pushback.1.v1@northwind.example")
+        );
+        assert_eq!(
+            parsed.body_text(0).unwrap().replace("\r\n", "\n"),
+            "Hi Dana,\n\nJust following up.\n\nOn Tue, 16 Feb 2027 at 08:00, Alex Rivera wrote:\n\
+             > Hi Dana,\n>\n> Could we talk first?\n>\n\
+             > On Mon, 15 Feb 2027 at 09:30, Dana Whitfield wrote:\n\
+             > > Please submit through the portal.\n"
+        );
+    }
+
+    #[test]
+    fn follow_up_needs_someone_besides_the_rep() {
+        let previous = mail(
+            "From: alex@northwind.example\r\nTo: Alex <alex@northwind.example>\r\n\
+             Cc: dana@northwind.example\r\nSubject: note to self\r\nMessage-ID: <n@x>\r\n\r\nx\r\n",
+        );
+        let err = compose_follow_up(
+            &previous,
+            &identity(),
+            "Hi",
+            "r@acme",
+            date("2027-02-19T09:00:00Z"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot follow up on message n@x: its To names nobody but the rep"
+        );
+    }
+
+    #[test]
+    fn an_invite_makes_a_mixed_message_of_text_then_calendar() {
+        let ics =
+            b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nSUMMARY:Discovery call\r\n\
+END:VEVENT\r\nEND:VCALENDAR\r\n"
+                .to_vec();
+        let invite = Attachment::calendar_invite(ics.clone());
+        let compose = |invite| {
+            compose_reply(
+                &mail(RFP),
+                &identity(),
+                "Hi Dana,\n\nThanks.\n",
+                "pushback.1.v1@northwind.example",
+                date("2027-02-16T08:00:00-05:00"),
+                invite,
+            )
+            .unwrap()
+        };
+        let reply = compose(Some(&invite));
+        // Composing again gives the same bytes: the boundary is no more random than the id.
+        assert_eq!(reply, compose(Some(&invite)));
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&reply.raw)
+            .unwrap();
+        let top = parsed.content_type().unwrap();
+        assert_eq!((top.ctype(), top.subtype()), ("multipart", Some("mixed")));
+        assert_eq!(parsed.message_id(), Some("pushback.1.v1@northwind.example"));
+        assert_eq!(
+            parsed.in_reply_to().as_text(),
+            Some("rfp-14@northwind.example")
+        );
+        assert_eq!(parsed.text_body_count(), 1);
+        assert!(
+            parsed
+                .body_text(0)
+                .unwrap()
+                .replace("\r\n", "\n")
+                .starts_with("Hi Dana,\n\nThanks.\n\nOn Mon, 15 Feb 2027 at 09:30")
+        );
+        assert_eq!(parsed.attachment_count(), 1);
+        let calendar = parsed.attachment(0).unwrap();
+        let content_type = calendar.content_type().unwrap();
+        assert_eq!(
+            (content_type.ctype(), content_type.subtype()),
+            ("text", Some("calendar"))
+        );
+        assert_eq!(content_type.attribute("method"), Some("REQUEST"));
+        assert_eq!(
+            content_type
+                .attribute("charset")
+                .map(str::to_ascii_lowercase),
+            Some("utf-8".into())
+        );
+        assert_eq!(calendar.attachment_name(), Some("invite.ics"));
+        assert_eq!(calendar.contents(), ics.as_slice());
+        // The text comes first, the calendar second.
+        let text = String::from_utf8_lossy(&reply.raw);
+        let (plain, ical) = (
+            text.find("text/plain").unwrap(),
+            text.find("text/calendar").unwrap(),
+        );
+        assert!(plain < ical, "{text}");
+        assert!(!text.contains("multipart/alternative"), "{text}");
+
+        // Without an invite, a single text/plain part as before.
+        let plain = mail_parser::MessageParser::default()
+            .parse(&compose(None).raw)
+            .unwrap()
+            .content_type()
+            .map(|c| (c.ctype().to_string(), c.subtype().map(String::from)));
+        assert_eq!(plain, Some(("text".into(), Some("plain".into()))));
+    }
+
+    #[test]
+    fn follow_ups_carry_the_invite_too() {
+        let invite = Attachment::calendar_invite(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n".to_vec());
+        let reply = compose_follow_up(
+            &mail(SENT),
+            &identity(),
+            "Hi",
+            "r@acme",
+            date("2027-02-19T09:00:00Z"),
+            Some(&invite),
+        )
+        .unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&reply.raw)
+            .unwrap();
+        assert_eq!(
+            parsed.attachment(0).unwrap().attachment_name(),
+            Some("invite.ics")
         );
     }
 }

@@ -514,33 +514,62 @@ pub fn holidays_from_ics(text: &str) -> Result<BTreeSet<NaiveDate>, Error> {
     Ok(holidays)
 }
 
-/// A deadline's zone as written: an IANA name or a UTC offset such as "+05:30".
-#[derive(Debug, Clone, Copy)]
-enum Zone {
+/// A zone as a deadline states it: an IANA name, or a bare UTC offset such as "+05:30" when the
+/// text gave only that (an offset fixes the clock at one instant, not across daylight-saving
+/// changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
     Named(Tz),
     Offset(FixedOffset),
 }
 
-fn parse_zone(text: &str) -> Option<Zone> {
-    let text = text.trim();
-    if let Ok(tz) = text.parse::<Tz>() {
-        return Some(Zone::Named(tz));
+impl Zone {
+    /// An IANA name ("America/New_York") or an offset ("+05:30", "-0500"); else none.
+    pub fn parse(text: &str) -> Option<Zone> {
+        let text = text.trim();
+        if let Ok(tz) = text.parse::<Tz>() {
+            return Some(Zone::Named(tz));
+        }
+        let sign = match text.chars().next()? {
+            '+' => 1,
+            '-' => -1,
+            _ => return None,
+        };
+        let digits = text[1..].replace(':', "");
+        if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let hours: i32 = digits[..2].parse().ok()?;
+        let minutes: i32 = digits[2..].parse().ok()?;
+        if minutes >= 60 {
+            return None;
+        }
+        FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)).map(Zone::Offset)
     }
-    let sign = match text.chars().next()? {
-        '+' => 1,
-        '-' => -1,
-        _ => return None,
-    };
-    let digits = text[1..].replace(':', "");
-    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+
+    /// A wall-clock time in this zone, resolved as [`resolve_local`] does.
+    pub fn resolve(self, local: NaiveDateTime) -> DateTime<Utc> {
+        match self {
+            Zone::Named(tz) => resolve_local(&tz, local),
+            Zone::Offset(offset) => resolve_local(&offset, local),
+        }
     }
-    let hours: i32 = digits[..2].parse().ok()?;
-    let minutes: i32 = digits[2..].parse().ok()?;
-    if minutes >= 60 {
-        return None;
+
+    /// Whether a time in this zone reads the same as in `tz` at `at`: the same zone, or an offset
+    /// equal to the one `tz` has then.
+    fn reads_as(self, tz: Tz, at: DateTime<Utc>) -> bool {
+        match self {
+            Zone::Named(named) => named == tz,
+            Zone::Offset(offset) => offset == tz.offset_from_utc_datetime(&at.naive_utc()).fix(),
+        }
     }
-    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)).map(Zone::Offset)
+
+    fn date_at(self, at: DateTime<Utc>) -> NaiveDate {
+        match self {
+            Zone::Named(tz) => at.with_timezone(&tz).date_naive(),
+            Zone::Offset(offset) => at.with_timezone(&offset).date_naive(),
+        }
+    }
 }
 
 /// What to do about a deadline: remind at a time, or ask the rep first.
@@ -570,14 +599,10 @@ pub fn deadline_instant(
     let zone = match deadline.zone.as_deref() {
         None => Zone::Named(cal.tz),
         Some(z) => {
-            parse_zone(z).ok_or_else(|| format!("the time zone {z:?} in {text:?} is unknown"))?
+            Zone::parse(z).ok_or_else(|| format!("the time zone {z:?} in {text:?} is unknown"))?
         }
     };
-    let local = date.and_time(deadline.time.unwrap_or(cal.working_hours.1));
-    Ok(match zone {
-        Zone::Named(tz) => resolve_local(&tz, local),
-        Zone::Offset(offset) => resolve_local(&offset, local),
-    })
+    Ok(zone.resolve(date.and_time(deadline.time.unwrap_or(cal.working_hours.1))))
 }
 
 /// Plans the reminder for `deadline`, `lead_business_days` before it (the caller picks the lead
@@ -617,8 +642,36 @@ impl Slot {
     /// "Tue 2 Mar, 10:00-10:30 EST (15:00-15:30 GMT)". The rep's part repeats the day when it
     /// differs.
     pub fn describe(&self, rep_tz: Tz, buyer_tz: Option<Tz>) -> String {
-        let in_zone = |tz: Tz, with_day: bool| {
-            let (s, e) = (self.start.with_timezone(&tz), self.end.with_timezone(&tz));
+        self.describe_for(rep_tz, buyer_tz.map(Zone::Named))
+    }
+
+    /// [`Slot::describe`] with the buyer's zone as a deadline states it. An offset is labelled as
+    /// such, "Tue 2 Mar, 20:30-21:00 +05:30 (15:00-15:30 GMT)": exact for the slot, whatever
+    /// daylight-saving rule the buyer's clock follows. A buyer zone that reads like the rep's at
+    /// the slot is left out.
+    pub fn describe_for(&self, rep_tz: Tz, buyer: Option<Zone>) -> String {
+        match buyer.filter(|b| !b.reads_as(rep_tz, self.start)) {
+            Some(buyer) => {
+                let other_day =
+                    buyer.date_at(self.start) != self.start.with_timezone(&rep_tz).date_naive();
+                format!(
+                    "{} ({})",
+                    self.describe_in(buyer, true),
+                    self.describe_in(Zone::Named(rep_tz), other_day)
+                )
+            }
+            None => self.describe_in(Zone::Named(rep_tz), true),
+        }
+    }
+
+    /// The slot in one zone, "Tue 2 Mar, 10:00-10:30 EST"; without the day when `with_day` is
+    /// false.
+    pub fn describe_in(&self, zone: Zone, with_day: bool) -> String {
+        fn span<Z: TimeZone>(slot: &Slot, tz: &Z, with_day: bool) -> String
+        where
+            Z::Offset: std::fmt::Display,
+        {
+            let (s, e) = (slot.start.with_timezone(tz), slot.end.with_timezone(tz));
             let day = if with_day {
                 s.format("%a %-d %b, ").to_string()
             } else {
@@ -630,14 +683,10 @@ impl Slot {
                 e.format("%H:%M"),
                 e.format("%Z")
             )
-        };
-        match buyer_tz {
-            Some(buyer) if buyer != rep_tz => {
-                let other_day = self.start.with_timezone(&buyer).date_naive()
-                    != self.start.with_timezone(&rep_tz).date_naive();
-                format!("{} ({})", in_zone(buyer, true), in_zone(rep_tz, other_day))
-            }
-            _ => in_zone(rep_tz, true),
+        }
+        match zone {
+            Zone::Named(tz) => span(self, &tz, with_day),
+            Zone::Offset(offset) => span(self, &offset, with_day),
         }
     }
 }
@@ -1356,5 +1405,47 @@ END:VCALENDAR\r\n";
             slot.describe(London, Some(tokyo)),
             "Wed 3 Mar, 00:00-00:30 JST (Tue 2 Mar, 15:00-15:30 GMT)"
         );
+    }
+
+    #[test]
+    fn a_buyer_offset_is_labelled_as_the_offset() {
+        let slot = Slot {
+            start: local(London, 2027, 3, 2, 15, 0),
+            end: local(London, 2027, 3, 2, 15, 30),
+        };
+        let ist = Zone::parse("+05:30").unwrap();
+        assert_eq!(Zone::parse("+0530"), Some(ist));
+        assert_eq!(
+            slot.describe_for(London, Some(ist)),
+            "Tue 2 Mar, 20:30-21:00 +05:30 (15:00-15:30 GMT)"
+        );
+        assert_eq!(
+            slot.describe_for(London, Zone::parse("-05:00")),
+            "Tue 2 Mar, 10:00-10:30 -05:00 (15:00-15:30 GMT)"
+        );
+        // An offset equal to the rep's at the slot adds nothing; in summer it differs from GMT.
+        assert_eq!(
+            slot.describe_for(London, Zone::parse("+00:00")),
+            "Tue 2 Mar, 15:00-15:30 GMT"
+        );
+        let summer = Slot {
+            start: local(London, 2027, 7, 6, 15, 0),
+            end: local(London, 2027, 7, 6, 15, 30),
+        };
+        assert_eq!(
+            summer.describe_for(London, Zone::parse("+00:00")),
+            "Tue 6 Jul, 14:00-14:30 +00:00 (15:00-15:30 BST)"
+        );
+        assert_eq!(
+            slot.describe_for(London, Zone::parse("-11:00")),
+            "Tue 2 Mar, 04:00-04:30 -11:00 (15:00-15:30 GMT)"
+        );
+        assert_eq!(
+            slot.describe_in(Zone::Named(New_York), false),
+            "10:00-10:30 EST"
+        );
+        for unreadable in ["Mars/Olympus", "+5", "+05:75", "EST5"] {
+            assert_eq!(Zone::parse(unreadable), None, "{unreadable}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use super::{
 use crate::core::model::{Category, DeadlineKind, Reason};
 use crate::core::reply::ReplyKind;
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// What a reminder is about: the next follow-up in a pushback thread, or an RFP date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -685,6 +685,25 @@ impl super::Store {
             .map_err(sql(action()))?;
         tx.commit().map_err(sql(action()))?;
         Ok(id)
+    }
+
+    /// When draft `id` left: sent by pushback, or by the rep's own client.
+    pub fn sent_at(&self, id: i64) -> Result<Option<DateTime<Utc>>, Error> {
+        let at: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT COALESCE(o.sent_at, a.approved_at) FROM drafts d
+                 LEFT JOIN outbox o ON o.draft = d.id
+                 LEFT JOIN approvals a ON a.draft = d.id
+                 WHERE d.id = ?1 AND d.status = 'sent'",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql(format!("read when draft {id} was sent")))?;
+        at.flatten()
+            .map(|t| parse_timestamp("sent_at", &t))
+            .transpose()
     }
 
     /// Every draft in the thread of message row `message`: the pushback, then its follow-ups.
