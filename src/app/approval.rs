@@ -7,6 +7,7 @@ use crate::adapters::maildir::Maildir;
 use crate::adapters::store::{ApprovedVia, DraftRecord, DraftStatus, Store};
 use crate::app::outbox::SentFolder;
 use crate::app::pipeline::Pipeline;
+use crate::core::draft::Attachment;
 use crate::app::send::{self, ImapFolders};
 use crate::config::{Config, MailboxAccess};
 use crate::core::classify::feedback_tokens;
@@ -199,19 +200,31 @@ pub fn edit(
     if edited == draft.body {
         return Ok(format!("draft {id} unchanged"));
     }
-    let analysis = pipeline
-        .analyse(&draft.original)
-        .context("cannot re-read the original message of this draft")?;
-    let reply = pipeline.compose_with_body(
-        &analysis,
-        &edited,
-        None,
-        now,
-        u32::try_from(draft.version + 1)?,
-    )?;
+    // The invitation the draft carried (if any) goes out with the edited text unchanged.
+    let invite = attached_invite(&draft.raw);
+    let version = u32::try_from(draft.version + 1)?;
+    let reply = if draft.follow_up > 0 {
+        pipeline.follow_up_with_body(&draft.original, &edited, invite.as_ref(), now, version)?
+    } else {
+        let analysis = pipeline
+            .analyse(&draft.original)
+            .context("cannot re-read the original message of this draft")?;
+        pipeline.compose_with_body(&analysis, &edited, invite.as_ref(), now, version)?
+    };
     let updated = store.update_draft(id, &edited, &reply.raw, &reply.message_id, now)?;
     folder.replace(store, &draft.message_id, &updated)?;
     Ok(format!("draft {id} saved as version {}", updated.version))
+}
+
+/// The calendar invitation attached to a composed draft, if it has one.
+fn attached_invite(raw: &[u8]) -> Option<Attachment> {
+    let message = MessageParser::default().parse(raw)?;
+    message.attachments().find_map(|part| {
+        let calendar = part
+            .content_type()
+            .is_some_and(|t| t.ctype().eq_ignore_ascii_case("text") && t.subtype().is_some_and(|s| s.eq_ignore_ascii_case("calendar")));
+        calendar.then(|| Attachment::calendar_invite(part.contents().to_vec()))
+    })
 }
 
 /// Records the rep's approval, then sends right away when a transport is configured (the
