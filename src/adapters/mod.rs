@@ -1,6 +1,7 @@
 //! Thin adapters between the core and the outside world: the mailbox, the state store and the
-//! template files, the mail servers and the secrets that open them.
+//! template files, the mail servers and the secrets that open them, and the rep's calendar.
 
+pub mod calendar;
 pub mod imap;
 pub mod maildir;
 pub mod secret;

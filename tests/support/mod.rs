@@ -1,6 +1,7 @@
 //! Real mail servers on loopback for integration tests: Dovecot 2.3 (IMAP with STARTTLS, IMAPS,
 //! LMTP, XOAUTH2/OAUTHBEARER checked against a token introspection endpoint) and a recording
 //! SMTP sink (aiosmtpd), each `MailServers::start()` in its own temp dir on its own free ports.
+//! Radicale (CalDAV) starts on its own: `radicale::Radicale::start()`.
 //!
 //! Needs root and the Debian packages dovecot-imapd, dovecot-lmtpd, python3-aiosmtpd and
 //! openssl (`.ci/run` installs them). When one is missing, `start()` panics and names it: a test
@@ -21,6 +22,7 @@
 
 mod dovecot;
 pub mod pushback;
+pub mod radicale;
 mod tls;
 
 use std::collections::HashSet;
@@ -501,19 +503,7 @@ fn mail_os_user() -> (u32, u32) {
 
 /// Six distinct free loopback ports, none handed out before in this process.
 fn free_ports() -> Ports {
-    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let mut handed_out = HANDED_OUT.lock().unwrap();
-    let handed_out = handed_out.get_or_insert_with(HashSet::new);
-    let mut held = Vec::new();
-    let mut ports = Vec::new();
-    while ports.len() < 6 {
-        let listener = TcpListener::bind((HOST, 0)).expect("cannot bind a loopback port");
-        let port = listener.local_addr().unwrap().port();
-        if handed_out.insert(port) {
-            ports.push(port);
-        }
-        held.push(listener);
-    }
+    let ports = free_loopback_ports(6);
     Ports {
         imap: ports[0],
         imaps: ports[1],
@@ -522,6 +512,24 @@ fn free_ports() -> Ports {
         smtps: ports[4],
         oauth: ports[5],
     }
+}
+
+/// `count` distinct free loopback ports, none handed out before in this process (to any server).
+fn free_loopback_ports(count: usize) -> Vec<u16> {
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut handed_out = HANDED_OUT.lock().unwrap();
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < count {
+        let listener = TcpListener::bind((HOST, 0)).expect("cannot bind a loopback port");
+        let port = listener.local_addr().unwrap().port();
+        if handed_out.insert(port) {
+            ports.push(port);
+        }
+        held.push(listener);
+    }
+    ports
 }
 
 fn spawn_sink(layout: &Layout, ports: &Ports, token: &str) -> Child {
