@@ -252,14 +252,7 @@ pub struct CalDavSettings {
     pub login: Option<Login>,
 }
 
-/// One source of the rep's busy times.
-#[derive(Debug, Clone, PartialEq)]
-pub enum BusySource {
-    /// An .ics file, readable when the config was loaded.
-    File(PathBuf),
-    /// An http or https URL of an .ics feed.
-    Url(String),
-}
+pub use crate::adapters::calendar::BusySource;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mailbox {
@@ -642,15 +635,6 @@ impl fmt::Display for Login {
             Credential::OAuth2TokenCommand(command) => {
                 write!(f, "XOAUTH2 with a token from command `{command}`")
             }
-        }
-    }
-}
-
-impl fmt::Display for BusySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BusySource::File(path) => write!(f, "{}", path.display()),
-            BusySource::Url(url) => f.write_str(url),
         }
     }
 }

@@ -224,7 +224,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut desk = ReminderDesk::open(&config)?;
             let round = app::block_on(desk.round(now))??;
             if !json && !round.fired.is_empty() {
-                eprintln!("{} reminder(s) due: `pushback reminders list`", round.fired.len());
+                eprintln!(
+                    "{} reminder(s) due: `pushback reminders list`",
+                    round.fired.len()
+                );
             }
             if json {
                 serde_json::to_string(&report)? + "\n"
@@ -246,7 +249,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut store = Store::open(&config.state_dir)?;
             let keeping = Timekeeping::of(&config);
             match command {
-                RemindersCommand::List { json, all } => reminders::list(&store, &keeping, all, json)?,
+                RemindersCommand::List { json, all } => {
+                    reminders::list(&store, &keeping, all, json)?
+                }
                 RemindersCommand::Done { id } => reminders::done(&mut store, id, now)?,
                 RemindersCommand::Snooze { id, duration } => {
                     reminders::snooze(&mut store, &keeping, id, &duration, now)?

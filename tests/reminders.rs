@@ -160,7 +160,9 @@ fn local(tz: &str, y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
 
 fn show(t: DateTime<Utc>, tz: &str) -> String {
     let tz: Tz = tz.parse().unwrap();
-    t.with_timezone(&tz).format("%a %Y-%m-%d %H:%M %Z").to_string()
+    t.with_timezone(&tz)
+        .format("%a %Y-%m-%d %H:%M %Z")
+        .to_string()
 }
 
 const RFP_ID: &str = "rfp-14@purchasing.springfield.example.gov";
@@ -260,7 +262,10 @@ async fn the_whole_sequence_on_a_test_clock() {
     assert_eq!(planned[0].number, 1);
     assert_eq!(planned[0].status, ReminderStatus::Scheduled);
     assert_eq!(planned[0].after_draft, Some(pushback));
-    assert_eq!(show(planned[0].due_at.unwrap(), tz), "Fri 2027-03-05 09:00 CET");
+    assert_eq!(
+        show(planned[0].due_at.unwrap(), tz),
+        "Fri 2027-03-05 09:00 CET"
+    );
     assert!(sandbox.notices().is_empty());
 
     // Friday 09:00:30 on the wall clock; tokio wakes the task within its one-minute cap.
@@ -269,10 +274,16 @@ async fn the_whole_sequence_on_a_test_clock() {
     settle().await;
     let fired = &sandbox.follow_ups()[0];
     assert_eq!(fired.status, ReminderStatus::Fired);
-    let follow_up = fired.prepared_draft.expect("a follow-up draft was prepared");
+    let follow_up = fired
+        .prepared_draft
+        .expect("a follow-up draft was prepared");
     let draft = sandbox.store().draft(follow_up).unwrap().unwrap();
     assert_eq!(draft.follow_up, 1);
-    assert_eq!(draft.status.as_str(), "pending", "nothing is sent without approval");
+    assert_eq!(
+        draft.status.as_str(),
+        "pending",
+        "nothing is sent without approval"
+    );
     assert_eq!(sandbox.notices().len(), 1, "one notice in the inbox");
     assert!(sandbox.notices()[0].ends_with(":2,F"), "unread and flagged");
 
@@ -315,14 +326,22 @@ async fn the_whole_sequence_on_a_test_clock() {
         .unwrap();
     assert_eq!(second.status, ReminderStatus::Cancelled);
     assert!(
-        second.closed_why.as_deref().unwrap().contains("agreed to call"),
+        second
+            .closed_why
+            .as_deref()
+            .unwrap()
+            .contains("agreed to call"),
         "{:?}",
         second.closed_why
     );
     clock.set(local(tz, 2027, 3, 12, 9, 0));
     tokio::time::advance(reminders::MAX_SLEEP).await;
     settle().await;
-    assert_eq!(sandbox.follow_ups().len(), 2, "no follow-up after an answer");
+    assert_eq!(
+        sandbox.follow_ups().len(),
+        2,
+        "no follow-up after an answer"
+    );
 
     let _ = stop.send(true);
     task.await.unwrap().unwrap();
@@ -431,7 +450,10 @@ async fn out_of_office_moves_the_follow_up_past_the_return() {
             "Mon, 1 Mar 2027 10:02:00 +0100",
             "I am out of the office until 15 March 2027 with limited access to email.",
         )
-        .replace("Subject: Re:", "Auto-Submitted: auto-replied\nSubject: Automatic reply: Re:"),
+        .replace(
+            "Subject: Re:",
+            "Auto-Submitted: auto-replied\nSubject: Automatic reply: Re:",
+        ),
     );
     sandbox.scan(local(tz, 2027, 3, 1, 10, 5));
     let follow_up = &sandbox.follow_ups()[0];
@@ -480,7 +502,11 @@ async fn follow_ups_keep_the_local_morning_across_dst() {
         assert_eq!(show(due, tz), want, "{tz}");
         let local_due = follow_up["local_due"].as_str().unwrap();
         assert!(
-            local_due.ends_with(if tz == "Europe/Berlin" { "+02:00" } else { "-04:00" }),
+            local_due.ends_with(if tz == "Europe/Berlin" {
+                "+02:00"
+            } else {
+                "-04:00"
+            }),
             "{local_due}"
         );
         assert_eq!(follow_up["in_reply_to"], RFP_ID);

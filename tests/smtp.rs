@@ -86,6 +86,8 @@ impl Sandbox {
                 notes: Vec::new(),
                 folder_name: format!("pushback-{key}"),
             }),
+            reminders: Vec::new(),
+            reply: None,
             progress: None,
         };
         let Ok(RecordOutcome::Recorded { draft_id: Some(id) }) =

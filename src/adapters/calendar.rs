@@ -84,6 +84,15 @@ pub enum BusySource {
     Url(String),
 }
 
+impl std::fmt::Display for BusySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BusySource::File(path) => write!(f, "{}", path.display()),
+            BusySource::Url(url) => f.write_str(url),
+        }
+    }
+}
+
 /// A half-open `[start, end)` stretch of busy time.
 pub type Busy = (DateTime<Utc>, DateTime<Utc>);
 

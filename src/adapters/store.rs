@@ -18,7 +18,6 @@ mod busy;
 mod client;
 mod reminders;
 mod sync;
-pub use busy::Busy;
 pub use client::{ClientEdit, PendingDraft};
 pub use reminders::{
     FollowUpCandidate, NewReminder, Reminder, ReminderKind, ReminderStatus, ReplyEffect,
@@ -1384,6 +1383,8 @@ mod tests {
                 notes: vec!["submission deadline is ambiguous".into()],
                 folder_name: format!("pushback-{key}"),
             }),
+            reminders: Vec::new(),
+            reply: None,
             progress: None,
         }
     }

@@ -7,13 +7,13 @@ use crate::adapters::maildir::Maildir;
 use crate::adapters::store::{ApprovedVia, DraftRecord, DraftStatus, Store};
 use crate::app::outbox::SentFolder;
 use crate::app::pipeline::Pipeline;
-use crate::core::draft::Attachment;
 use crate::app::send::{self, ImapFolders};
 use crate::config::{Config, MailboxAccess};
 use crate::core::classify::feedback_tokens;
+use crate::core::draft::Attachment;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use mail_parser::MessageParser;
+use mail_parser::{MessageParser, MimeHeaders};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -220,9 +220,11 @@ pub fn edit(
 fn attached_invite(raw: &[u8]) -> Option<Attachment> {
     let message = MessageParser::default().parse(raw)?;
     message.attachments().find_map(|part| {
-        let calendar = part
-            .content_type()
-            .is_some_and(|t| t.ctype().eq_ignore_ascii_case("text") && t.subtype().is_some_and(|s| s.eq_ignore_ascii_case("calendar")));
+        let calendar = part.content_type().is_some_and(|t| {
+            t.ctype().eq_ignore_ascii_case("text")
+                && t.subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("calendar"))
+        });
         calendar.then(|| Attachment::calendar_invite(part.contents().to_vec()))
     })
 }

@@ -9,8 +9,8 @@ use crate::app::{Session, send};
 use crate::config::{Config, MailboxAccess};
 use anyhow::{Context, Result};
 use chrono::Utc;
-use std::time::Duration;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 /// Resolves when the process is asked to stop.

@@ -93,7 +93,11 @@ pub fn deadline_reminders(
 
 /// Whether `mail` answers one of our pushback threads, and what that does to its follow-up.
 /// Our own mail in the thread (a Sent copy, another device) is never an answer.
-pub fn detect_reply(store: &Store, mail: &Mail, keeping: &Timekeeping) -> Result<Option<ThreadReply>> {
+pub fn detect_reply(
+    store: &Store,
+    mail: &Mail,
+    keeping: &Timekeeping,
+) -> Result<Option<ThreadReply>> {
     for thread in store.sent_threads()? {
         let buyer_domain = thread
             .buyer
@@ -146,7 +150,11 @@ pub fn detect_reply(store: &Store, mail: &Mail, keeping: &Timekeeping) -> Result
 /// later, or after the buyer's stated return when they were out of office. Past the last
 /// follow-up of the sequence, a final reminder says the sequence has ended. Returns how many
 /// were planned.
-pub fn plan_follow_ups(store: &mut Store, keeping: &Timekeeping, now: DateTime<Utc>) -> Result<usize> {
+pub fn plan_follow_ups(
+    store: &mut Store,
+    keeping: &Timekeeping,
+    now: DateTime<Utc>,
+) -> Result<usize> {
     let candidates = store.follow_ups_to_plan()?;
     let policy = &keeping.follow_up;
     let mut planned = 0;

@@ -70,9 +70,7 @@ impl Session {
 /// stopped), drafts placed in its Drafts folder.
 pub fn scan_once(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<scan::ScanReport> {
     match &config.mailbox.access {
-        MailboxAccess::Maildir { .. } => {
-            Session::open(config)?.scan(now)
-        }
+        MailboxAccess::Maildir { .. } => Session::open(config)?.scan(now),
         MailboxAccess::Imap(server) => {
             let settings = imap_settings(server, Duration::from_secs(60))?;
             let mut store = Store::open(&config.state_dir)?;

@@ -286,6 +286,8 @@ mod tests {
                 notes: Vec::new(),
                 folder_name: format!("pushback-{key}"),
             }),
+            reminders: Vec::new(),
+            reply: None,
             progress: None,
         };
         let Ok(RecordOutcome::Recorded { draft_id: Some(id) }) = store.record_scan(&scan, at(0))

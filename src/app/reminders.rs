@@ -11,16 +11,18 @@
 //! never longer than a minute: tokio's timers stop while a laptop sleeps and the wall clock does
 //! not, so after a lid is opened every missed reminder fires, once.
 
+use crate::adapters::calendar::{self, CalDav, CalendarItem, ItemKind, ItemStatus};
 use crate::adapters::imap::{ImapSettings, Session as ImapSession};
 use crate::adapters::maildir::Maildir;
-use crate::adapters::store::{DraftRecord, NewDraft, Reminder, ReminderKind, ReminderStatus, Store};
-use crate::adapters::calendar::{self, CalDav, CalendarItem, ItemKind, ItemStatus};
 use crate::adapters::secret::Auth;
+use crate::adapters::store::{
+    DraftRecord, NewDraft, Reminder, ReminderKind, ReminderStatus, Store,
+};
 use crate::app::followups::{self, Timekeeping};
 use crate::app::pipeline::{ComposeOptions, Pipeline};
 use crate::app::slots;
-use crate::core::draft::FollowUpInfo;
 use crate::config::{Config, MailboxAccess};
+use crate::core::draft::FollowUpInfo;
 use crate::core::notice::{self, Notice, NoticeDraft};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
@@ -142,22 +144,19 @@ impl ReminderDesk {
     }
 
     async fn fire(&mut self, reminder: &Reminder, now: DateTime<Utc>) -> Result<()> {
-        let prepared = if followups::prepares_draft(
-            reminder.kind,
-            reminder.number,
-            &self.keeping.follow_up,
-        ) {
-            Some(self.prepare_follow_up(reminder, now)?)
-        } else {
-            None
-        };
-        let draft = prepared.map(|id| self.store.draft(id)).transpose()?.flatten();
+        let prepared =
+            if followups::prepares_draft(reminder.kind, reminder.number, &self.keeping.follow_up) {
+                Some(self.prepare_follow_up(reminder, now)?)
+            } else {
+                None
+            };
+        let draft = prepared
+            .map(|id| self.store.draft(id))
+            .transpose()?
+            .flatten();
         let raw = self.notice(reminder, draft.as_ref(), now)?;
-        let message_id = notice::notice_message_id(
-            &self.config.identity,
-            reminder.id,
-            reminder.revision,
-        );
+        let message_id =
+            notice::notice_message_id(&self.config.identity, reminder.id, reminder.revision);
         self.deliver(&message_id, self.config.reminders.inbox.then_some(&raw[..]))
             .await?;
         self.store.finish_reminder(reminder.id, prepared, now)?;
@@ -444,7 +443,13 @@ const FEED_NAME: &str = "pushback follow-ups and RFP deadlines";
 fn notice_file_name(message_id: &str) -> String {
     message_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -512,7 +517,11 @@ pub fn list(store: &Store, keeping: &Timekeeping, all: bool, json: bool) -> Resu
     for r in &reminders {
         let due = r.due_at.map_or_else(
             || "date to confirm".to_string(),
-            |t| t.with_timezone(&tz).format("%a %Y-%m-%d %H:%M %Z").to_string(),
+            |t| {
+                t.with_timezone(&tz)
+                    .format("%a %Y-%m-%d %H:%M %Z")
+                    .to_string()
+            },
         );
         out.push_str(&format!(
             "{:>4}  {:<10} {:<22} {}\n",
@@ -522,7 +531,9 @@ pub fn list(store: &Store, keeping: &Timekeeping, all: bool, json: bool) -> Resu
             r.about
         ));
         if let Some(draft) = r.prepared_draft {
-            out.push_str(&format!("      follow-up draft {draft}: `pushback drafts show {draft}`\n"));
+            out.push_str(&format!(
+                "      follow-up draft {draft}: `pushback drafts show {draft}`\n"
+            ));
         }
         if let Some(why) = &r.closed_why {
             out.push_str(&format!("      {why}\n"));
@@ -599,7 +610,10 @@ mod tests {
 
     #[test]
     fn durations_read_like_a_person_writes_them() {
-        assert_eq!(parse_duration("90m").unwrap(), chrono::Duration::minutes(90));
+        assert_eq!(
+            parse_duration("90m").unwrap(),
+            chrono::Duration::minutes(90)
+        );
         assert_eq!(parse_duration("2d").unwrap(), chrono::Duration::days(2));
         assert_eq!(
             parse_duration("1d12h").unwrap(),

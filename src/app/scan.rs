@@ -10,10 +10,10 @@
 use crate::adapters::maildir::Maildir;
 use crate::adapters::store::{NewDraft, RecordOutcome, ScannedMessage, Store, SyncProgress};
 use crate::app::followups::{self, Timekeeping};
-use crate::app::slots;
 use crate::app::pipeline::{Analysis, ComposeOptions, Pipeline};
-use crate::core::notice;
+use crate::app::slots;
 use crate::core::model::Category;
+use crate::core::notice;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -97,7 +97,9 @@ pub fn process(
     };
     let (draft, reminders) = if analysis.is_procurement() && !duplicate {
         (
-            Some(new_draft(store, pipeline, keeping, &analysis, key, raw, now)?),
+            Some(new_draft(
+                store, pipeline, keeping, &analysis, key, raw, now,
+            )?),
             followups::deadline_reminders(&analysis, keeping, now),
         )
     } else {
@@ -149,7 +151,18 @@ pub fn scan(
         let processed = maildir
             .read(&entry)
             .map_err(anyhow::Error::from)
-            .and_then(|raw| process(store, pipeline, keeping, MAILDIR_INBOX, &entry.key, &raw, None, now));
+            .and_then(|raw| {
+                process(
+                    store,
+                    pipeline,
+                    keeping,
+                    MAILDIR_INBOX,
+                    &entry.key,
+                    &raw,
+                    None,
+                    now,
+                )
+            });
         match processed {
             Ok(Processed::Found(finding)) => report.findings.push(finding),
             Ok(Processed::Skipped(skipped)) => report.skipped.push(skipped),

@@ -8,8 +8,8 @@ use crate::adapters::store::Store;
 use crate::app::followups::Timekeeping;
 use crate::app::pipeline::Analysis;
 use crate::config::Config;
-use crate::core::followup;
 use crate::core::draft::{Attachment, reply_message_id};
+use crate::core::followup;
 use crate::core::model::{Facts, Identity};
 use crate::core::schedule::{self, Slot};
 use anyhow::{Context, Result};
@@ -41,11 +41,7 @@ pub async fn refresh_busy(
     let (from, to) = (now, now + HORIZON);
     let mut busy = Vec::new();
     for source in &config.calendar.busy {
-        busy.extend(
-            calendar::fetch_busy(source, from, to, config.timezone)
-                .await
-                .with_context(|| format!("cannot read busy times from {source}"))?,
-        );
+        busy.extend(calendar::fetch_busy(source, from, to, config.timezone).await?);
     }
     if let Some(caldav) = caldav {
         busy.extend(

@@ -1117,11 +1117,7 @@ fn compose_in_thread(
     })
 }
 
-pub(crate) fn mailbox(
-    name: Option<&str>,
-    email: &str,
-    message_id: &str,
-) -> Result<Mailbox, Error> {
+pub(crate) fn mailbox(name: Option<&str>, email: &str, message_id: &str) -> Result<Mailbox, Error> {
     let invalid = || Error::InvalidAddress {
         message_id: message_id.to_string(),
         address: clean_header_value(email),

@@ -66,9 +66,8 @@ pub fn plan_deadlines(
             let (due, about) = match schedule::deadline_reminder(deadline, lead, now, cal) {
                 ReminderPlan::Schedule(lead_point) => {
                     let due = morning_of(lead_point, cal, at).max(now);
-                    let when = deadline_at.map_or_else(|| deadline.text.clone(), |t| {
-                        local_text(t, cal)
-                    });
+                    let when =
+                        deadline_at.map_or_else(|| deadline.text.clone(), |t| local_text(t, cal));
                     (Some(due), format!("{what}: {when}"))
                 }
                 ReminderPlan::Confirm(why) => (None, format!("Confirm the {what}: {why}")),
@@ -162,7 +161,12 @@ mod tests {
         Schedule::parse("0 9 * * 1-5").unwrap()
     }
 
-    fn deadline(kind: DeadlineKind, date: &str, time: Option<&str>, zone: Option<&str>) -> Deadline {
+    fn deadline(
+        kind: DeadlineKind,
+        date: &str,
+        time: Option<&str>,
+        zone: Option<&str>,
+    ) -> Deadline {
         Deadline {
             kind,
             date: Some(date.parse().unwrap()),
@@ -199,9 +203,21 @@ mod tests {
     fn follow_ups_across_dst_keep_the_local_morning() {
         // New York springs forward on 14 March 2027, Berlin on 28 March.
         for (tz, sent, want) in [
-            (New_York, local(New_York, 2027, 3, 12, 10, 0), "Wed 2027-03-17 09:00 EDT"),
-            (Berlin, local(Berlin, 2027, 3, 26, 10, 0), "Wed 2027-03-31 09:00 CEST"),
-            (Berlin, local(Berlin, 2027, 10, 29, 10, 0), "Wed 2027-11-03 09:00 CET"),
+            (
+                New_York,
+                local(New_York, 2027, 3, 12, 10, 0),
+                "Wed 2027-03-17 09:00 EDT",
+            ),
+            (
+                Berlin,
+                local(Berlin, 2027, 3, 26, 10, 0),
+                "Wed 2027-03-31 09:00 CEST",
+            ),
+            (
+                Berlin,
+                local(Berlin, 2027, 10, 29, 10, 0),
+                "Wed 2027-11-03 09:00 CET",
+            ),
         ] {
             let cal = BusinessCalendar::new(tz);
             assert_eq!(show(follow_up_due(sent, 3, &cal, &mornings()), tz), want);
@@ -229,8 +245,18 @@ mod tests {
         ambiguous.ambiguous = true;
         let facts = Facts {
             deadlines: vec![
-                deadline(DeadlineKind::Questions, "2027-03-10", Some("17:00"), Some("America/New_York")),
-                deadline(DeadlineKind::Submission, "2027-03-22", Some("14:00"), Some("Europe/Berlin")),
+                deadline(
+                    DeadlineKind::Questions,
+                    "2027-03-10",
+                    Some("17:00"),
+                    Some("America/New_York"),
+                ),
+                deadline(
+                    DeadlineKind::Submission,
+                    "2027-03-22",
+                    Some("14:00"),
+                    Some("Europe/Berlin"),
+                ),
                 past,
                 ambiguous,
             ],
@@ -250,11 +276,20 @@ mod tests {
         // the 17th at 09:00, which the 09:00 schedule firing matches exactly.
         assert_eq!(shown[1].0.as_deref(), Some("Wed 2027-03-17 09:00 EDT"));
         assert_eq!(shown[2].0, None);
-        assert!(shown[2].1.starts_with("Confirm the RFP date for RFP 2027-014: "), "{}", shown[2].1);
+        assert!(
+            shown[2]
+                .1
+                .starts_with("Confirm the RFP date for RFP 2027-014: "),
+            "{}",
+            shown[2].1
+        );
         assert!(shown[2].1.contains("already past"), "{}", shown[2].1);
         assert_eq!(shown[3].0, None);
         assert!(shown[3].1.contains("more than one way"), "{}", shown[3].1);
-        assert_eq!(plans.iter().map(|p| p.number).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(
+            plans.iter().map(|p| p.number).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
     }
 
     #[test]
@@ -262,7 +297,12 @@ mod tests {
         let cal = BusinessCalendar::new(New_York);
         let now = local(New_York, 2027, 3, 9, 12, 0);
         let facts = Facts {
-            deadlines: vec![deadline(DeadlineKind::Questions, "2027-03-10", Some("17:00"), None)],
+            deadlines: vec![deadline(
+                DeadlineKind::Questions,
+                "2027-03-10",
+                Some("17:00"),
+                None,
+            )],
             ..Facts::default()
         };
         let plans = plan_deadlines(&facts, "the RFP", now, &cal, &mornings(), &Leads);

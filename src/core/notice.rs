@@ -104,7 +104,9 @@ pub fn compose_notice(notice: &Notice<'_>) -> Result<Vec<u8>, Error> {
 fn body(notice: &Notice<'_>) -> String {
     let mut out = format!("{}\n\nDue: {}\n", notice.about, notice.due);
     match (notice.thread_subject, notice.buyer) {
-        (Some(subject), Some(buyer)) => out.push_str(&format!("Thread: \"{subject}\" from {buyer}\n")),
+        (Some(subject), Some(buyer)) => {
+            out.push_str(&format!("Thread: \"{subject}\" from {buyer}\n"))
+        }
         (Some(subject), None) => out.push_str(&format!("Thread: \"{subject}\"\n")),
         (None, Some(buyer)) => out.push_str(&format!("Buyer: {buyer}\n")),
         (None, None) => {}
@@ -227,7 +229,11 @@ mod tests {
             "Just following up.",
             "pushback reminders done 7",
         ] {
-            assert!(mail.body.contains(wanted), "{wanted:?} missing in:\n{}", mail.body);
+            assert!(
+                mail.body.contains(wanted),
+                "{wanted:?} missing in:\n{}",
+                mail.body
+            );
         }
     }
 

@@ -4,15 +4,19 @@ use super::{Error, begin, parse_timestamp, sql, timestamp};
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-/// A busy interval, start inclusive, end exclusive.
-pub type Busy = (DateTime<Utc>, DateTime<Utc>);
+use crate::adapters::calendar::Busy;
 
 impl super::Store {
     /// Replaces the busy times with `intervals`, read at `now`.
-    pub fn replace_busy_times(&mut self, intervals: &[Busy], now: DateTime<Utc>) -> Result<(), Error> {
+    pub fn replace_busy_times(
+        &mut self,
+        intervals: &[Busy],
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
         let action = "record the rep's busy times";
         let tx = begin(&mut self.conn)?;
-        tx.execute("DELETE FROM busy_times", []).map_err(sql(action))?;
+        tx.execute("DELETE FROM busy_times", [])
+            .map_err(sql(action))?;
         for (start, end) in intervals {
             tx.execute(
                 "INSERT INTO busy_times (starts_at, ends_at) VALUES (?1, ?2)",
@@ -33,10 +37,15 @@ impl super::Store {
     pub fn busy_refreshed_at(&self) -> Result<Option<DateTime<Utc>>, Error> {
         let at: Option<String> = self
             .conn
-            .query_row("SELECT refreshed_at FROM busy_refresh WHERE id = 1", [], |r| r.get(0))
+            .query_row(
+                "SELECT refreshed_at FROM busy_refresh WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(sql("read when busy times were refreshed"))?;
-        at.map(|t| parse_timestamp("busy refreshed_at", &t)).transpose()
+        at.map(|t| parse_timestamp("busy refreshed_at", &t))
+            .transpose()
     }
 
     /// Busy intervals overlapping `[from, to)`.
@@ -57,7 +66,12 @@ impl super::Store {
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql(action))?;
         rows.into_iter()
-            .map(|(s, e)| Ok((parse_timestamp("busy start", &s)?, parse_timestamp("busy end", &e)?)))
+            .map(|(s, e)| {
+                Ok((
+                    parse_timestamp("busy start", &s)?,
+                    parse_timestamp("busy end", &e)?,
+                ))
+            })
             .collect()
     }
 }
@@ -72,7 +86,9 @@ mod tests {
         let mut store = Store::open_in_memory().unwrap();
         let h = |hour| Utc.with_ymd_and_hms(2027, 3, 2, hour, 0, 0).unwrap();
         assert_eq!(store.busy_refreshed_at().unwrap(), None);
-        store.replace_busy_times(&[(h(8), h(9)), (h(13), h(15))], h(7)).unwrap();
+        store
+            .replace_busy_times(&[(h(8), h(9)), (h(13), h(15))], h(7))
+            .unwrap();
         assert_eq!(store.busy_between(h(9), h(14)).unwrap(), [(h(13), h(15))]);
         assert_eq!(store.busy_between(h(0), h(23)).unwrap().len(), 2);
         store.replace_busy_times(&[(h(10), h(11))], h(8)).unwrap();

@@ -188,6 +188,8 @@ mod tests {
                 notes: Vec::new(),
                 folder_name: "pushback-1".into(),
             }),
+            reminders: Vec::new(),
+            reply: None,
             progress: None,
         };
         match store.record_scan(&scanned, at(0)).unwrap() {

@@ -709,7 +709,10 @@ impl super::Store {
     /// Every draft in the thread of message row `message`: the pushback, then its follow-ups.
     pub fn thread_drafts(&self, message: i64) -> Result<Vec<super::DraftRecord>, Error> {
         let action = || format!("list the drafts in thread {message}");
-        let query = format!("{} WHERE d.message = ?1 ORDER BY d.follow_up", super::DRAFT_SELECT);
+        let query = format!(
+            "{} WHERE d.message = ?1 ORDER BY d.follow_up",
+            super::DRAFT_SELECT
+        );
         let mut stmt = self.conn.prepare(&query).map_err(sql(action()))?;
         let rows = stmt
             .query_map([message], super::DraftRow::read)
