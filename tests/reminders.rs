@@ -47,9 +47,7 @@ impl Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         let maildir = root.join("Maildir");
-        for sub in ["new", "cur", "tmp"] {
-            std::fs::create_dir_all(maildir.join(sub)).unwrap();
-        }
+        pushback::adapters::maildir::Maildir::create(&maildir).unwrap();
         let holidays: Vec<String> = holidays.iter().map(|d| format!("\"{d}\"")).collect();
         let text = format!(
             r#"version = 1
@@ -65,7 +63,7 @@ kind = "maildir"
 path = "{maildir}"
 
 [state]
-dir = "{state}"
+path = "{state}"
 
 [business]
 holidays = [{holidays}]

@@ -201,22 +201,23 @@ mod tests {
 
     #[test]
     fn follow_ups_across_dst_keep_the_local_morning() {
-        // New York springs forward on 14 March 2027, Berlin on 28 March.
+        // New York springs forward on 14 March 2027, Berlin on 28 March and back on 31 October.
+        // Friday 10:00 + 3 business days is Wednesday 10:00; the next 09:00 is Thursday's.
         for (tz, sent, want) in [
             (
                 New_York,
                 local(New_York, 2027, 3, 12, 10, 0),
-                "Wed 2027-03-17 09:00 EDT",
+                "Thu 2027-03-18 09:00 EDT",
             ),
             (
                 Berlin,
                 local(Berlin, 2027, 3, 26, 10, 0),
-                "Wed 2027-03-31 09:00 CEST",
+                "Thu 2027-04-01 09:00 CEST",
             ),
             (
                 Berlin,
                 local(Berlin, 2027, 10, 29, 10, 0),
-                "Wed 2027-11-03 09:00 CET",
+                "Thu 2027-11-04 09:00 CET",
             ),
         ] {
             let cal = BusinessCalendar::new(tz);
