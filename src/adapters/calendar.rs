@@ -423,13 +423,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_url_is_transient() {
-        // Bind and drop: nothing listens on the port any more.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("http://127.0.0.1:{port}/busy.ics");
+        // Bound but not listening: connections are refused, and no other test can take the port.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let url = format!("http://{}/busy.ics", socket.local_addr().unwrap());
         let error = fetch_busy(&BusySource::Url(url), at(0), at(23), chrono_tz::UTC)
             .await
             .unwrap_err();

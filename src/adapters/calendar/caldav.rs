@@ -64,7 +64,7 @@ impl CalDav {
     /// Creates the collection (MKCALENDAR, for events and to-dos) unless it exists; one that
     /// exists but is no calendar is an error.
     pub async fn ensure_calendar(&self) -> Result<(), Error> {
-        let propfind = Method::from_bytes(b"PROPFIND").expect("a valid method name");
+        let propfind = webdav_method("PROPFIND");
         let body = r#"<?xml version="1.0" encoding="utf-8"?>
 <D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/></D:prop></D:propfind>"#;
         let request = self.xml(propfind.clone(), &self.collection, "0", body.to_string());
@@ -80,14 +80,14 @@ impl CalDav {
             let text = body_text(response, &propfind, &self.collection).await?;
             let entries = multistatus(&text)
                 .map_err(|reason| answer_error(&propfind, &self.collection, reason))?;
-            return match entries.iter().any(|e| e.calendar) {
-                true => Ok(()),
-                false => Err(Error::NotACalendar {
+            if !entries.iter().any(|e| e.calendar) {
+                return Err(Error::NotACalendar {
                     url: self.collection.to_string(),
-                }),
-            };
+                });
+            }
+            return Ok(());
         }
-        let mkcalendar = Method::from_bytes(b"MKCALENDAR").expect("a valid method name");
+        let mkcalendar = webdav_method("MKCALENDAR");
         let name = self
             .collection
             .path_segments()
@@ -161,7 +161,7 @@ impl CalDav {
         to: DateTime<Utc>,
         floating_tz: chrono_tz::Tz,
     ) -> Result<Vec<Busy>, Error> {
-        let report = Method::from_bytes(b"REPORT").expect("a valid method name");
+        let report = webdav_method("REPORT");
         let range = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ");
         let body = format!(
             r#"<?xml version="1.0" encoding="utf-8"?>
@@ -235,6 +235,10 @@ impl CalDav {
             .header("Content-Type", "application/xml; charset=utf-8")
             .body(body)
     }
+}
+
+fn webdav_method(name: &'static str) -> Method {
+    Method::from_bytes(name.as_bytes()).expect("a WebDAV method name is a valid token")
 }
 
 /// The body of a plain GET (a published calendar), for [`super::fetch_busy`].
