@@ -250,6 +250,8 @@ pub struct CalDavSettings {
     pub url: String,
     /// `None`: no authentication (a calendar server on loopback, say).
     pub login: Option<Login>,
+    /// `caldav-ca-file`: CAs trusted beside the system's (a self-signed server).
+    pub ca_file: Option<PathBuf>,
 }
 
 pub use crate::adapters::calendar::BusySource;
@@ -944,6 +946,7 @@ struct RawCalendar {
     caldav_password_command: Option<Spanned<String>>,
     caldav_password_env: Option<Spanned<String>>,
     caldav_token_command: Option<Spanned<String>>,
+    caldav_ca_file: Option<Spanned<String>>,
     /// Only there to be refused with a useful message; its value is never kept.
     caldav_password: Option<Spanned<IgnoredAny>>,
     #[serde(default)]
@@ -1702,8 +1705,20 @@ impl Parser<'_> {
             password_env: raw.caldav_password_env,
             token_command: raw.caldav_token_command,
         };
+        let raw_ca_span = raw.caldav_ca_file.as_ref().map(Spanned::span);
+        let ca_file = raw
+            .caldav_ca_file
+            .map(|file| self.ca_file("[calendar] caldav-ca-file", file))
+            .transpose()?;
         let caldav = match raw.caldav_url {
-            Some(url) => Some(self.caldav(url, login)?),
+            Some(url) => Some(self.caldav(url, login, ca_file)?),
+            None if let Some(span) = raw_ca_span => {
+                return Err(self.invalid(
+                    span,
+                    "[calendar] caldav-ca-file",
+                    "only used with caldav-url; set caldav-url or remove it",
+                ));
+            }
             None => match first_in_file(login.keys_set()) {
                 Some((key, span)) => {
                     return Err(self.invalid(
@@ -1746,7 +1761,12 @@ impl Parser<'_> {
         })
     }
 
-    fn caldav(&self, url: Spanned<String>, login: RawLogin) -> Result<CalDavSettings, Error> {
+    fn caldav(
+        &self,
+        url: Spanned<String>,
+        login: RawLogin,
+        ca_file: Option<PathBuf>,
+    ) -> Result<CalDavSettings, Error> {
         const KEY: &str = "[calendar] caldav-url";
         let span = url.span();
         let url = self.http_url(
@@ -1768,6 +1788,7 @@ impl Parser<'_> {
         Ok(CalDavSettings {
             url: url.into(),
             login,
+            ca_file,
         })
     }
 

@@ -5,6 +5,7 @@
 
 use crate::adapters::maildir::Maildir;
 use crate::adapters::store::{ApprovedVia, DraftRecord, DraftStatus, Store};
+use crate::app::followups::{self, Timekeeping};
 use crate::app::outbox::SentFolder;
 use crate::app::pipeline::Pipeline;
 use crate::app::send::{self, ImapFolders};
@@ -238,6 +239,8 @@ pub fn approve(config: &Config, store: &mut Store, id: i64, now: DateTime<Utc>) 
     let local = config.outgoing.is_none();
     let (_, delivery) = crate::app::block_on(send::deliver(config, store, false, now))?
         .with_context(|| format!("draft {id} is approved; sending failed for now"))?;
+    // The follow-up clock starts when the reply leaves; `reminders list` shows it right away.
+    followups::plan_follow_ups(store, &Timekeeping::of(config), now)?;
     Ok(if delivery.sent.contains(&id) && local {
         format!(
             "draft {id} approved and filed in the Sent folder by the local transport; \

@@ -30,21 +30,26 @@ pub async fn shutdown_signal() -> Result<()> {
 /// Runs until `stop` resolves.
 pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
+    // A sent reply starts its follow-up clock and a buyer's answer stops it: the sender and the
+    // watcher wake the reminder task.
+    let changed = Arc::new(Notify::new());
     let mut watcher = match &config.mailbox.access {
-        MailboxAccess::Maildir { .. } => tokio::spawn(watch_maildir(config.clone(), shutdown)),
-        MailboxAccess::Imap(_) => tokio::spawn(watch_imap(config.clone(), shutdown)),
+        MailboxAccess::Maildir { .. } => {
+            tokio::spawn(watch_maildir(config.clone(), changed.clone(), shutdown))
+        }
+        MailboxAccess::Imap(_) => {
+            tokio::spawn(watch_imap(config.clone(), changed.clone(), shutdown))
+        }
     };
-    // A sent reply starts its follow-up clock: the sender wakes the reminder task.
-    let sent = Arc::new(Notify::new());
     let sender = tokio::spawn(send_approved(
         config.clone(),
-        sent.clone(),
+        changed.clone(),
         shutdown_tx.subscribe(),
     ));
     let reminders = tokio::spawn(reminders::run(
         config.clone(),
         Arc::new(SystemClock),
-        sent,
+        changed,
         shutdown_tx.subscribe(),
     ));
     tracing::info!(
@@ -67,7 +72,11 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
 }
 
 /// Maildir: a scan and an outbox flush every poll interval.
-async fn watch_maildir(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+async fn watch_maildir(
+    config: Config,
+    changed: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
     let interval = config.mailbox.sync.poll_interval;
     let mut session = Session::open(&config)?;
     loop {
@@ -84,6 +93,7 @@ async fn watch_maildir(config: Config, mut shutdown: watch::Receiver<bool>) -> R
             Ok(_) => {}
             Err(error) => tracing::warn!("cannot scan the maildir: {error:#}"),
         }
+        changed.notify_one();
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
@@ -127,12 +137,19 @@ async fn send_approved(
     }
 }
 
-async fn watch_imap(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
+async fn watch_imap(
+    config: Config,
+    changed: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
     let MailboxAccess::Imap(server) = &config.mailbox.access else {
         unreachable!("watch_imap is only started for an IMAP mailbox")
     };
     let settings = crate::app::imap_settings(server, Duration::from_secs(60))?;
-    let options = crate::app::watch::WatchOptions::of(&config);
+    let options = crate::app::watch::WatchOptions {
+        mail_handled: Some(changed),
+        ..crate::app::watch::WatchOptions::of(&config)
+    };
     let mut store = Store::open(&config.state_dir)?;
     store.relax_durability_for_scanning()?;
     // The watcher learns from the rep's feedback like every other scan.

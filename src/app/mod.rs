@@ -17,6 +17,7 @@ pub mod send;
 pub mod slots;
 pub mod watch;
 
+use crate::adapters::calendar::CalDav;
 use crate::adapters::imap::ImapSettings;
 use crate::adapters::maildir::{Folders, Maildir};
 use crate::adapters::secret::{self, Auth};
@@ -69,6 +70,7 @@ impl Session {
 /// One pass over the configured mailbox (the Maildir, or the IMAP inbox from where the last pass
 /// stopped), drafts placed in its Drafts folder.
 pub fn scan_once(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<scan::ScanReport> {
+    slots::refresh_before_scan(config, now)?;
     match &config.mailbox.access {
         MailboxAccess::Maildir { .. } => Session::open(config)?.scan(now),
         MailboxAccess::Imap(server) => {
@@ -139,6 +141,27 @@ pub fn resolve_auth(login: &Login, host: &str) -> Result<Auth> {
         }
     };
     fetched.with_context(|| format!("cannot get the credentials of {} for {host}", login.user))
+}
+
+/// The CalDAV calendar the config names, with its credentials fetched now: a password, or with
+/// `caldav-token-command` an OAuth2 bearer token.
+pub fn caldav(config: &Config) -> Result<Option<CalDav>> {
+    let Some(settings) = &config.calendar.caldav else {
+        return Ok(None);
+    };
+    let ca = settings.ca_file.as_deref();
+    let caldav = match &settings.login {
+        None => CalDav::new(&settings.url, None, None, ca)?,
+        Some(login) => match resolve_auth(login, &settings.url)? {
+            Auth::Password { user, password } => {
+                CalDav::new(&settings.url, Some(user), Some(password), ca)?
+            }
+            Auth::XOAuth2 { user, token } => {
+                CalDav::new(&settings.url, Some(user), None, ca)?.with_bearer_token(token)
+            }
+        },
+    };
+    Ok(Some(caldav))
 }
 
 /// IMAP connection settings from the config, with the credentials fetched now.

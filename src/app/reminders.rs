@@ -14,7 +14,6 @@
 use crate::adapters::calendar::{self, CalDav, CalendarItem, ItemKind, ItemStatus};
 use crate::adapters::imap::{ImapSettings, Session as ImapSession};
 use crate::adapters::maildir::Maildir;
-use crate::adapters::secret::Auth;
 use crate::adapters::store::{
     DraftRecord, NewDraft, Reminder, ReminderKind, ReminderStatus, Store,
 };
@@ -130,6 +129,17 @@ impl ReminderDesk {
         let all = self.store.reminders(false)?;
         if let Err(error) = self.calendars.sync(&all).await {
             tracing::warn!("cannot bring the reminder calendar up to date now: {error:#}");
+        }
+        if slots::refresh_due(&self.config, &self.store, now)?
+            && let Err(error) = slots::refresh_busy(
+                &self.config,
+                self.calendars.caldav.as_ref(),
+                &mut self.store,
+                now,
+            )
+            .await
+        {
+            tracing::warn!("cannot read your busy times now (the last ones stay): {error:#}");
         }
         Ok(round)
     }
@@ -388,22 +398,7 @@ struct Calendars {
 
 impl Calendars {
     fn open(config: &Config) -> Result<Calendars> {
-        let caldav = match &config.calendar.caldav {
-            None => None,
-            Some(settings) => {
-                let (user, password) = match &settings.login {
-                    None => (None, None),
-                    Some(login) => match crate::app::resolve_auth(login, &settings.url)? {
-                        Auth::Password { user, password } => (Some(user), Some(password)),
-                        Auth::XOAuth2 { .. } => bail!(
-                            "[calendar] caldav-url: OAuth2 tokens are not supported for CalDAV; \
-                             use a password (an app password) for the calendar"
-                        ),
-                    },
-                };
-                Some(CalDav::new(&settings.url, user, password, None)?)
-            }
-        };
+        let caldav = crate::app::caldav(config)?;
         Ok(Calendars {
             feed: config.reminders.feed.clone(),
             caldav,

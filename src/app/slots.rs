@@ -56,6 +56,22 @@ pub async fn refresh_busy(
     Ok(busy.len())
 }
 
+/// For one-shot commands (`pushback scan`): reads the busy times when they are due, before drafts
+/// are composed. A calendar that cannot be read is a warning; the last busy times stay.
+pub fn refresh_before_scan(config: &Config, now: DateTime<Utc>) -> Result<()> {
+    let mut store = Store::open(&config.state_dir)?;
+    if !refresh_due(config, &store, now)? {
+        return Ok(());
+    }
+    let caldav = crate::app::caldav(config)?;
+    if let Err(error) =
+        crate::app::block_on(refresh_busy(config, caldav.as_ref(), &mut store, now))?
+    {
+        tracing::warn!("cannot read your busy times now (the last ones stay): {error:#}");
+    }
+    Ok(())
+}
+
 /// Up to `slot-count` free call slots of `slot-minutes` for a reply about `facts`: working hours,
 /// business days from tomorrow, clear of the stored busy times, before the questions cut-off.
 pub fn proposed_slots(

@@ -15,7 +15,9 @@ use crate::config::Config;
 use anyhow::Result;
 use chrono::{Days, Utc};
 use chrono_tz::Tz;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::sync::watch;
 
 /// The store's name for the IMAP inbox.
@@ -33,6 +35,9 @@ pub struct WatchOptions {
     pub sent_folder: String,
     pub timezone: Tz,
     pub keeping: Timekeeping,
+    /// Told after every wake (new mail scanned, the rep's client reconciled), so the reminder
+    /// task plans and cancels follow-ups at once rather than at its next minute.
+    pub mail_handled: Option<Arc<Notify>>,
 }
 
 impl WatchOptions {
@@ -47,6 +52,7 @@ impl WatchOptions {
             sent_folder: config.mailbox.sent_folder.clone(),
             timezone: config.timezone,
             keeping: Timekeeping::of(config),
+            mail_handled: None,
         }
     }
 }
@@ -177,6 +183,9 @@ async fn cycle(
         }
         // What the rep did in their own mail client since the last wake: edits, deletions, sends.
         client::reconcile(&mut work, &folders, store, pipeline.identity(), Utc::now()).await?;
+        if let Some(handled) = &options.mail_handled {
+            handled.notify_one();
+        }
         let woke = match idler.take() {
             Some(session) => {
                 let mut stop = shutdown.clone();

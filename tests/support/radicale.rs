@@ -142,6 +142,23 @@ impl Radicale {
         names
     }
 
+    /// The iCalendar text of every item in the user's collection `name`, as Radicale stores it,
+    /// in file-name order.
+    pub fn stored_texts(&self, name: &str) -> Vec<String> {
+        let dir = self
+            .path
+            .join("collections/collection-root")
+            .join(USER)
+            .join(name);
+        self.stored_items(name)
+            .iter()
+            .map(|file| {
+                fs::read_to_string(dir.join(file))
+                    .unwrap_or_else(|e| panic!("cannot read {file}: {e}"))
+            })
+            .collect()
+    }
+
     /// Whether the user's collection `name` exists and is a calendar (Radicale's own record).
     pub fn is_calendar(&self, name: &str) -> bool {
         let props = self

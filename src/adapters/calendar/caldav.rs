@@ -22,6 +22,8 @@ pub struct CalDav {
     collection: Url,
     user: Option<String>,
     password: Option<Secret>,
+    /// An OAuth2 access token, sent as `Authorization: Bearer` instead of a password.
+    bearer: Option<Secret>,
     http: Client,
 }
 
@@ -31,6 +33,7 @@ impl fmt::Debug for CalDav {
             .field("collection", &self.collection.as_str())
             .field("user", &self.user)
             .field("password", &self.password)
+            .field("bearer", &self.bearer)
             .finish_non_exhaustive()
     }
 }
@@ -57,8 +60,15 @@ impl CalDav {
             collection,
             user,
             password,
+            bearer: None,
             http: http_client(extra_ca_pem)?,
         })
+    }
+
+    /// Authenticates with an OAuth2 access token (`Authorization: Bearer`) instead of a password.
+    pub fn with_bearer_token(mut self, token: Secret) -> CalDav {
+        self.bearer = Some(token);
+        self
     }
 
     /// Creates the collection (MKCALENDAR, for events and to-dos) unless it exists; one that
@@ -223,9 +233,12 @@ impl CalDav {
 
     fn authorized(&self, method: Method, url: &Url) -> RequestBuilder {
         let request = self.http.request(method, url.clone());
-        match &self.user {
-            Some(user) => request.basic_auth(user, self.password.as_ref().map(Secret::expose)),
-            None => request,
+        match (&self.bearer, &self.user) {
+            (Some(token), _) => request.bearer_auth(token.expose()),
+            (None, Some(user)) => {
+                request.basic_auth(user, self.password.as_ref().map(Secret::expose))
+            }
+            (None, None) => request,
         }
     }
 
