@@ -2751,6 +2751,7 @@ attach-invite = true
                     user: "alex".into(),
                     credential: Credential::Password(PasswordSource::Env("PB_DAV".into())),
                 }),
+                ca_file: None,
             })
         );
         assert_eq!(
@@ -3012,6 +3013,26 @@ attach-invite = true
             let message = err_at(sections, needle, key);
             assert!(message.starts_with("unknown field"), "{message}");
         }
+    }
+
+    #[test]
+    fn caldav_trusts_its_own_ca_file_only_with_a_url() {
+        let pem = pem_file();
+        let ca = format!("caldav-ca-file = \"{}\"", pem.path().display());
+        let config = parse(&maildir_with(&format!(
+            "[calendar]\ncaldav-url = \"https://dav.example.com/alex/\"\n{ca}\n"
+        )))
+        .unwrap();
+        assert_eq!(
+            config.calendar.caldav.unwrap().ca_file.as_deref(),
+            Some(pem.path())
+        );
+        let message = err_at(
+            &format!("[calendar]\n{ca}\n"),
+            "caldav-ca-file",
+            "[calendar] caldav-ca-file",
+        );
+        assert!(message.contains("only used with caldav-url"), "{message}");
     }
 
     #[test]
