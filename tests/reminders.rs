@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use mail_parser::MimeHeaders;
 use pushback::adapters::store::{ApprovedVia, ReminderKind, ReminderStatus, Store};
 use pushback::app::reminders::{self, Clock, ReminderDesk};
 use pushback::app::{Session, outbox};
@@ -44,8 +45,17 @@ struct Sandbox {
 
 impl Sandbox {
     fn new(timezone: &str, holidays: &[&str]) -> Sandbox {
+        Sandbox::with(timezone, holidays, "", &[])
+    }
+
+    /// With `extra` config sections appended (`{root}` stands for the sandbox's directory) and
+    /// `files` (name, text) written into it first.
+    fn with(timezone: &str, holidays: &[&str], extra: &str, files: &[(&str, &str)]) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
+        for (name, text) in files {
+            std::fs::write(root.join(name), text).unwrap();
+        }
         let maildir = root.join("Maildir");
         pushback::adapters::maildir::Maildir::create(&maildir).unwrap();
         let holidays: Vec<String> = holidays.iter().map(|d| format!("\"{d}\"")).collect();
@@ -76,14 +86,14 @@ max-follow-ups = 2
 [reminders]
 before-cutoff-business-days = 2
 feed = "{feed}"
-"#,
+{extra}"#,
             maildir = maildir.display(),
             state = root.join("state").display(),
             holidays = holidays.join(", "),
             feed = root.join("reminders.ics").display(),
         );
         let path = root.join("config.toml");
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, text.replace("{root}", &root.display().to_string())).unwrap();
         let config = Config::load(&path).unwrap();
         Sandbox {
             _dir: dir,
@@ -510,4 +520,43 @@ async fn follow_ups_keep_the_local_morning_across_dst() {
         assert_eq!(follow_up["in_reply_to"], RFP_ID);
         assert_eq!(follow_up["status"], "scheduled");
     }
+}
+
+#[test]
+fn drafts_offer_free_times_from_the_busy_calendar_and_invite_to_the_first() {
+    let tz = "Europe/Berlin";
+    // The rep is busy on Tuesday morning (an export from their calendar app, Berlin time).
+    let busy = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n\
+         UID:board@northwind.example\r\nDTSTAMP:20270201T000000Z\r\n\
+         DTSTART;TZID=Europe/Berlin:20270302T090000\r\n\
+         DTEND;TZID=Europe/Berlin:20270302T120000\r\nSUMMARY:Board\r\nEND:VEVENT\r\n\
+         END:VCALENDAR\r\n";
+    let sandbox = Sandbox::with(
+        tz,
+        &[],
+        "\n[calendar]\nbusy = [\"{root}/busy.ics\"]\nattach-invite = true\n",
+        &[("busy.ics", busy)],
+    );
+    sandbox.deliver("1.rfp", &rfp());
+    let monday = local(tz, 2027, 3, 1, 10, 0);
+    let report = pushback::app::scan_once(&sandbox.config, monday).unwrap();
+    let id = report.findings[0].draft_id.expect("a draft");
+    let draft = sandbox.store().draft(id).unwrap().unwrap();
+    assert!(
+        draft.body.contains("Tue 2 Mar, 12:00-12:30 CET"),
+        "the first free time after the board meeting:\n{}",
+        draft.body
+    );
+    assert!(!draft.body.contains("Tue 2 Mar, 09:00"), "{}", draft.body);
+    let message = mail_parser::MessageParser::default()
+        .parse(&draft.raw)
+        .unwrap();
+    let invite = message
+        .attachments()
+        .find(|a| a.attachment_name() == Some("invite.ics"))
+        .expect("the invitation is attached");
+    let ics = String::from_utf8_lossy(invite.contents()).replace("\r\n ", "");
+    assert!(ics.contains("METHOD:REQUEST"), "{ics}");
+    assert!(ics.contains("DTSTART:20270302T110000Z"), "{ics}");
+    assert!(ics.contains(BUYER), "{ics}");
 }
