@@ -226,10 +226,11 @@ async fn a_4xx_reply_is_transient() {
 
 #[tokio::test]
 async fn a_closed_port_leaves_the_draft_approved_with_a_retry_time() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    // Bound but not listening: connections are refused, and no other test can take the port
+    // while this one runs (a released port could be).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
     let mut sandbox = Sandbox::new();
     let id = sandbox.approved("k1");
     let transport = smtp_transport(&plain_settings(port)).unwrap();
