@@ -545,3 +545,57 @@ fn a_refused_send_is_shown_with_the_reply_and_can_be_resent_or_marked_sent() {
     assert_eq!(status(1), "sent");
     assert_eq!(status(2), "sent");
 }
+
+#[test]
+fn reminders_list_snooze_and_done() {
+    let sandbox = Sandbox::with_demo();
+    let listed = json_lines(&sandbox.ok(&["reminders", "list", "--json"]));
+    assert!(!listed.is_empty(), "the demo's RFP dates are reminders");
+    for reminder in &listed {
+        let kind = reminder["kind"].as_str().unwrap();
+        assert!(
+            [
+                "follow_up",
+                "questions",
+                "submission",
+                "pre_bid",
+                "intent_to_bid",
+                "other"
+            ]
+            .contains(&kind),
+            "{reminder}"
+        );
+        let due = reminder["due"].as_str().unwrap();
+        assert!(due.ends_with('Z'), "{reminder}");
+        let due = chrono::DateTime::parse_from_rfc3339(due).unwrap();
+        let local =
+            chrono::DateTime::parse_from_rfc3339(reminder["local_due"].as_str().unwrap()).unwrap();
+        assert_eq!(due, local, "the same instant in the rep's zone");
+        assert_eq!(reminder["status"], "scheduled");
+        assert!(reminder["in_reply_to"].as_str().unwrap().contains('@'));
+    }
+    let id = listed[0]["id"].to_string();
+    let out = sandbox.ok(&["reminders", "snooze", &id, "2d"]);
+    assert!(out.contains("snoozed until"), "{out}");
+    let snoozed = json_lines(&sandbox.ok(&["reminders", "list", "--json"]));
+    let again = snoozed.iter().find(|r| r["id"].to_string() == id).unwrap();
+    assert_ne!(again["due"], listed[0]["due"]);
+    assert_eq!(again["status"], "scheduled");
+
+    let out = sandbox.ok(&["reminders", "done", &id]);
+    assert!(out.contains("done"), "{out}");
+    let open = json_lines(&sandbox.ok(&["reminders", "list", "--json"]));
+    assert!(open.iter().all(|r| r["id"].to_string() != id));
+    let all = json_lines(&sandbox.ok(&["reminders", "list", "--json", "--all"]));
+    let closed = all.iter().find(|r| r["id"].to_string() == id).unwrap();
+    assert_eq!(closed["status"], "done");
+
+    let out = sandbox.run(&["reminders", "snooze", &id, "2x"]);
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("90m, 4h, 2d, 1w"), "{error}");
+    let out = sandbox.run(&["reminders", "done", "999"]);
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("no reminder with id 999"), "{error}");
+}

@@ -98,6 +98,10 @@ pub fn run(dir: &Path, now: DateTime<Utc>) -> Result<String> {
     writeln!(out, "  pushback drafts reject 2 --not-procurement")?;
     writeln!(
         out,
+        "  pushback reminders list       # the RFPs' dates; a follow-up once a reply is sent"
+    )?;
+    writeln!(
+        out,
         "  pushback classify --json {}",
         shell_quote(&maildir_path.join("new"))
     )?;

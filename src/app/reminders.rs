@@ -519,7 +519,7 @@ pub fn list(store: &Store, keeping: &Timekeeping, all: bool, json: bool) -> Resu
             },
         );
         out.push_str(&format!(
-            "{:>4}  {:<10} {:<22} {}\n",
+            "{:>4}  {:<10} {:<24} {}\n",
             r.id,
             r.status.as_str(),
             due,
