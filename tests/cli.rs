@@ -574,20 +574,21 @@ fn reminders_list_snooze_and_done() {
         assert_eq!(reminder["status"], "scheduled");
         assert!(reminder["in_reply_to"].as_str().unwrap().contains('@'));
     }
-    let id = listed[0]["id"].to_string();
+    let id_value = listed[0]["id"].clone();
+    let id = id_value.to_string();
     let out = sandbox.ok(&["reminders", "snooze", &id, "2d"]);
     assert!(out.contains("snoozed until"), "{out}");
     let snoozed = json_lines(&sandbox.ok(&["reminders", "list", "--json"]));
-    let again = snoozed.iter().find(|r| r["id"].to_string() == id).unwrap();
+    let again = snoozed.iter().find(|r| r["id"] == id_value).unwrap();
     assert_ne!(again["due"], listed[0]["due"]);
     assert_eq!(again["status"], "scheduled");
 
     let out = sandbox.ok(&["reminders", "done", &id]);
     assert!(out.contains("done"), "{out}");
     let open = json_lines(&sandbox.ok(&["reminders", "list", "--json"]));
-    assert!(open.iter().all(|r| r["id"].to_string() != id));
+    assert!(open.iter().all(|r| r["id"] != id_value));
     let all = json_lines(&sandbox.ok(&["reminders", "list", "--json", "--all"]));
-    let closed = all.iter().find(|r| r["id"].to_string() == id).unwrap();
+    let closed = all.iter().find(|r| r["id"] == id_value).unwrap();
     assert_eq!(closed["status"], "done");
 
     let out = sandbox.run(&["reminders", "snooze", &id, "2x"]);
