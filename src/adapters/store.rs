@@ -1348,7 +1348,7 @@ mod tests {
         Utc.with_ymd_and_hms(2027, 3, 1, hour, 0, 0).unwrap()
     }
 
-    fn scan(key: &str, message_id: &str, drafted: bool) -> ScannedMessage {
+    pub(super) fn scan(key: &str, message_id: &str, drafted: bool) -> ScannedMessage {
         ScannedMessage {
             mailbox: "INBOX".into(),
             key: key.into(),

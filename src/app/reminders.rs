@@ -113,6 +113,7 @@ impl ReminderDesk {
             planned: followups::plan_follow_ups(&mut self.store, &self.keeping, now)?,
             ..Round::default()
         };
+        self.store.close_settled(now)?;
         for reminder in self.store.due_reminders(now)? {
             if !self.store.claim_reminder(reminder.id, now)? {
                 continue;

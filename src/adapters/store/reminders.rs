@@ -272,7 +272,7 @@ pub(super) fn record_reply(
             tx.execute(
                 "UPDATE reminders SET status = 'cancelled', closed_at = ?2, closed_why = ?3,
                                       revision = revision + 1, updated_at = ?2
-                 WHERE message = ?1 AND kind = 'follow_up' AND status = 'scheduled'",
+                 WHERE message = ?1 AND kind = 'follow_up' AND status IN ('scheduled', 'fired')",
                 params![
                     reply.thread,
                     timestamp(now),
@@ -402,11 +402,10 @@ fn reminders_where(
 }
 
 impl super::Store {
-    /// Every reminder, due first; with `open_only`, those still waiting (scheduled, to confirm,
-    /// firing).
+    /// Every reminder, due first; with `open_only`, those neither done nor cancelled.
     pub fn reminders(&self, open_only: bool) -> Result<Vec<Reminder>, Error> {
         let condition = if open_only {
-            "r.status IN ('scheduled', 'confirm', 'firing')"
+            "r.status NOT IN ('done', 'cancelled')"
         } else {
             "1"
         };
@@ -484,6 +483,41 @@ impl super::Store {
         Ok(())
     }
 
+    /// Closes fired reminders whose matter is settled: a follow-up whose draft was sent or
+    /// rejected, a deadline that has passed. Returns how many were closed.
+    pub fn close_settled(&mut self, now: DateTime<Utc>) -> Result<usize, Error> {
+        let action = "close settled reminders";
+        let tx = begin(&mut self.conn)?;
+        let mut closed = 0;
+        for (condition, why) in [
+            (
+                "kind = 'follow_up' AND prepared_draft IN (SELECT id FROM drafts WHERE status = 'sent')",
+                "the follow-up was sent",
+            ),
+            (
+                "kind = 'follow_up' AND prepared_draft IN (SELECT id FROM drafts WHERE status = 'rejected')",
+                "the follow-up draft was rejected",
+            ),
+            (
+                "kind <> 'follow_up' AND deadline_at IS NOT NULL AND deadline_at <= ?1",
+                "the date has passed",
+            ),
+        ] {
+            closed += tx
+                .execute(
+                    &format!(
+                        "UPDATE reminders SET status = 'done', closed_at = ?1, closed_why = ?2,
+                                              revision = revision + 1, updated_at = ?1
+                         WHERE status = 'fired' AND {condition}"
+                    ),
+                    params![timestamp(now), why],
+                )
+                .map_err(sql(action))?;
+        }
+        tx.commit().map_err(sql(action))?;
+        Ok(closed)
+    }
+
     /// The rep dealt with it. Any open or fired reminder can be closed; closing twice is a no-op.
     pub fn reminder_done(&mut self, id: i64, now: DateTime<Utc>) -> Result<Reminder, Error> {
         self.change_reminder(
@@ -493,6 +527,7 @@ impl super::Store {
                                   revision = revision + 1, updated_at = ?2
              WHERE id = ?1 AND status IN ('scheduled', 'confirm', 'fired')",
             None,
+            Some(ReminderStatus::Done),
             now,
         )
     }
@@ -511,6 +546,7 @@ impl super::Store {
                                   revision = revision + 1, updated_at = ?2
              WHERE id = ?1 AND status IN ('scheduled', 'confirm', 'fired')",
             Some(until),
+            None,
             now,
         )
     }
@@ -521,6 +557,8 @@ impl super::Store {
         verb: &str,
         update: &str,
         until: Option<DateTime<Utc>>,
+        // The status the change leads to: finding the reminder there already is a no-op.
+        already: Option<ReminderStatus>,
         now: DateTime<Utc>,
     ) -> Result<Reminder, Error> {
         let action = || format!("{verb} reminder {id}");
@@ -534,7 +572,7 @@ impl super::Store {
             None => tx.execute(update, params![id, timestamp(now)]),
         }
         .map_err(sql(action()))?;
-        if changed == 0 && before.status != ReminderStatus::Done {
+        if changed == 0 && Some(before.status) != already {
             return Err(Error::ReminderClosed {
                 id,
                 verb: verb.to_string(),
@@ -762,5 +800,189 @@ impl super::Store {
             }
         }
         Ok(threads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::store::{RecordOutcome, Store};
+    use chrono::TimeZone;
+
+    fn at(day: u32, hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2027, 3, day, hour, 0, 0).unwrap()
+    }
+
+    /// A scanned RFP with its pushback draft and a questions reminder due on the 5th (deadline
+    /// the 8th) and a date to confirm; returns the draft id.
+    fn scanned(store: &mut Store) -> i64 {
+        let mut scan = crate::adapters::store::tests::scan("1", "<rfp-1@buyer.example>", true);
+        scan.reminders = vec![
+            NewReminder {
+                kind: ReminderKind::Questions,
+                number: 0,
+                due_at: Some(at(5, 9)),
+                deadline_at: Some(at(8, 17)),
+                about: "Questions cut-off".into(),
+            },
+            NewReminder {
+                kind: ReminderKind::Other,
+                number: 1,
+                due_at: None,
+                deadline_at: None,
+                about: "Confirm the site visit date".into(),
+            },
+        ];
+        match store.record_scan(&scan, at(1, 9)).unwrap() {
+            RecordOutcome::Recorded { draft_id } => draft_id.unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reminder_is_claimed_once_and_fired_once() {
+        let mut store = Store::open_in_memory().unwrap();
+        scanned(&mut store);
+        assert_eq!(store.next_reminder_due().unwrap(), Some(at(5, 9)));
+        assert!(store.due_reminders(at(5, 8)).unwrap().is_empty());
+        let due = store.due_reminders(at(5, 9)).unwrap();
+        assert_eq!(due.len(), 1);
+        let id = due[0].id;
+        assert!(!store.claim_reminder(id, at(5, 8)).unwrap(), "not due yet");
+        assert!(store.claim_reminder(id, at(5, 9)).unwrap());
+        // A process that stopped mid-delivery finds it still claimed and finishes it.
+        assert_eq!(
+            store.due_reminders(at(5, 10)).unwrap()[0].status,
+            ReminderStatus::Firing
+        );
+        store.finish_reminder(id, None, at(5, 9)).unwrap();
+        assert!(store.due_reminders(at(9, 9)).unwrap().is_empty());
+        assert!(
+            !store.claim_reminder(id, at(9, 9)).unwrap(),
+            "fired reminders stay fired"
+        );
+        let fired = store.reminder(id).unwrap().unwrap();
+        assert_eq!(fired.status, ReminderStatus::Fired);
+        assert_eq!(fired.revision, 1);
+        assert_eq!(fired.in_reply_to.as_deref(), Some("rfp-1@buyer.example"));
+        // Still open until its date passes.
+        assert_eq!(store.close_settled(at(8, 16)).unwrap(), 0);
+        assert_eq!(store.close_settled(at(8, 17)).unwrap(), 1);
+        let closed = store.reminder(id).unwrap().unwrap();
+        assert_eq!(closed.status, ReminderStatus::Done);
+        assert_eq!(closed.closed_why.as_deref(), Some("the date has passed"));
+    }
+
+    #[test]
+    fn a_date_to_confirm_waits_for_the_rep() {
+        let mut store = Store::open_in_memory().unwrap();
+        scanned(&mut store);
+        let confirm = store
+            .reminders(true)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.status == ReminderStatus::Confirm)
+            .unwrap();
+        assert_eq!(confirm.due_at, None);
+        assert!(
+            store
+                .due_reminders(at(31, 9))
+                .unwrap()
+                .iter()
+                .all(|r| r.id != confirm.id)
+        );
+        let scheduled = store
+            .reschedule_reminder(confirm.id, at(6, 9), at(2, 9))
+            .unwrap();
+        assert_eq!(scheduled.status, ReminderStatus::Scheduled);
+        assert_eq!(scheduled.due_at, Some(at(6, 9)));
+        let done = store.reminder_done(confirm.id, at(2, 10)).unwrap();
+        assert_eq!(done.status, ReminderStatus::Done);
+        // Done twice is a no-op; a closed reminder cannot be snoozed back.
+        store.reminder_done(confirm.id, at(2, 11)).unwrap();
+        let error = store
+            .reschedule_reminder(confirm.id, at(7, 9), at(2, 12))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("cannot reschedule reminder {}: it is done", confirm.id)
+        );
+        assert!(matches!(
+            store.reminder_done(999, at(2, 9)),
+            Err(Error::NoReminder { id: 999 })
+        ));
+    }
+
+    #[test]
+    fn a_sent_reply_is_followed_up_until_the_buyer_answers() {
+        let mut store = Store::open_in_memory().unwrap();
+        let draft = scanned(&mut store);
+        assert!(
+            store.follow_ups_to_plan().unwrap().is_empty(),
+            "nothing sent yet"
+        );
+        store
+            .record_sent_by_client(draft, at(1, 10), &[], at(1, 10))
+            .unwrap()
+            .unwrap();
+        let candidates = store.follow_ups_to_plan().unwrap();
+        assert_eq!(candidates.len(), 1);
+        assert_eq!(candidates[0].sent_at, at(1, 10));
+        assert_eq!(candidates[0].sent_step, 0);
+        store
+            .plan_follow_up(&candidates[0], at(4, 9), "Follow-up 1 of 2", at(1, 10))
+            .unwrap();
+        // Planning again adds nothing.
+        store
+            .plan_follow_up(&candidates[0], at(4, 9), "Follow-up 1 of 2", at(1, 11))
+            .unwrap();
+        assert!(store.follow_ups_to_plan().unwrap().is_empty());
+        let threads = store.sent_threads().unwrap();
+        assert_eq!(threads.len(), 1);
+        assert_eq!(threads[0].our_message_ids, ["<draft-1@northwind.example>"]);
+
+        // An out-of-office answer moves the follow-up later, never earlier.
+        let mut ooo = crate::adapters::store::tests::scan("2", "<ooo@buyer.example>", false);
+        ooo.reply = Some(ThreadReply {
+            thread: threads[0].message,
+            kind: ReplyKind::OutOfOffice { returns_on: None },
+            reasons: Vec::new(),
+            effect: ReplyEffect::Reschedule(at(9, 9)),
+        });
+        store.record_scan(&ooo, at(2, 9)).unwrap();
+        let follow_up = |store: &Store| {
+            store
+                .reminders(false)
+                .unwrap()
+                .into_iter()
+                .find(|r| r.kind == ReminderKind::FollowUp)
+                .unwrap()
+        };
+        assert_eq!(follow_up(&store).due_at, Some(at(9, 9)));
+        assert_eq!(follow_up(&store).status, ReminderStatus::Scheduled);
+
+        // A person answers: cancelled, and no follow-up is planned after it.
+        let mut answer = crate::adapters::store::tests::scan("3", "<yes@buyer.example>", false);
+        answer.reply = Some(ThreadReply {
+            thread: threads[0].message,
+            kind: ReplyKind::AgreedToCall,
+            reasons: Vec::new(),
+            effect: ReplyEffect::Cancel,
+        });
+        store.record_scan(&answer, at(3, 9)).unwrap();
+        let cancelled = follow_up(&store);
+        assert_eq!(cancelled.status, ReminderStatus::Cancelled);
+        assert_eq!(
+            cancelled.closed_why.as_deref(),
+            Some("the buyer replied (agreed to call)")
+        );
+        assert!(
+            store
+                .due_reminders(at(20, 9))
+                .unwrap()
+                .iter()
+                .all(|r| r.kind != ReminderKind::FollowUp)
+        );
+        assert!(store.follow_ups_to_plan().unwrap().is_empty());
     }
 }
