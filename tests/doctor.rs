@@ -113,6 +113,8 @@ fn a_good_config_passes_every_step_and_names_the_folders() {
         ("outgoing", "tls"),
         ("outgoing", "credentials"),
         ("outgoing", "login"),
+        ("calendar", "reminders"),
+        ("calendar", "feed"),
     ];
     let steps = json.steps();
     let seen: Vec<(&str, &str)> = steps
@@ -263,6 +265,13 @@ fn a_maildir_config_checks_the_folders_and_says_nothing_leaves() {
         transport.contains("nothing leaves the machine"),
         "{transport}"
     );
+    let reminders = run.step("calendar", "reminders")["detail"].to_string();
+    assert!(
+        reminders.contains("0 open, nothing scheduled"),
+        "{reminders}"
+    );
+    let feed = run.step("calendar", "feed")["detail"].to_string();
+    assert!(feed.contains("reminders.ics"), "{feed}");
 
     std::fs::remove_dir_all(maildir.join(".Sent")).unwrap();
     let run = doctor(&config, true);

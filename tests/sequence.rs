@@ -99,6 +99,15 @@ fn a_sent_pushback_is_followed_up_on_the_calendar_and_the_buyers_answer_cancels_
     let radicale = Radicale::start();
     let dir = tempfile::tempdir().unwrap();
     let (config_path, config) = config(&servers, &radicale, dir.path());
+    // `pushback doctor` reaches the calendar too (and creates the collection).
+    let doctor = pushback_cli(&config_path, &["doctor", "--json"]);
+    let caldav: serde_json::Value = doctor
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|s| s["section"] == "calendar" && s["step"] == "caldav")
+        .expect("a CalDAV step");
+    assert_eq!(caldav["status"], "ok", "{caldav}");
+    assert!(radicale.is_calendar(CALENDAR));
     let daemon = Daemon::start(config.clone());
 
     servers.deliver(&rfp(21));

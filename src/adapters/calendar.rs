@@ -84,12 +84,26 @@ pub enum BusySource {
     Url(String),
 }
 
+/// A published calendar's address works like a password (Google's "secret address", Outlook's
+/// published ICS links carry the token in the path), so only its scheme and host are ever shown.
 impl std::fmt::Display for BusySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BusySource::File(path) => write!(f, "{}", path.display()),
-            BusySource::Url(url) => f.write_str(url),
+            BusySource::Url(url) => f.write_str(&shown_url(url)),
         }
+    }
+}
+
+/// `https://calendar.example.com/…`: a URL with its path and query left out.
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => match (parsed.host_str(), parsed.port()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}/…", parsed.scheme()),
+            (Some(host), None) => format!("{}://{host}/…", parsed.scheme()),
+            (None, _) => format!("{}:…", parsed.scheme()),
+        },
+        Err(_) => "(an unreadable URL)".into(),
     }
 }
 
@@ -164,6 +178,50 @@ pub enum Error {
 }
 
 impl Error {
+    /// The same error with a published calendar's address shown as [`shown_url`] does: a
+    /// private feed's token must not reach a log.
+    fn hiding_url(self) -> Error {
+        let hide = |url: String| shown_url(&url);
+        match self {
+            Error::BadUrl { url, reason } => Error::BadUrl {
+                url: hide(url),
+                reason,
+            },
+            Error::Transport { method, url, cause } => Error::Transport {
+                method,
+                url: hide(url),
+                cause: cause.without_url(),
+            },
+            Error::Login { url, user, status } => Error::Login {
+                url: hide(url),
+                user,
+                status,
+            },
+            Error::Status {
+                method,
+                url,
+                status,
+                body,
+            } => Error::Status {
+                method,
+                url: hide(url),
+                status,
+                body,
+            },
+            Error::Answer {
+                method,
+                url,
+                reason,
+            } => Error::Answer {
+                method,
+                url: hide(url),
+                reason,
+            },
+            Error::NotACalendar { url } => Error::NotACalendar { url: hide(url) },
+            other => other,
+        }
+    }
+
     /// Whether trying again later may succeed: the server could not be reached, timed out or
     /// said it is overloaded. Everything else needs a person to change something first, a
     /// certificate the client does not trust included.
@@ -237,9 +295,9 @@ pub async fn fetch_busy(
             (path.display().to_string(), text)
         }
         BusySource::Url(url) => {
-            let parsed = http_url(url)?;
-            let text = caldav::get_text(&http_client(None)?, parsed).await?;
-            (url.clone(), text)
+            let fetched = async { caldav::get_text(&http_client(None)?, http_url(url)?).await };
+            let text = fetched.await.map_err(Error::hiding_url)?;
+            (source.to_string(), text)
         }
     };
     busy_from_ics(&text, from, to, floating_tz).map_err(|cause| Error::BusySource {
@@ -414,11 +472,29 @@ mod tests {
             .await
             .unwrap_err();
         let text = error.to_string();
+        let shown = BusySource::Url(url.clone()).to_string();
         assert!(
-            text.contains(&url) && text.contains("410") && text.contains(body),
+            text.contains(&shown) && text.contains("410") && text.contains(body),
             "{text}"
         );
+        assert!(!text.contains(&url), "the feed's path is not shown: {text}");
         assert!(!error.is_transient());
+    }
+
+    #[tokio::test]
+    async fn a_private_feed_address_never_shows_in_errors() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/ical/private-s3cr3t-token/basic.ics");
+        let source = BusySource::Url(url);
+        assert_eq!(source.to_string(), format!("http://127.0.0.1:{port}/…"));
+        let error = fetch_busy(&source, at(0), at(23), chrono_tz::UTC)
+            .await
+            .unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(error));
+        assert!(!chain.contains("s3cr3t"), "{chain}");
+        assert!(chain.contains(&format!("127.0.0.1:{port}")), "{chain}");
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //! token is ever part of a step. Nothing is sent and no mail is changed: the IMAP folders are
 //! opened read-only and SMTP stops after the login.
 
+use crate::adapters::calendar;
 use crate::adapters::imap::{self, FolderState, ImapSettings, Session as ImapSession, tls};
 use crate::adapters::secret::{self, Auth};
 use crate::adapters::smtp::smtp_transport;
@@ -163,7 +164,7 @@ pub fn run(config_path: &Path) -> Vec<Step> {
                 "fix the file (`pushback config check` shows what it resolves to), or point \
                  --config or PUSHBACK_CONFIG at the right one",
             ));
-            for section in ["state", "mailbox", "outgoing"] {
+            for section in ["state", "mailbox", "outgoing", CALENDAR] {
                 steps.push(Step::skipped(section, "all", "a valid config file"));
             }
             return steps;
@@ -211,6 +212,130 @@ async fn check_config(config: &Config, steps: &mut Vec<Step>) {
         MailboxAccess::Imap(server) => check_imap(server, config, store.as_ref(), steps).await,
     }
     check_outgoing(config, steps).await;
+    check_calendar(config, store.as_ref(), steps).await;
+}
+
+// ---- calendar: reminders, the feed, CalDAV, busy times ----
+
+const CALENDAR: &str = "calendar";
+
+async fn check_calendar(config: &Config, store: Option<&Store>, steps: &mut Vec<Step>) {
+    steps.push(match store.map(|s| s.reminders(true)) {
+        None => Step::skipped(CALENDAR, "reminders", "a readable state store"),
+        Some(Err(error)) => Step::failed(
+            CALENDAR,
+            "reminders",
+            format!("{error}"),
+            "the state file may be damaged; move it aside to start afresh",
+        ),
+        Some(Ok(open)) => {
+            let confirm = open
+                .iter()
+                .filter(|r| r.status == store::ReminderStatus::Confirm)
+                .count();
+            let next = open.iter().filter_map(|r| r.due_at).min().map_or_else(
+                || "nothing scheduled".to_string(),
+                |due| {
+                    format!(
+                        "next due {}",
+                        due.with_timezone(&config.timezone)
+                            .format("%a %Y-%m-%d %H:%M %Z")
+                    )
+                },
+            );
+            let detail = format!("{} open, {next}", open.len());
+            if confirm > 0 {
+                Step::warning(
+                    CALENDAR,
+                    "reminders",
+                    detail,
+                    format!(
+                        "{confirm} date(s) need your confirmation: `pushback reminders list`, \
+                         then `reminders snooze ID DURATION` or `reminders done ID`"
+                    ),
+                )
+            } else {
+                Step::ok(CALENDAR, "reminders", detail)
+            }
+        }
+    });
+    let feed = &config.reminders.feed;
+    steps.push(match feed.parent().map(std::fs::metadata) {
+        Some(Ok(meta)) if meta.is_dir() && !meta.permissions().readonly() => Step::ok(
+            CALENDAR,
+            "feed",
+            format!("reminders are written to {}", feed.display()),
+        ),
+        _ => Step::failed(
+            CALENDAR,
+            "feed",
+            format!(
+                "cannot write {}: its directory is missing or read-only",
+                feed.display()
+            ),
+            "create the directory or point [reminders] feed elsewhere",
+        ),
+    });
+    let caldav = match crate::app::caldav(config) {
+        Ok(caldav) => caldav,
+        Err(error) => {
+            steps.push(Step::failed(
+                CALENDAR,
+                "caldav",
+                format!("{error:#}"),
+                "check caldav-user and its password or token command",
+            ));
+            None
+        }
+    };
+    if let Some(caldav) = &caldav {
+        steps.push(match within(caldav.ensure_calendar()).await {
+            Some(Ok(())) => Step::ok(CALENDAR, "caldav", "the calendar collection is there"),
+            Some(Err(error)) => Step::failed(
+                CALENDAR,
+                "caldav",
+                format!("{error}"),
+                "check [calendar] caldav-url, the login and caldav-ca-file",
+            ),
+            None => Step::failed(
+                CALENDAR,
+                "caldav",
+                format!("no answer within {} s", secs(STEP_TIMEOUT)),
+                "is the calendar server up and reachable?",
+            ),
+        });
+    }
+    for source in &config.calendar.busy {
+        let now = Utc::now();
+        let read = calendar::fetch_busy(
+            source,
+            now,
+            now + chrono::Duration::weeks(6),
+            config.timezone,
+        );
+        steps.push(match within(read).await {
+            Some(Ok(busy)) => Step::ok(
+                CALENDAR,
+                "busy",
+                format!(
+                    "{source}: {} busy stretch(es) in the next 6 weeks",
+                    busy.len()
+                ),
+            ),
+            Some(Err(error)) => Step::failed(
+                CALENDAR,
+                "busy",
+                format!("{error}"),
+                "fix [calendar] busy: call times would be proposed over your meetings",
+            ),
+            None => Step::failed(
+                CALENDAR,
+                "busy",
+                format!("{source}: no answer within {} s", secs(STEP_TIMEOUT)),
+                "is the calendar server up and reachable?",
+            ),
+        });
+    }
 }
 
 // ---- state ----
