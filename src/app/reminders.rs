@@ -25,7 +25,6 @@ use crate::core::draft::FollowUpInfo;
 use crate::core::notice::{self, Notice, NoticeDraft};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +59,7 @@ enum Mailroom {
 }
 
 /// What one round did.
-#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Round {
     /// Follow-ups newly planned after sent replies.
     pub planned: usize,
@@ -533,6 +532,13 @@ pub fn list(store: &Store, keeping: &Timekeeping, all: bool, json: bool) -> Resu
         }
         if let Some(why) = &r.closed_why {
             out.push_str(&format!("      {why}\n"));
+        }
+        if r.status == ReminderStatus::Confirm {
+            out.push_str(&format!(
+                "      check the RFP, then `pushback reminders snooze {id} DURATION` to be \
+                 reminded, or `pushback reminders done {id}`\n",
+                id = r.id
+            ));
         }
     }
     Ok(out)

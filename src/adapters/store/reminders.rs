@@ -135,7 +135,7 @@ pub struct NewReminder {
 }
 
 /// A reminder with its thread.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Reminder {
     pub id: i64,
     /// Row id of the buyer's original message: the thread.
