@@ -560,3 +560,66 @@ fn drafts_offer_free_times_from_the_busy_calendar_and_invite_to_the_first() {
     assert!(ics.contains("DTSTART:20270302T110000Z"), "{ics}");
     assert!(ics.contains(BUYER), "{ics}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_withdraws_the_follow_up_draft_it_overtook() {
+    let tz = "Europe/Berlin";
+    let sandbox = Sandbox::new(tz, &[]);
+    let monday = local(tz, 2027, 3, 1, 10, 0);
+    let pushback = sent_pushback(&sandbox, monday, monday);
+    let friday = local(tz, 2027, 3, 5, 9, 30);
+    let mut desk = ReminderDesk::open(&sandbox.config).unwrap();
+    desk.round(monday).await.unwrap();
+    desk.round(friday).await.unwrap();
+    let follow_up = sandbox.follow_ups()[0].prepared_draft.unwrap();
+    let drafts_dir = sandbox.maildir().join(".Drafts").join("cur");
+    let in_drafts = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&drafts_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let follow_up_file = sandbox
+        .store()
+        .draft(follow_up)
+        .unwrap()
+        .unwrap()
+        .folder_name;
+    assert_eq!(in_drafts().len(), 1, "the follow-up waits in Drafts");
+    assert!(in_drafts()[0].starts_with(&follow_up_file));
+
+    let ours = sandbox.store().draft(pushback).unwrap().unwrap();
+    sandbox.deliver(
+        "2.answer",
+        &answer(
+            &format!("Dana Whitfield <{BUYER}>"),
+            &ours.message_id,
+            "Fri, 5 Mar 2027 10:00:00 +0100",
+            "We cannot meet before the deadline; please submit through the portal.",
+        ),
+    );
+    sandbox.scan(local(tz, 2027, 3, 5, 10, 5));
+    desk.round(local(tz, 2027, 3, 5, 10, 6)).await.unwrap();
+    let withdrawn = sandbox.store().draft(follow_up).unwrap().unwrap();
+    assert_eq!(withdrawn.status.as_str(), "rejected");
+    // The stale follow-up is gone; the buyer's insistence got a pushback draft of its own.
+    let left = in_drafts();
+    assert!(
+        left.iter().all(|name| !name.starts_with(&follow_up_file)),
+        "{left:?}"
+    );
+    assert_eq!(left.len(), 1, "{left:?}");
+    let reminder = &sandbox.follow_ups()[0];
+    assert_eq!(reminder.status, ReminderStatus::Cancelled);
+    assert!(
+        reminder
+            .closed_why
+            .as_deref()
+            .unwrap()
+            .contains("insisted on process"),
+        "{:?}",
+        reminder.closed_why
+    );
+}

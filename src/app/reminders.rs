@@ -113,6 +113,7 @@ impl ReminderDesk {
             ..Round::default()
         };
         self.store.close_settled(now)?;
+        self.withdraw_stale_follow_ups(now).await?;
         for reminder in self.store.due_reminders(now)? {
             if !self.store.claim_reminder(reminder.id, now)? {
                 continue;
@@ -142,6 +143,49 @@ impl ReminderDesk {
             tracing::warn!("cannot read your busy times now (the last ones stay): {error:#}");
         }
         Ok(round)
+    }
+
+    /// Takes follow-up drafts the buyer's answer overtook out of the Drafts folder, then records
+    /// them rejected (in that order: a crash in between leaves a draft that is simply taken out
+    /// again next round). They add nothing to the classifier's feedback.
+    async fn withdraw_stale_follow_ups(&mut self, now: DateTime<Utc>) -> Result<()> {
+        let stale = self.store.stale_follow_up_drafts()?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        match &self.mailroom {
+            Mailroom::Maildir(maildir) => {
+                for draft in &stale {
+                    maildir.remove_draft(&draft.folder_name)?;
+                }
+            }
+            Mailroom::Imap {
+                settings,
+                drafts_folder,
+                sent_folder,
+            } => {
+                let mut session = ImapSession::connect(settings).await?;
+                let folders = session.special_folders(drafts_folder, sent_folder).await?;
+                for draft in &stale {
+                    let bracketed = format!("<{}>", draft.message_id.trim_matches(['<', '>']));
+                    let uids = session
+                        .find_by_header(&folders.drafts, "Message-ID", &bracketed)
+                        .await?;
+                    if !uids.is_empty() {
+                        session.delete(&folders.drafts, &uids).await?;
+                    }
+                }
+                session.logout().await?;
+            }
+        }
+        for draft in &stale {
+            self.store.reject(draft.id, false, &[], now)?;
+            tracing::info!(
+                draft = draft.id,
+                "withdrew a follow-up draft: the buyer answered the thread"
+            );
+        }
+        Ok(())
     }
 
     /// When the next round is due: the next reminder, but within `MAX_SLEEP`.

@@ -744,6 +744,27 @@ impl super::Store {
             .transpose()
     }
 
+    /// Follow-up drafts still pending in threads the buyer has answered since they were prepared:
+    /// "just following up" would now cross their answer.
+    pub fn stale_follow_up_drafts(&self) -> Result<Vec<super::DraftRecord>, Error> {
+        let action = || "list follow-up drafts the buyer's answer overtook".to_string();
+        let query = format!(
+            "{} WHERE d.follow_up > 0 AND d.status = 'pending'
+               AND EXISTS (SELECT 1 FROM replies p
+                           WHERE p.thread = d.message AND p.kind <> 'out_of_office'
+                             AND p.received_at >= d.created_at)
+             ORDER BY d.id",
+            super::DRAFT_SELECT
+        );
+        let mut stmt = self.conn.prepare(&query).map_err(sql(action()))?;
+        let rows = stmt
+            .query_map([], super::DraftRow::read)
+            .map_err(sql(action()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql(action()))?;
+        rows.into_iter().map(super::DraftRow::into_record).collect()
+    }
+
     /// Every draft in the thread of message row `message`: the pushback, then its follow-ups.
     pub fn thread_drafts(&self, message: i64) -> Result<Vec<super::DraftRecord>, Error> {
         let action = || format!("list the drafts in thread {message}");
