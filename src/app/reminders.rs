@@ -101,10 +101,6 @@ impl ReminderDesk {
         })
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Plans follow-ups, then fires every reminder due at `now`. A reminder whose delivery
     /// fails stays claimed and is finished by the next round; the others go on.
     pub async fn round(&mut self, now: DateTime<Utc>) -> Result<Round> {
@@ -113,7 +109,9 @@ impl ReminderDesk {
             ..Round::default()
         };
         self.store.close_settled(now)?;
-        self.withdraw_stale_follow_ups(now).await?;
+        if let Err(error) = self.withdraw_stale_follow_ups(now).await {
+            tracing::warn!("cannot withdraw overtaken follow-up drafts now: {error:#}");
+        }
         for reminder in self.store.due_reminders(now)? {
             if !self.store.claim_reminder(reminder.id, now)? {
                 continue;
