@@ -162,15 +162,15 @@ impl ReminderDesk {
                 drafts_folder,
                 sent_folder,
             } => {
-                let mut session = ImapSession::connect(settings).await?;
-                let folders = session.special_folders(drafts_folder, sent_folder).await?;
+                let (mut session, drafts) =
+                    drafts_session(settings, drafts_folder, sent_folder).await?;
                 for draft in &stale {
                     let bracketed = format!("<{}>", draft.message_id.trim_matches(['<', '>']));
                     let uids = session
-                        .find_by_header(&folders.drafts, "Message-ID", &bracketed)
+                        .find_by_header(&drafts, "Message-ID", &bracketed)
                         .await?;
                     if !uids.is_empty() {
-                        session.delete(&folders.drafts, &uids).await?;
+                        session.delete(&drafts, &uids).await?;
                     }
                 }
                 session.logout().await?;
@@ -340,10 +340,9 @@ impl ReminderDesk {
                 drafts_folder,
                 sent_folder,
             } => {
-                let mut session = ImapSession::connect(settings).await?;
-                let folders = session.special_folders(drafts_folder, sent_folder).await?;
-                crate::app::watch::place_drafts(&mut session, &folders.drafts, &mut self.store)
-                    .await?;
+                let (mut session, drafts) =
+                    drafts_session(settings, drafts_folder, sent_folder).await?;
+                crate::app::watch::place_drafts(&mut session, &drafts, &mut self.store).await?;
                 if let Some(raw) = notice {
                     let bracketed = format!("<{message_id}>");
                     let found = session
@@ -474,6 +473,17 @@ impl Calendars {
 
 /// The calendar's name in the rep's calendar app.
 const FEED_NAME: &str = "pushback follow-ups and RFP deadlines";
+
+/// A logged-in IMAP session and the server's name for the Drafts folder.
+async fn drafts_session(
+    settings: &ImapSettings,
+    drafts_folder: &str,
+    sent_folder: &str,
+) -> Result<(ImapSession, String)> {
+    let mut session = ImapSession::connect(settings).await?;
+    let folders = session.special_folders(drafts_folder, sent_folder).await?;
+    Ok((session, folders.drafts))
+}
 
 /// A notice's file name in the Maildir inbox: its Message-ID made safe, so a second write
 /// replaces the first.
