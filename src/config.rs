@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -72,6 +72,8 @@ pub const SLOT_MINUTES_RANGE: RangeInclusive<u32> = 15..=240;
 pub const DEFAULT_SLOT_COUNT: u32 = 3;
 pub const SLOT_COUNT_RANGE: RangeInclusive<u32> = 1..=10;
 pub const DEFAULT_ATTACH_INVITE: bool = false;
+/// `[web] listen`: the approval page's address when `[web]` is present without one.
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8025";
 /// How many firings of each schedule `pushback config check` lists.
 pub const SHOWN_FIRINGS: usize = 3;
 
@@ -134,6 +136,24 @@ pub struct Config {
     pub follow_up: FollowUpPolicy,
     pub reminders: ReminderSettings,
     pub calendar: CalendarSettings,
+    /// `[web]`: the local approval page; `None` when the section is absent (no web server).
+    pub web: Option<WebSettings>,
+}
+
+/// `[web]`: where the approval page listens. A non-loopback address always comes with TLS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSettings {
+    pub listen: SocketAddr,
+    /// `tls-cert` and `tls-key`; required for a non-loopback `listen`.
+    pub tls: Option<WebTls>,
+}
+
+/// PEM files for serving the approval page over TLS, checked when the config is loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebTls {
+    /// The certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// `[follow-up]`: when a pushback reply the buyer has not answered is followed up.
@@ -454,6 +474,7 @@ impl Config {
             follow_up: FollowUpPolicy::default(),
             reminders: ReminderSettings::in_state_dir(state_dir),
             calendar: CalendarSettings::default(),
+            web: None,
         }
     }
 
@@ -587,6 +608,15 @@ impl fmt::Display for Config {
             None => writeln!(f, "classifier rules: built-in")?,
         }
         describe_time_keeping(self, f)?;
+        match &self.web {
+            Some(web) => writeln!(
+                f,
+                "approval page:    {}://{} (`pushback web-url` prints it with your token)",
+                if web.tls.is_some() { "https" } else { "http" },
+                web.listen
+            )?,
+            None => writeln!(f, "approval page:    off (no [web] section)")?,
+        }
         write!(f, "max message size: {} bytes", self.max_message_bytes)?;
         for (table, server) in self.unchecked_servers() {
             write!(
@@ -758,6 +788,7 @@ struct RawConfig {
     reminders: RawReminders,
     #[serde(default)]
     calendar: RawCalendar,
+    web: Option<RawWeb>,
 }
 
 #[derive(Deserialize)]
@@ -956,6 +987,14 @@ struct RawCalendar {
     attach_invite: Option<Spanned<bool>>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawWeb {
+    listen: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+}
+
 // ---- validation ----------------------------------------------------------------------------
 
 struct Parser<'a> {
@@ -1036,6 +1075,7 @@ impl Parser<'_> {
         let follow_up = self.follow_up(raw.follow_up)?;
         let reminders = self.reminders(raw.reminders, &state_dir)?;
         let calendar = self.calendar(raw.calendar)?;
+        let web = raw.web.map(|web| self.web(web)).transpose()?;
 
         Ok(Config {
             file: Some(self.file.to_path_buf()),
@@ -1051,6 +1091,7 @@ impl Parser<'_> {
             follow_up,
             reminders,
             calendar,
+            web,
         })
     }
 
@@ -1761,6 +1802,87 @@ impl Parser<'_> {
         })
     }
 
+    fn web(&self, raw: RawWeb) -> Result<WebSettings, Error> {
+        const LISTEN: &str = "[web] listen";
+        let (listen, span) = match raw.listen {
+            Some(value) => {
+                let span = value.span();
+                let listen = value.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
+                    self.invalid(
+                        span.clone(),
+                        LISTEN,
+                        format!(
+                            "{:?} is not an IP address and port such as {DEFAULT_WEB_LISTEN:?} \
+                             (the page binds exactly this address, so no host names)",
+                            value.get_ref()
+                        ),
+                    )
+                })?;
+                (listen, Some(span))
+            }
+            None => (
+                DEFAULT_WEB_LISTEN
+                    .parse()
+                    .expect("the default address parses"),
+                None,
+            ),
+        };
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(cert), Some(key)) => Some(WebTls {
+                cert: self.ca_file("[web] tls-cert", cert)?,
+                key: self.private_key("[web] tls-key", key)?,
+            }),
+            (Some(cert), None) => {
+                return Err(self.invalid(cert.span(), "[web] tls-cert", "needs tls-key as well"));
+            }
+            (None, Some(key)) => {
+                return Err(self.invalid(key.span(), "[web] tls-key", "needs tls-cert as well"));
+            }
+            (None, None) => None,
+        };
+        // The default address is loopback, so only a configured one can be refused here.
+        if let Some(span) = span
+            && tls.is_none()
+            && !listen.ip().is_loopback()
+        {
+            return Err(self.invalid(
+                span,
+                LISTEN,
+                format!(
+                    "{listen} is reachable from other machines, and the page sends mail on your \
+                     behalf: beyond loopback it is only served over TLS; set tls-cert and \
+                     tls-key, or listen on {DEFAULT_WEB_LISTEN}"
+                ),
+            ));
+        }
+        Ok(WebSettings { listen, tls })
+    }
+
+    /// The path of a PEM private key, checked now. Its contents never appear in an error.
+    fn private_key(&self, key: &str, value: Spanned<String>) -> Result<PathBuf, Error> {
+        let span = value.span();
+        let path = self.path(key, value)?;
+        let pem = std::fs::read(&path).map_err(|cause| {
+            self.invalid(
+                span.clone(),
+                key,
+                format!("cannot read {}: {cause}", path.display()),
+            )
+        })?;
+        match rustls_pemfile::private_key(&mut pem.as_slice()) {
+            Ok(Some(_)) => Ok(path),
+            Ok(None) | Err(_) => Err(self.invalid(
+                span,
+                key,
+                format!(
+                    "{} holds no PEM private key (-----BEGIN PRIVATE KEY-----, or an RSA or EC \
+                     key)",
+                    path.display()
+                ),
+            )),
+        }
+    }
+
     fn caldav(
         &self,
         url: Spanned<String>,
@@ -1846,8 +1968,8 @@ impl Parser<'_> {
         Ok(value.into_inner())
     }
 
-    /// The path of a PEM CA bundle, checked now so that a typo fails at load time and not at the
-    /// first connection.
+    /// The path of a PEM CA bundle (or a certificate chain), checked now so that a typo fails at
+    /// load time and not at the first connection.
     fn ca_file(&self, key: &str, value: Spanned<String>) -> Result<PathBuf, Error> {
         let span = value.span();
         let path = self.path(key, value)?;
@@ -3217,5 +3339,102 @@ attach-invite = true
             ),
             "{described}"
         );
+    }
+
+    #[test]
+    fn a_web_section_listens_on_loopback_by_default() {
+        let config = parse(&format!("{}[web]\n", with_mailbox(MAILDIR))).unwrap();
+        let web = config.web.expect("[web] turns the page on");
+        assert_eq!(web.listen, DEFAULT_WEB_LISTEN.parse().unwrap());
+        assert_eq!(web.tls, None);
+        assert!(parse(&with_mailbox(MAILDIR)).unwrap().web.is_none());
+        let v6 = parse(&format!(
+            "{}[web]\nlisten = \"[::1]:9000\"\n",
+            with_mailbox(MAILDIR)
+        ));
+        assert_eq!(v6.unwrap().web.unwrap().listen.port(), 9000);
+    }
+
+    #[test]
+    fn a_web_page_beyond_loopback_is_refused_without_tls() {
+        let text = format!(
+            "{}[web]\nlisten = \"0.0.0.0:8025\"\n",
+            with_mailbox(MAILDIR)
+        );
+        let line = line_of(&text, "listen");
+        let message = err(&text);
+        assert!(
+            message.starts_with(&format!("/etc/pb/config.toml line {line}: [web] listen: ")),
+            "{message}"
+        );
+        assert!(
+            message.contains("only served over TLS; set tls-cert and tls-key"),
+            "{message}"
+        );
+        let text = format!(
+            "{}[web]\nlisten = \"localhost:8025\"\n",
+            with_mailbox(MAILDIR)
+        );
+        assert!(
+            err(&text).contains("[web] listen: \"localhost:8025\" is not an IP address and port"),
+            "{}",
+            err(&text)
+        );
+    }
+
+    #[test]
+    fn a_web_page_beyond_loopback_is_served_with_a_readable_certificate_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        // Only the PEM framing is checked at load time; rustls reads the contents when serving.
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let key = dir.path().join("key.pem");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let web = |extra: &str| {
+            format!(
+                "{}[web]\nlisten = \"0.0.0.0:8443\"\n{extra}",
+                with_mailbox(MAILDIR)
+            )
+        };
+        let both = format!(
+            "tls-cert = \"{}\"\ntls-key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
+        let config = parse(&web(&both)).unwrap().web.unwrap();
+        assert_eq!(
+            config.tls,
+            Some(WebTls {
+                cert: cert.clone(),
+                key: key.clone()
+            })
+        );
+
+        let text = web(&format!("tls-cert = \"{}\"\n", cert.display()));
+        assert_eq!(
+            err(&text),
+            format!(
+                "/etc/pb/config.toml line {}: [web] tls-cert: needs tls-key as well",
+                line_of(&text, "tls-cert")
+            )
+        );
+        // A certificate where the key should be: refused without showing what the file holds.
+        let text = web(&format!(
+            "tls-cert = \"{}\"\ntls-key = \"{}\"\n",
+            cert.display(),
+            cert.display()
+        ));
+        let message = err(&text);
+        assert!(message.contains("[web] tls-key: "), "{message}");
+        assert!(message.contains("holds no PEM private key"), "{message}");
+        assert!(!message.contains("AAAA"), "{message}");
     }
 }

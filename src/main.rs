@@ -4,8 +4,8 @@
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
-use pushback::adapters::store::DraftStatus;
 use pushback::adapters::store::Store;
+use pushback::adapters::store::{ApprovedVia, DraftStatus};
 use pushback::adapters::templates::Templates;
 use pushback::app::approval::DraftsFolder;
 use pushback::app::followups::Timekeeping;
@@ -13,7 +13,6 @@ use pushback::app::reminders::{self, ReminderDesk};
 use pushback::app::{self, approval, daemon, demo, inspect, scan, send};
 use pushback::config::MailboxAccess;
 use pushback::config::{self, Config};
-use pushback::core::draft::{self, FollowUpInfo};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -61,6 +60,10 @@ enum Command {
     },
     /// Run as a service: watch the mailbox, draft replies, send what you approved (until SIGTERM/SIGINT)
     Run,
+    /// Serve only the local approval page ([web]), without watching the mailbox (until SIGTERM/SIGINT)
+    Web,
+    /// Print the approval page's address with your token (created on first use; keep it private)
+    WebUrl,
     /// Review drafts: nothing is sent without approval
     #[command(subcommand)]
     Drafts(DraftsCommand),
@@ -244,6 +247,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(daemon::run(config, daemon::shutdown_signal()))?;
             String::new()
         }
+        Command::Web => {
+            app::block_on(app::web::run_alone(required_config(&config_path)?))??;
+            String::new()
+        }
+        Command::WebUrl => app::web::url(&required_config(&config_path)?)? + "\n",
         Command::Reminders(command) => {
             let config = required_config(&config_path)?;
             let mut store = Store::open(&config.state_dir)?;
@@ -286,7 +294,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     approval::edit(&mut store, &folder, &pipeline, id, now)? + "\n"
                 }
                 DraftsCommand::Approve { id } => {
-                    approval::approve(&config, &mut store, id, now)? + "\n"
+                    let approve = approval::approve(&config, &mut store, id, ApprovedVia::Cli, now);
+                    app::block_on(approve)?? + "\n"
                 }
                 DraftsCommand::Resend { id } => {
                     approval::resend(&config, &mut store, id, now)? + "\n"
@@ -295,7 +304,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 DraftsCommand::Reject {
                     id,
                     not_procurement,
-                } => approval::reject(&mut store, &folder, id, not_procurement, now)? + "\n",
+                } => {
+                    let reject = approval::reject(&mut store, &folder, id, not_procurement, now);
+                    app::block_on(reject)?? + "\n"
+                }
             }
         }
         Command::Templates(TemplatesCommand::Check { dir }) => {
@@ -317,24 +329,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let pipeline = app::pipeline_for(&optional_config(&config_path)?)?;
             let raw =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let analysis = pipeline
-                .analyse(&raw)
-                .with_context(|| format!("cannot parse {}", file.display()))?;
-            // No calendar is read for a preview: it offers sample times after today.
-            let rep_tz = pipeline.timezone();
-            let mut context = pipeline.context(&analysis, &draft::sample_slots(now, rep_tz));
-            if Templates::is_follow_up(&name) {
-                // Nor is there a sent reply: preview the first of two, as if we answered the mail
-                // the day it came.
-                let info = FollowUpInfo {
-                    number: 1,
-                    max: 2,
-                    sent_at: analysis.mail.date.map_or(now, |d| d.to_utc()),
-                    business_days: 3,
-                };
-                context = context.with_follow_up(&info, rep_tz, now);
-            }
-            pipeline.templates().render_named(&name, &context)? + "\n"
+            inspect::preview_template(&pipeline, &name, &raw, now)
+                .with_context(|| format!("cannot preview {name} against {}", file.display()))?
+                + "\n"
         }
         Command::Config(ConfigCommand::Check) => {
             let config = required_config(&config_path)?;

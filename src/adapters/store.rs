@@ -975,70 +975,150 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT m.id, m.mailbox, m.key, m.message_id, m.subject, m.sender, m.date, m.seen_at,
-                        v.label, v.category, v.score, v.reasons, f.facts, d.notes
-                 FROM drafts d
-                 JOIN messages m ON m.id = d.message
-                 JOIN verdicts v ON v.message = m.id
-                 JOIN facts f ON f.message = m.id
-                 WHERE d.id = ?1",
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS}, {VERDICT_COLUMNS}, f.facts, d.notes
+                     FROM drafts d
+                     JOIN messages m ON m.id = d.message
+                     JOIN verdicts v ON v.message = m.id
+                     JOIN facts f ON f.message = m.id
+                     WHERE d.id = ?1"
+                ),
                 [draft_id],
                 |r| {
                     Ok((
-                        (
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, Option<String>>(3)?,
-                            r.get::<_, Option<String>>(4)?,
-                            r.get::<_, Option<String>>(5)?,
-                            r.get::<_, Option<String>>(6)?,
-                            r.get::<_, String>(7)?,
-                        ),
-                        (
-                            r.get::<_, String>(8)?,
-                            r.get::<_, String>(9)?,
-                            r.get::<_, f64>(10)?,
-                            r.get::<_, String>(11)?,
-                            r.get::<_, String>(12)?,
-                            r.get::<_, String>(13)?,
-                        ),
+                        MessageRow::read(r)?,
+                        VerdictRow::read(r, MessageRow::COLUMNS)?,
+                        r.get::<_, String>(MessageRow::COLUMNS + VerdictRow::COLUMNS)?,
+                        r.get::<_, String>(MessageRow::COLUMNS + VerdictRow::COLUMNS + 1)?,
                     ))
                 },
             )
             .optional()
             .map_err(sql(action()))?;
-        let Some((m, (label, category, score, reasons, facts, notes))) = row else {
+        let Some((message, verdict, facts, notes)) = row else {
             return Ok(None);
         };
-        let (id, mailbox, key, message_id, subject, sender, date, seen_at) = m;
         Ok(Some(MessageFacts {
-            message: MessageRecord {
-                id,
-                mailbox,
-                key,
-                message_id,
-                subject,
-                sender,
-                date: date
-                    .map(|d| {
-                        DateTime::parse_from_rfc3339(&d).map_err(|e| Error::Corrupt {
-                            what: "message date".into(),
-                            detail: format!("{d:?}: {e}"),
-                        })
-                    })
-                    .transpose()?,
-                seen_at: parse_timestamp("message seen_at", &seen_at)?,
-            },
-            classification: Classification {
-                label: parse_label(&label)?,
-                category: parse_category(&category)?,
-                score,
-                reasons: from_json::<Vec<Reason>>("classifier reasons", &reasons)?,
-            },
+            message: message.into_record()?,
+            classification: verdict.into_classification()?,
             facts: from_json("extracted facts", &facts)?,
             notes: from_json("draft notes", &notes)?,
         }))
+    }
+
+    /// The `limit` messages scanned last, newest first, with what the classifier concluded and
+    /// why: which signals fire on the mail that actually arrives.
+    pub fn recent_verdicts(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<(MessageRecord, Classification)>, Error> {
+        let action = "list recent verdicts";
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {MESSAGE_COLUMNS}, {VERDICT_COLUMNS}
+                 FROM messages m JOIN verdicts v ON v.message = m.id
+                 ORDER BY m.seen_at DESC, m.id DESC LIMIT ?1"
+            ))
+            .map_err(sql(action))?;
+        let rows = stmt
+            .query_map([limit], |r| {
+                Ok((
+                    MessageRow::read(r)?,
+                    VerdictRow::read(r, MessageRow::COLUMNS)?,
+                ))
+            })
+            .map_err(sql(action))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql(action))?;
+        rows.into_iter()
+            .map(|(message, verdict)| Ok((message.into_record()?, verdict.into_classification()?)))
+            .collect()
+    }
+}
+
+/// The columns `MessageRow::read` reads, first in a SELECT over `messages m`.
+const MESSAGE_COLUMNS: &str =
+    "m.id, m.mailbox, m.key, m.message_id, m.subject, m.sender, m.date, m.seen_at";
+/// The columns `VerdictRow::read` reads, over `verdicts v`.
+const VERDICT_COLUMNS: &str = "v.label, v.category, v.score, v.reasons";
+
+struct MessageRow {
+    id: i64,
+    mailbox: String,
+    key: String,
+    message_id: Option<String>,
+    subject: Option<String>,
+    sender: Option<String>,
+    date: Option<String>,
+    seen_at: String,
+}
+
+impl MessageRow {
+    const COLUMNS: usize = 8;
+
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+        Ok(MessageRow {
+            id: r.get(0)?,
+            mailbox: r.get(1)?,
+            key: r.get(2)?,
+            message_id: r.get(3)?,
+            subject: r.get(4)?,
+            sender: r.get(5)?,
+            date: r.get(6)?,
+            seen_at: r.get(7)?,
+        })
+    }
+
+    fn into_record(self) -> Result<MessageRecord, Error> {
+        Ok(MessageRecord {
+            id: self.id,
+            mailbox: self.mailbox,
+            key: self.key,
+            message_id: self.message_id,
+            subject: self.subject,
+            sender: self.sender,
+            date: self
+                .date
+                .map(|d| {
+                    DateTime::parse_from_rfc3339(&d).map_err(|e| Error::Corrupt {
+                        what: "message date".into(),
+                        detail: format!("{d:?}: {e}"),
+                    })
+                })
+                .transpose()?,
+            seen_at: parse_timestamp("message seen_at", &self.seen_at)?,
+        })
+    }
+}
+
+struct VerdictRow {
+    label: String,
+    category: String,
+    score: f64,
+    reasons: String,
+}
+
+impl VerdictRow {
+    const COLUMNS: usize = 4;
+
+    /// Reads `VERDICT_COLUMNS` starting at column `at`.
+    fn read(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<VerdictRow> {
+        Ok(VerdictRow {
+            label: r.get(at)?,
+            category: r.get(at + 1)?,
+            score: r.get(at + 2)?,
+            reasons: r.get(at + 3)?,
+        })
+    }
+
+    fn into_classification(self) -> Result<Classification, Error> {
+        Ok(Classification {
+            label: parse_label(&self.label)?,
+            category: parse_category(&self.category)?,
+            score: self.score,
+            reasons: from_json::<Vec<Reason>>("classifier reasons", &self.reasons)?,
+        })
     }
 }
 

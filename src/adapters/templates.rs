@@ -235,6 +235,18 @@ impl Templates {
         name.strip_suffix(".txt").unwrap_or(name) == FOLLOW_UP.trim_end_matches(".txt")
     }
 
+    /// Every template's file name ("rfp.txt", "_signature.txt") with where it came from, in name
+    /// order: what the team lead's view lists.
+    pub fn origins(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.origins.iter().map(|(n, o)| (n.as_str(), o.as_str()))
+    }
+
+    /// The text of template file `name` as loaded.
+    pub fn source(&self, name: &str) -> Option<String> {
+        let template = self.env.get_template(name).ok()?;
+        Some(template.source().to_string())
+    }
+
     /// Render one template by name ("rfp", "rfp.txt", "fallback", "_signature"), for previews.
     pub fn render_named(&self, name: &str, ctx: &DraftContext) -> Result<String, Error> {
         if let Some(category) = Category::parse(name) {

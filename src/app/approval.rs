@@ -1,7 +1,8 @@
 //! The rep's side of the promise that nothing leaves without approval: list, show, edit, approve
-//! and reject drafts from the command line. Approval is recorded, then the draft is sent the way
-//! the daemon sends (`app::send`); an edit replaces the draft in the mailbox's Drafts folder and a
-//! rejection removes it; rejection as "not procurement" becomes classifier feedback.
+//! and reject drafts, from the command line and from the web page (`app::web`), which share the
+//! async cores here (`save_edit`, `approve`, `reject`). Approval is recorded, then the draft is
+//! sent the way the daemon sends (`app::send`); an edit replaces the draft in the mailbox's Drafts
+//! folder and a rejection removes it; rejection as "not procurement" becomes classifier feedback.
 
 use crate::adapters::maildir::Maildir;
 use crate::adapters::store::{ApprovedVia, DraftRecord, DraftStatus, Store};
@@ -161,8 +162,8 @@ fn readable_message(raw: &[u8]) -> String {
     format!("{headers}\n{}\n", body.trim_end())
 }
 
-/// Opens the draft's text in `$EDITOR` (or `$VISUAL`), then recomposes the reply around the
-/// edited text as a new version. Returns a line saying what happened.
+/// Opens the draft's text in `$EDITOR` (or `$VISUAL`), then saves the edited text as a new
+/// version (`save_edit`). Returns a line saying what happened.
 pub fn edit(
     store: &mut Store,
     folder: &DraftsFolder<'_>,
@@ -193,6 +194,21 @@ pub fn edit(
         bail!("editor {editor:?} exited with {status}; draft {id} left unchanged");
     }
     let edited = std::fs::read_to_string(file.path()).context("cannot read the edited draft")?;
+    crate::app::block_on(save_edit(store, folder, pipeline, id, &edited, now))?
+}
+
+/// Recomposes the reply around the rep's edited text as a new version of pending draft `id`, and
+/// puts it in place of the previous version in the Drafts folder. Returns a line saying what
+/// happened.
+pub async fn save_edit(
+    store: &mut Store,
+    folder: &DraftsFolder<'_>,
+    pipeline: &Pipeline,
+    id: i64,
+    edited: &str,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let draft = pending(store, id)?;
     if edited.trim().is_empty() {
         bail!(
             "the edited text is empty; draft {id} left unchanged (use `drafts reject {id}` to drop it)"
@@ -205,20 +221,20 @@ pub fn edit(
     let invite = attached_invite(&draft.raw);
     let version = u32::try_from(draft.version + 1)?;
     let reply = if draft.follow_up > 0 {
-        pipeline.follow_up_with_body(&draft.original, &edited, invite.as_ref(), now, version)?
+        pipeline.follow_up_with_body(&draft.original, edited, invite.as_ref(), now, version)?
     } else {
         let analysis = pipeline
             .analyse(&draft.original)
             .context("cannot re-read the original message of this draft")?;
-        pipeline.compose_with_body(&analysis, &edited, invite.as_ref(), now, version)?
+        pipeline.compose_with_body(&analysis, edited, invite.as_ref(), now, version)?
     };
-    let updated = store.update_draft(id, &edited, &reply.raw, &reply.message_id, now)?;
-    folder.replace(store, &draft.message_id, &updated)?;
+    let updated = store.update_draft(id, edited, &reply.raw, &reply.message_id, now)?;
+    folder.replace(store, &draft.message_id, &updated).await?;
     Ok(format!("draft {id} saved as version {}", updated.version))
 }
 
 /// The calendar invitation attached to a composed draft, if it has one.
-fn attached_invite(raw: &[u8]) -> Option<Attachment> {
+pub fn attached_invite(raw: &[u8]) -> Option<Attachment> {
     let message = MessageParser::default().parse(raw)?;
     message.attachments().find_map(|part| {
         let calendar = part.content_type().is_some_and(|t| {
@@ -230,14 +246,22 @@ fn attached_invite(raw: &[u8]) -> Option<Attachment> {
     })
 }
 
-/// Records the rep's approval, then sends right away when a transport is configured (the
-/// daemon would do the same within seconds; the claim in the store makes sure only one sends).
-pub fn approve(config: &Config, store: &mut Store, id: i64, now: DateTime<Utc>) -> Result<String> {
+/// Records the rep's approval (given `via` the command line or the web page), then sends right
+/// away when a transport is configured (the daemon would do the same within seconds; the claim in
+/// the store makes sure only one sends).
+pub async fn approve(
+    config: &Config,
+    store: &mut Store,
+    id: i64,
+    via: ApprovedVia,
+    now: DateTime<Utc>,
+) -> Result<String> {
     let draft = find(store, id)?;
     let tokens = original_tokens(&draft);
-    store.approve(id, ApprovedVia::Cli, &tokens, now)?;
+    store.approve(id, via, &tokens, now)?;
     let local = config.outgoing.is_none();
-    let (_, delivery) = crate::app::block_on(send::deliver(config, store, false, now))?
+    let (_, delivery) = send::deliver(config, store, false, now)
+        .await
         .with_context(|| format!("draft {id} is approved; sending failed for now"))?;
     // The follow-up clock starts when the reply leaves; `reminders list` shows it right away.
     followups::plan_follow_ups(store, &Timekeeping::of(config), now)?;
@@ -261,7 +285,7 @@ pub fn approve(config: &Config, store: &mut Store, id: i64, now: DateTime<Utc>) 
     })
 }
 
-pub fn reject(
+pub async fn reject(
     store: &mut Store,
     folder: &DraftsFolder<'_>,
     id: i64,
@@ -275,7 +299,7 @@ pub fn reject(
         Vec::new()
     };
     let rejected = store.reject(id, not_procurement, &tokens, now)?;
-    folder.remove(&rejected)?;
+    folder.remove(&rejected).await?;
     Ok(if not_procurement {
         format!("draft {id} rejected; the classifier will learn this was not procurement mail")
     } else {
@@ -283,7 +307,8 @@ pub fn reject(
     })
 }
 
-fn find(store: &Store, id: i64) -> Result<DraftRecord> {
+/// Draft `id`, or an error saying how to find the drafts there are.
+pub fn find(store: &Store, id: i64) -> Result<DraftRecord> {
     store
         .draft(id)?
         .with_context(|| format!("no draft with id {id}; `pushback drafts list` shows them"))
@@ -323,7 +348,7 @@ pub enum DraftsFolder<'a> {
 
 impl DraftsFolder<'_> {
     /// Puts `draft`'s current version in place of the one with `previous_message_id`.
-    fn replace(
+    async fn replace(
         &self,
         store: &mut Store,
         previous_message_id: &str,
@@ -335,28 +360,28 @@ impl DraftsFolder<'_> {
                 Ok(())
             }
             DraftsFolder::Imap(config) => {
-                let uid = crate::app::block_on(async {
-                    let mut folders = ImapFolders::open(config).await?;
-                    folders.replace_draft(previous_message_id, &draft.raw).await
-                })??;
+                let mut folders = ImapFolders::open(config).await?;
+                let uid = folders
+                    .replace_draft(previous_message_id, &draft.raw)
+                    .await?;
                 store.mark_placed(draft.id, uid)?;
                 Ok(())
             }
         }
     }
 
-    fn remove(&self, draft: &DraftRecord) -> Result<()> {
+    async fn remove(&self, draft: &DraftRecord) -> Result<()> {
         match self {
             DraftsFolder::Maildir(maildir) => {
                 maildir.remove_draft(&draft.folder_name)?;
                 Ok(())
             }
-            DraftsFolder::Imap(config) => crate::app::block_on(async {
+            DraftsFolder::Imap(config) => {
                 let mut folders = ImapFolders::open(config).await?;
                 folders
                     .remove_draft(&draft.folder_name, &draft.message_id)
                     .await
-            })?,
+            }
         }
     }
 }

@@ -46,6 +46,10 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
         changed.clone(),
         shutdown_tx.subscribe(),
     ));
+    let web = tokio::spawn(crate::app::web::serve(
+        config.clone(),
+        shutdown_tx.subscribe(),
+    ));
     let reminders = tokio::spawn(reminders::run(
         config.clone(),
         Arc::new(SystemClock),
@@ -67,6 +71,7 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
     watcher.await.context("the watcher task failed")??;
     sender.await.context("the outbox task failed")??;
     reminders.await.context("the reminder task failed")??;
+    web.await.context("the approval page failed")??;
     tracing::info!("pushback stopped");
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! Commands that look at mail files without touching the mailbox or the store: `classify` (what
-//! pushback thinks of each message, and why) and `draft` (the reply it would write).
+//! pushback thinks of each message, and why), `draft` (the reply it would write) and `templates
+//! preview` (one template rendered against a message, also the web page's team-lead preview).
 
+use crate::adapters::templates::Templates;
 use crate::app::pipeline::{ComposeOptions, Pipeline};
+use crate::core::draft::{self, FollowUpInfo};
 use crate::core::model::{Category, Facts, Label, Reason};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -159,4 +162,28 @@ pub fn draft_for_file(
         .with_context(|| format!("cannot parse {}", path.display()))?;
     let composed = pipeline.compose(&analysis, ComposeOptions::default(), now, 1)?;
     Ok((analysis.is_procurement(), composed.reply.raw))
+}
+
+/// Template `name` rendered against the message `raw`. No calendar is read for a preview: it
+/// offers sample times after `now`; `follow_up` is previewed as the first of two, as if we had
+/// answered the mail the day it came.
+pub fn preview_template(
+    pipeline: &Pipeline,
+    name: &str,
+    raw: &[u8],
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let analysis = pipeline.analyse(raw)?;
+    let rep_tz = pipeline.timezone();
+    let mut context = pipeline.context(&analysis, &draft::sample_slots(now, rep_tz));
+    if Templates::is_follow_up(name) {
+        let info = FollowUpInfo {
+            number: 1,
+            max: 2,
+            sent_at: analysis.mail.date.map_or(now, |d| d.to_utc()),
+            business_days: 3,
+        };
+        context = context.with_follow_up(&info, rep_tz, now);
+    }
+    Ok(pipeline.templates().render_named(name, &context)?)
 }

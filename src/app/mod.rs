@@ -16,6 +16,7 @@ pub mod scan;
 pub mod send;
 pub mod slots;
 pub mod watch;
+pub mod web;
 
 use crate::adapters::calendar::CalDav;
 use crate::adapters::imap::ImapSettings;

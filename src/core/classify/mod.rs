@@ -15,7 +15,10 @@ mod feedback;
 mod rules;
 
 pub use feedback::{FeedbackModel, feedback_tokens};
-pub use rules::{Error, FeedbackLimits, Field, RULES_VERSION, Rules, Signal, Thresholds};
+pub use rules::{
+    BUILTIN_TOML as BUILTIN_RULES, Error, FeedbackLimits, Field, RULES_VERSION, Rules, Signal,
+    Thresholds,
+};
 
 use crate::core::mail::{Address, Mail};
 use crate::core::model::{Category, Classification, Label, Reason};

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 /// The only rules-file format this build reads; an older or newer file fails loudly.
 pub const RULES_VERSION: u32 = 1;
 
-const BUILTIN_TOML: &str = include_str!("../../../config/rules.toml");
+/// The built-in rules file, shown as it is when no `[classifier] rules` file is configured.
+pub const BUILTIN_TOML: &str = include_str!("../../../config/rules.toml");
 
 /// The whole rules file, as written.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
