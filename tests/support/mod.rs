@@ -20,6 +20,7 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod browser;
 mod dovecot;
 pub mod pushback;
 pub mod radicale;
@@ -515,7 +516,7 @@ fn free_ports() -> Ports {
 }
 
 /// `count` distinct free loopback ports, none handed out before in this process (to any server).
-fn free_loopback_ports(count: usize) -> Vec<u16> {
+pub fn free_loopback_ports(count: usize) -> Vec<u16> {
     static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let mut handed_out = HANDED_OUT.lock().unwrap();
     let handed_out = handed_out.get_or_insert_with(HashSet::new);
