@@ -1860,15 +1860,7 @@ impl Parser<'_> {
 
     /// The path of a PEM private key, checked now. Its contents never appear in an error.
     fn private_key(&self, key: &str, value: Spanned<String>) -> Result<PathBuf, Error> {
-        let span = value.span();
-        let path = self.path(key, value)?;
-        let pem = std::fs::read(&path).map_err(|cause| {
-            self.invalid(
-                span.clone(),
-                key,
-                format!("cannot read {}: {cause}", path.display()),
-            )
-        })?;
+        let (path, pem, span) = self.read_file(key, value)?;
         match rustls_pemfile::private_key(&mut pem.as_slice()) {
             Ok(Some(_)) => Ok(path),
             Ok(None) | Err(_) => Err(self.invalid(
@@ -1921,15 +1913,7 @@ impl Parser<'_> {
             let url = self.http_url(KEY, value, "")?;
             return Ok(BusySource::Url(url.into()));
         }
-        let span = value.span();
-        let path = self.path(KEY, value)?;
-        std::fs::read(&path).map_err(|cause| {
-            self.invalid(
-                span,
-                KEY,
-                format!("cannot read {}: {cause}", path.display()),
-            )
-        })?;
+        let (path, _, _) = self.read_file(KEY, value)?;
         Ok(BusySource::File(path))
     }
 
@@ -1971,15 +1955,7 @@ impl Parser<'_> {
     /// The path of a PEM CA bundle (or a certificate chain), checked now so that a typo fails at
     /// load time and not at the first connection.
     fn ca_file(&self, key: &str, value: Spanned<String>) -> Result<PathBuf, Error> {
-        let span = value.span();
-        let path = self.path(key, value)?;
-        let pem = std::fs::read(&path).map_err(|cause| {
-            self.invalid(
-                span.clone(),
-                key,
-                format!("cannot read {}: {cause}", path.display()),
-            )
-        })?;
+        let (path, pem, span) = self.read_file(key, value)?;
         let certificates = rustls_pemfile::certs(&mut pem.as_slice())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|cause| {
@@ -2001,6 +1977,24 @@ impl Parser<'_> {
             ));
         }
         Ok(path)
+    }
+
+    /// The file a path key names, read now: its path, its bytes and where the key is.
+    fn read_file(
+        &self,
+        key: &str,
+        value: Spanned<String>,
+    ) -> Result<(PathBuf, Vec<u8>, Range<usize>), Error> {
+        let span = value.span();
+        let path = self.path(key, value)?;
+        let bytes = std::fs::read(&path).map_err(|cause| {
+            self.invalid(
+                span.clone(),
+                key,
+                format!("cannot read {}: {cause}", path.display()),
+            )
+        })?;
+        Ok((path, bytes, span))
     }
 
     /// Expands a leading `~` and anchors a relative path at the config file's directory.

@@ -35,6 +35,10 @@ fn the_example_parses_strictly_and_resolves_to_the_defaults() {
         ReminderSettings::in_state_dir(&config.state_dir)
     );
     assert_eq!(config.calendar, CalendarSettings::default());
+    assert_eq!(
+        config.web, None,
+        "the approval page is off unless [web] is set"
+    );
 }
 
 /// The keys the config accepts in `table` (None: the top level), read from the error for an
@@ -148,6 +152,10 @@ fn the_examples_commented_defaults_are_the_real_defaults() {
     assert_eq!(
         example_value("smtp", "save-to-sent"),
         config::DEFAULT_SAVE_TO_SENT.to_string()
+    );
+    assert_eq!(
+        example_value("web", "listen"),
+        format!("{:?}", config::DEFAULT_WEB_LISTEN)
     );
     let feed = example_value("reminders", "feed");
     assert!(

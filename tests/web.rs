@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use support::MailServers;
 use support::browser::ChromeDriver;
-use support::pushback::{Daemon, pushback_cli, rfp, wait_for, write_config};
+use support::pushback::{Daemon, IDENTITY, pushback_cli, rfp, wait_for, write_config};
 
 /// In the draft as composed (templates/rfp.txt), and what the rep writes instead.
 const OLD_SENTENCE: &str = "Thank you for sending over";
@@ -207,4 +207,93 @@ fn a_rep_edits_and_approves_a_draft_in_a_real_browser_and_the_buyer_gets_the_edi
     let store = Store::open(&config.state_dir).unwrap();
     let approval = store.approval(1).unwrap().unwrap();
     assert_eq!((approval.via.as_str(), approval.version), ("web", 2));
+}
+
+#[test]
+fn beyond_loopback_the_page_is_served_over_tls_with_a_secure_cookie() {
+    // Served here on 127.0.0.1 with the certificate it would use on another address; `pushback
+    // web` serves the page alone.
+    let dir = tempfile::tempdir().unwrap();
+    let tls = support::tls::material();
+    let (cert, key, ca) = (
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+        dir.path().join("ca.pem"),
+    );
+    std::fs::write(&cert, &tls.cert_pem).unwrap();
+    std::fs::write(&key, &tls.key_pem).unwrap();
+    std::fs::write(&ca, &tls.ca_pem).unwrap();
+    let port = support::free_loopback_ports(1)[0];
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "{IDENTITY}\n[mailbox]\nkind = \"maildir\"\npath = \"{maildir}\"\n\
+             [state]\npath = \"{state}\"\n\
+             [web]\nlisten = \"127.0.0.1:{port}\"\ntls-cert = \"{cert}\"\ntls-key = \"{key}\"\n",
+            maildir = dir.path().join("Maildir").display(),
+            state = dir.path().join("state").display(),
+            cert = cert.display(),
+            key = key.display(),
+        ),
+    )
+    .unwrap();
+    pushback::adapters::maildir::Maildir::create(&dir.path().join("Maildir")).unwrap();
+    let url = pushback_cli(&config_path, &["web-url"]).trim().to_string();
+    let prefix = format!("https://127.0.0.1:{port}/?token=");
+    assert!(url.starts_with(&prefix), "{url}");
+    let log = dir.path().join("web.log");
+    let mut server = support::pushback::spawn_pushback(&config_path, &log, &["web"]);
+    wait_for("the approval page", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let response = runtime.block_on(async {
+        use pushback::adapters::imap::tls::{Trust, client_config};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let config = client_config(Trust::Verified {
+            extra_ca_file: Some(&ca),
+        })
+        .unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .expect("a TLS handshake the test CA vouches for");
+        let request = format!(
+            "GET /?token={} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n",
+            &url[prefix.len()..]
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        // The server may close without a TLS close_notify; what arrived is enough.
+        let _ = stream.read_to_string(&mut response).await;
+        response
+    });
+    support::pushback::stop(&mut server);
+    assert!(response.starts_with("HTTP/1.1 303"), "{response}");
+    let cookie = response
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie in {response}"));
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(
+        cookie.contains("; HttpOnly") && cookie.contains("; SameSite=Strict"),
+        "{cookie}"
+    );
+    // Plain http on the TLS port gets no page.
+    let mut plain = TcpStream::connect(("127.0.0.1", port));
+    if let Ok(stream) = plain.as_mut() {
+        let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(!answer.contains("HTTP/1.1"), "{answer}");
+    }
 }

@@ -24,7 +24,7 @@ pub mod browser;
 mod dovecot;
 pub mod pushback;
 pub mod radicale;
-mod tls;
+pub mod tls;
 
 use std::collections::HashSet;
 use std::collections::hash_map::RandomState;

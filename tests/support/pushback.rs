@@ -177,23 +177,26 @@ pub fn pushback_cli(config: &Path, args: &[&str]) -> String {
 /// `pushback run` as a child process, its output appended to `log` (for a failing test to show);
 /// `verbose` adds `-v`.
 pub fn spawn_daemon(config: &Path, log: &Path, verbose: bool) -> std::process::Child {
+    let verbose: &[&str] = if verbose { &["-v", "run"] } else { &["run"] };
+    spawn_pushback(config, log, verbose)
+}
+
+/// A long-running `pushback` command (`run`, `web`) with `args` as a child process, its output
+/// appended to `log`.
+pub fn spawn_pushback(config: &Path, log: &Path, args: &[&str]) -> std::process::Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pushback"));
-    if verbose {
-        command.arg("-v");
-    }
-    command
-        .arg("run")
+    std::process::Command::new(env!("CARGO_BIN_EXE_pushback"))
+        .args(args)
         .env("PUSHBACK_CONFIG", config)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .expect("cannot start pushback run")
+        .unwrap_or_else(|e| panic!("cannot start pushback {args:?}: {e}"))
 }
 
 /// SIGTERM, as systemd stops it; SIGKILL if it has not exited within 10 s.

@@ -243,7 +243,7 @@ impl Refusal {
 pub enum Admission {
     /// Go on to the handler, in this session; the body was read to check the form and is put
     /// back.
-    Pass(SessionView, Request<Body>),
+    Pass(SessionView, Box<Request<Body>>),
     /// The token was right: set this cookie and send the browser to `location`.
     Welcome {
         cookie: HeaderValue,
@@ -290,7 +290,7 @@ impl Gate {
             return Ok(Admission::Refuse(Refusal::NoSession));
         };
         if request.method() == Method::GET || request.method() == Method::HEAD {
-            return Ok(Admission::Pass(session, request));
+            return Ok(Admission::Pass(session, Box::new(request)));
         }
         if !from_this_page(request.headers()) {
             return Ok(Admission::Refuse(Refusal::Forged));
@@ -305,7 +305,7 @@ impl Gate {
         }
         Ok(Admission::Pass(
             session,
-            Request::from_parts(parts, Body::from(bytes)),
+            Box::new(Request::from_parts(parts, Body::from(bytes))),
         ))
     }
 

@@ -160,7 +160,7 @@ async fn guard(State(web): State<Web>, request: Request, next: Next) -> Response
     match web.0.gate.admit(request).await {
         Ok(Admission::Pass(session, mut request)) => {
             request.extensions_mut().insert(session);
-            next.run(request).await
+            next.run(*request).await
         }
         Ok(Admission::Welcome { cookie, location }) => {
             // Only one of our own paths: `//host` would send the browser to another site.

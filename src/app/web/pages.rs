@@ -789,7 +789,7 @@ pub async fn lead(
             fired,
         })
         .collect();
-    signals.sort_by(|a, b| b.fired.cmp(&a.fired));
+    signals.sort_by_key(|s| std::cmp::Reverse(s.fired));
     render(
         "lead.html",
         json!({ "frame": frame(&web, &session, "lead"), "templates": templates, "selected": selected, "source": source, "preview": preview, "problems": problems, "load_error": load_error, "mails": mails, "chosen": query.draft, "rules_origin": rules_origin, "rules": rules, "recent": recent, "signals": signals }),
