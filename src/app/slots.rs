@@ -8,7 +8,7 @@ use crate::adapters::store::Store;
 use crate::app::followups::Timekeeping;
 use crate::app::pipeline::Analysis;
 use crate::config::Config;
-use crate::core::draft::{Attachment, reply_message_id};
+use crate::core::draft::{Attachment, buyer_zone, reply_message_id};
 use crate::core::followup;
 use crate::core::model::{Facts, Identity};
 use crate::core::schedule::{self, Slot};
@@ -73,7 +73,8 @@ pub fn refresh_before_scan(config: &Config, now: DateTime<Utc>) -> Result<()> {
 }
 
 /// Up to `slot-count` free call slots of `slot-minutes` for a reply about `facts`: working hours,
-/// business days from tomorrow, clear of the stored busy times, before the questions cut-off.
+/// business days from tomorrow, clear of the stored busy times, before the questions cut-off,
+/// and inside the buyer's working day when the RFP states their zone.
 pub fn proposed_slots(
     store: &Store,
     keeping: &Timekeeping,
@@ -81,13 +82,14 @@ pub fn proposed_slots(
     now: DateTime<Utc>,
 ) -> Result<Vec<Slot>> {
     let busy = store.busy_between(now, now + HORIZON)?;
-    Ok(schedule::propose_slots(
+    Ok(schedule::propose_slots_for(
         now,
         &keeping.calendar,
         &busy,
         Duration::minutes(keeping.slot_minutes.into()),
         keeping.slot_count as usize,
         followup::questions_cutoff(facts, &keeping.calendar),
+        buyer_zone(facts),
     ))
 }
 

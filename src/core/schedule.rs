@@ -547,6 +547,14 @@ impl Zone {
         FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)).map(Zone::Offset)
     }
 
+    /// The wall-clock time in this zone at `at`.
+    pub fn local(self, at: DateTime<Utc>) -> NaiveDateTime {
+        match self {
+            Zone::Named(tz) => at.with_timezone(&tz).naive_local(),
+            Zone::Offset(offset) => at.with_timezone(&offset).naive_local(),
+        }
+    }
+
     /// A wall-clock time in this zone, resolved as [`resolve_local`] does.
     pub fn resolve(self, local: NaiveDateTime) -> DateTime<Utc> {
         match self {
@@ -708,12 +716,62 @@ pub fn propose_slots(
     count: usize,
     not_after: Option<DateTime<Utc>>,
 ) -> Vec<Slot> {
+    slots_where(now, cal, busy, length, count, not_after, |_| true)
+}
+
+/// The buyer's working day, as far as pushback can know it: 09:00-17:00, Monday to Friday, in
+/// their zone.
+const BUYER_HOURS: (u32, u32) = (9, 17);
+
+/// [`propose_slots`], kept inside the buyer's working day too when their zone is known (a call at
+/// 04:00 their time is no offer). When the two working days do not overlap at all, the rep's
+/// hours alone decide, as without a zone.
+pub fn propose_slots_for(
+    now: DateTime<Utc>,
+    cal: &BusinessCalendar,
+    busy: &[(DateTime<Utc>, DateTime<Utc>)],
+    length: Duration,
+    count: usize,
+    not_after: Option<DateTime<Utc>>,
+    buyer: Option<Zone>,
+) -> Vec<Slot> {
+    let Some(zone) = buyer else {
+        return propose_slots(now, cal, busy, length, count, not_after);
+    };
+    let in_buyer_hours = |slot: &Slot| {
+        let (start, end) = (zone.local(slot.start), zone.local(slot.end));
+        let open = NaiveTime::from_hms_opt(BUYER_HOURS.0, 0, 0).expect("valid time");
+        let close = NaiveTime::from_hms_opt(BUYER_HOURS.1, 0, 0).expect("valid time");
+        start.date() == end.date()
+            && start.weekday().num_days_from_monday() < 5
+            && start.time() >= open
+            && end.time() <= close
+    };
+    let both = slots_where(now, cal, busy, length, count, not_after, in_buyer_hours);
+    if both.is_empty() {
+        propose_slots(now, cal, busy, length, count, not_after)
+    } else {
+        both
+    }
+}
+
+fn slots_where(
+    now: DateTime<Utc>,
+    cal: &BusinessCalendar,
+    busy: &[(DateTime<Utc>, DateTime<Utc>)],
+    length: Duration,
+    count: usize,
+    not_after: Option<DateTime<Utc>>,
+    fits: impl Fn(&Slot) -> bool,
+) -> Vec<Slot> {
     if count == 0 || length <= Duration::zero() || !cal.works_at_all() {
         return Vec::new();
     }
     let free = |slot: &Slot| {
-        busy.iter()
-            .all(|(b0, b1)| slot.end <= *b0 || *b1 <= slot.start)
+        fits(slot)
+            && busy
+                .iter()
+                .all(|(b0, b1)| slot.end <= *b0 || *b1 <= slot.start)
     };
     let grid = Duration::minutes(SLOT_GRID_MINUTES);
     let (start_time, end_time) = cal.working_hours;
@@ -1447,5 +1505,37 @@ END:VCALENDAR\r\n";
         for unreadable in ["Mars/Olympus", "+5", "+05:75", "EST5"] {
             assert_eq!(Zone::parse(unreadable), None, "{unreadable}");
         }
+    }
+
+    #[test]
+    fn slots_stay_inside_the_buyers_day_when_their_zone_is_known() {
+        let cal = BusinessCalendar::new(London);
+        let now = local(London, 2027, 3, 1, 12, 0);
+        let slots = propose_slots_for(
+            now,
+            &cal,
+            &[],
+            Duration::minutes(30),
+            3,
+            None,
+            Some(Zone::Named(New_York)),
+        );
+        let shown: Vec<String> = slots.iter().map(|s| show(s.start, New_York)).collect();
+        assert_eq!(
+            shown,
+            [
+                "Tue 2027-03-02 09:00 EST",
+                "Wed 2027-03-03 09:00 EST",
+                "Thu 2027-03-04 09:00 EST"
+            ]
+        );
+        // Tokyo's working day never meets London's: the rep's hours decide.
+        let tokyo = Zone::Named("Asia/Tokyo".parse().unwrap());
+        let slots = propose_slots_for(now, &cal, &[], Duration::minutes(30), 3, None, Some(tokyo));
+        assert_eq!(
+            slots,
+            propose_slots(now, &cal, &[], Duration::minutes(30), 3, None)
+        );
+        assert_eq!(show(slots[0].start, London), "Tue 2027-03-02 09:00 GMT");
     }
 }
