@@ -108,7 +108,9 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn start(config: Config) -> Daemon {
+    pub fn start(mut config: Config) -> Daemon {
+        // Daemons of parallel tests share the process's XDG_RUNTIME_DIR: one socket each.
+        config.status_socket = config.state_dir.join("status.sock");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -189,6 +191,8 @@ pub fn spawn_daemon(config: &Path, log: &Path, verbose: bool) -> std::process::C
     command
         .arg("run")
         .env("PUSHBACK_CONFIG", config)
+        // The status socket then goes in the state dir, one per test.
+        .env_remove("XDG_RUNTIME_DIR")
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)

@@ -1,0 +1,186 @@
+//! Reloading a running service without a restart: on SIGHUP the config file is read again and its
+//! templates, classifier rules and log filter taken; when a file in the templates directory
+//! changes, the templates are read again. Either way a new pipeline is built and checked first
+//! (every template must render against the sample mail) and only then handed to the running
+//! tasks; a config or template that fails keeps the last good set, and the error goes to the log
+//! and to `pushback status`. Tables that cannot change under a running service (the mailbox, the
+//! state directory, ...) are named in a "restart to apply" warning.
+
+use crate::adapters::store::Store;
+use crate::adapters::templates::Severity;
+use crate::app::pipeline::Pipeline;
+use crate::app::status::{Health, ReloadOutcome, ReloadTrigger};
+use crate::config::Config;
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// Editors write a file in several steps (a swap file, a rename); wait for them to settle.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// Holds the running config and hands new pipelines to the tasks.
+pub struct Reloader {
+    config: Config,
+    /// For the rep's feedback, which every new pipeline is trained with.
+    store: Store,
+    pipelines: watch::Sender<Arc<Pipeline>>,
+    health: Arc<Health>,
+    templates: Option<TemplatesWatch>,
+}
+
+impl Reloader {
+    pub fn new(
+        config: Config,
+        store: Store,
+        pipelines: watch::Sender<Arc<Pipeline>>,
+        health: Arc<Health>,
+    ) -> Result<Reloader> {
+        let templates = config
+            .templates_dir
+            .as_deref()
+            .map(TemplatesWatch::start)
+            .transpose()?;
+        Ok(Reloader {
+            config,
+            store,
+            pipelines,
+            health,
+            templates,
+        })
+    }
+
+    /// Resolves when a template file changed (never, without a templates directory).
+    pub async fn templates_changed(&mut self) {
+        match &mut self.templates {
+            Some(watch) => watch.changed.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// SIGHUP: the config file read again.
+    pub fn reload_config(&mut self) {
+        let outcome = self.try_config();
+        self.record(ReloadTrigger::Signal, outcome);
+    }
+
+    /// The templates directory changed: the running config's templates read again.
+    pub fn reload_templates(&mut self) {
+        let outcome = self.install(self.config.clone()).map(|()| Vec::new());
+        self.record(ReloadTrigger::Templates, outcome);
+    }
+
+    /// Returns the tables that changed but need a restart.
+    fn try_config(&mut self) -> Result<Vec<&'static str>> {
+        let Some(file) = self.config.file.clone() else {
+            bail!("the built-in demo configuration has no file to reload");
+        };
+        let new = Config::load(&file)?;
+        let (applied, restart_needed) = self.config.reloaded(&new);
+        let dir_changed = applied.templates_dir != self.config.templates_dir;
+        self.install(applied)?;
+        if dir_changed {
+            self.templates = self
+                .config
+                .templates_dir
+                .as_deref()
+                .map(TemplatesWatch::start)
+                .transpose()?;
+        }
+        crate::app::logging::use_config_filter(&self.config.log_filter);
+        Ok(restart_needed)
+    }
+
+    /// Builds and checks the pipeline for `config`; only if it passes does `config` become the
+    /// running one and the pipeline the tasks'.
+    fn install(&mut self, config: Config) -> Result<()> {
+        let pipeline = crate::app::trained_pipeline(&config, &self.store)?;
+        let errors: Vec<String> = pipeline
+            .templates()
+            .check()
+            .into_iter()
+            .filter(|problem| problem.severity == Severity::Error)
+            .map(|problem| problem.to_string())
+            .collect();
+        if !errors.is_empty() {
+            bail!("{}", errors.join("; "));
+        }
+        self.pipelines.send_replace(Arc::new(pipeline));
+        self.config = config;
+        Ok(())
+    }
+
+    fn record(&mut self, trigger: ReloadTrigger, outcome: Result<Vec<&'static str>>) {
+        let what = match trigger {
+            ReloadTrigger::Signal => "the config and templates",
+            ReloadTrigger::Templates => "the templates",
+        };
+        let (error, restart_needed) = match outcome {
+            Ok(restart_needed) => {
+                tracing::info!(
+                    config = ?self.config.file,
+                    templates = ?self.config.templates_dir,
+                    "reloaded {what}"
+                );
+                if !restart_needed.is_empty() {
+                    tracing::warn!(
+                        "changes to {} take effect when pushback is restarted",
+                        restart_needed.join(", ")
+                    );
+                }
+                (None, restart_needed)
+            }
+            Err(error) => {
+                let text = format!("{error:#}");
+                tracing::error!("cannot reload {what}, keeping the running ones: {text}");
+                (Some(text), Vec::new())
+            }
+        };
+        self.health.reloaded(
+            ReloadOutcome {
+                at: Utc::now(),
+                trigger,
+                error,
+                restart_needed: restart_needed.into_iter().map(String::from).collect(),
+            },
+            self.config.templates_dir.clone(),
+        );
+    }
+}
+
+/// Watches a templates directory; `changed` is told once the edits settle.
+struct TemplatesWatch {
+    changed: Arc<Notify>,
+    /// Dropping it stops the watching.
+    _debouncer: Debouncer<RecommendedWatcher>,
+}
+
+impl TemplatesWatch {
+    fn start(dir: &Path) -> Result<TemplatesWatch> {
+        let changed = Arc::new(Notify::new());
+        let tell = changed.clone();
+        let mut debouncer = new_debouncer(SETTLE, move |result: DebounceEventResult| match result {
+            // Only templates count: an editor's swap and backup files come and go too.
+            Ok(events) if events.iter().any(|e| is_template(&e.path)) => tell.notify_one(),
+            Ok(_) => {}
+            Err(error) => tracing::warn!("cannot watch the templates directory: {error}"),
+        })
+        .context("cannot watch the templates directory")?;
+        debouncer
+            .watcher()
+            .watch(dir, RecursiveMode::NonRecursive)
+            .with_context(|| format!("cannot watch the templates directory {}", dir.display()))?;
+        Ok(TemplatesWatch {
+            changed,
+            _debouncer: debouncer,
+        })
+    }
+}
+
+fn is_template(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "txt")
+}
