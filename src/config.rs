@@ -506,7 +506,10 @@ impl Config {
             status_socket,
         } = new;
         let kept = [
-            ("[identity]", identity != &self.identity || timezone != &self.timezone),
+            (
+                "[identity]",
+                identity != &self.identity || timezone != &self.timezone,
+            ),
             ("[mailbox]", mailbox != &self.mailbox),
             ("[smtp]", outgoing != &self.outgoing),
             (

@@ -9,8 +9,8 @@ use pushback::adapters::store::Store;
 use pushback::adapters::templates::Templates;
 use pushback::app::approval::DraftsFolder;
 use pushback::app::followups::Timekeeping;
-use pushback::app::reminders::{self, ReminderDesk};
 use pushback::app::install::{self, Scope};
+use pushback::app::reminders::{self, ReminderDesk};
 use pushback::app::{self, approval, daemon, demo, inspect, logging, scan, send, status};
 use pushback::config::MailboxAccess;
 use pushback::config::{self, Config};
@@ -252,10 +252,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let config = required_config(&config_path)?;
             let candidates = status::socket_candidates(&config);
             let Some(answer) = status::query(&candidates)? else {
-                let tried: Vec<String> = candidates
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect();
+                let tried: Vec<String> =
+                    candidates.iter().map(|p| p.display().to_string()).collect();
                 eprintln!(
                     "pushback is not running: nothing answers at {}. Start it with \
                      `systemctl --user start pushback` (see `pushback install`) or `pushback run`.",

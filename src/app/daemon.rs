@@ -100,6 +100,8 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
     let mut watchdog = systemd::watchdog_period().map(tokio::time::interval);
     let mut ready = false;
     let mut withheld = false;
+    // Every check changes the state, rarely the line: systemd hears each line once.
+    let mut said = String::new();
     loop {
         tokio::select! {
             result = &mut stop => {
@@ -124,13 +126,18 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
             }
             _ = reloader.templates_changed() => reloader.reload_templates(),
             _ = states.changed() => {
-                let state = states.borrow_and_update().clone();
-                if !ready && state.mailbox.connected {
+                let connected = states.borrow_and_update().mailbox.connected;
+                if !ready && connected {
                     ready = true;
                     health.set_phase(Phase::Running);
-                    systemd::ready(&status_line(&health.snapshot()));
+                    said = status_line(&health.snapshot());
+                    systemd::ready(&said);
                 } else {
-                    systemd::status(&status_line(&state));
+                    let line = status_line(&health.snapshot());
+                    if line != said {
+                        systemd::status(&line);
+                        said = line;
+                    }
                 }
             }
             _ = tick(&mut watchdog) => {
@@ -261,5 +268,8 @@ async fn watch_imap(
     };
     let mut store = Store::open(&config.state_dir)?;
     store.relax_durability_for_scanning()?;
-    crate::app::watch::run(&settings, &options, &mut store, &pipeline, &health, shutdown).await
+    crate::app::watch::run(
+        &settings, &options, &mut store, &pipeline, &health, shutdown,
+    )
+    .await
 }

@@ -30,7 +30,9 @@ impl Scope {
         match self {
             Scope::User => crate::config::user_config_dir()
                 .map(|dir| dir.join("systemd").join("user"))
-                .context("cannot tell where user units go: neither XDG_CONFIG_HOME nor HOME is set"),
+                .context(
+                    "cannot tell where user units go: neither XDG_CONFIG_HOME nor HOME is set",
+                ),
             Scope::System => Ok(PathBuf::from("/etc/systemd/system")),
         }
     }
@@ -75,11 +77,13 @@ fn exec_argument(exe: &Path) -> Result<String> {
         .replace('"', "\\\"")
         .replace('%', "%%")
         .replace('$', "$$");
-    Ok(if escaped.contains(char::is_whitespace) || escaped != text {
-        format!("\"{escaped}\"")
-    } else {
-        escaped
-    })
+    Ok(
+        if escaped.contains(char::is_whitespace) || escaped != text {
+            format!("\"{escaped}\"")
+        } else {
+            escaped
+        },
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +106,11 @@ pub fn install(scope: Scope, dir: &Path, exe: &Path, force: bool) -> Result<(Pat
             path.display(),
             if scope == Scope::User { " --user" } else { "" },
             scope.file_name().replace('@', "@REP"),
-            if scope == Scope::System { " --system" } else { "" },
+            if scope == Scope::System {
+                " --system"
+            } else {
+                ""
+            },
         ),
         Ok(_) => {}
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -112,7 +120,10 @@ pub fn install(scope: Scope, dir: &Path, exe: &Path, force: bool) -> Result<(Pat
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::write(&path, text).with_context(|| match scope {
-        Scope::System => format!("cannot write {} (as root: sudo pushback install --system)", path.display()),
+        Scope::System => format!(
+            "cannot write {} (as root: sudo pushback install --system)",
+            path.display()
+        ),
         Scope::User => format!("cannot write {}", path.display()),
     })?;
     Ok((path, Installed::Written))
@@ -149,10 +160,16 @@ mod tests {
     #[test]
     fn exec_start_runs_the_given_binary() {
         let text = unit_text(Scope::User, Path::new("/opt/pushback/bin/pushback")).unwrap();
-        let exec: Vec<&str> = text.lines().filter(|l| l.starts_with("ExecStart=")).collect();
+        let exec: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("ExecStart="))
+            .collect();
         assert_eq!(exec, ["ExecStart=/opt/pushback/bin/pushback run"]);
         let text = unit_text(Scope::System, Path::new("/usr/bin/pushback")).unwrap();
-        assert!(text.contains("\nExecStart=/usr/bin/pushback run\n"), "{text}");
+        assert!(
+            text.contains("\nExecStart=/usr/bin/pushback run\n"),
+            "{text}"
+        );
         assert!(text.contains("\nUser=%i\n"), "{text}");
     }
 

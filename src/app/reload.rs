@@ -13,12 +13,12 @@ use crate::app::status::{Health, ReloadOutcome, ReloadTrigger};
 use crate::config::Config;
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
-use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 /// Editors write a file in several steps (a swap file, a rename); wait for them to settle.
 const SETTLE: Duration = Duration::from_secs(1);
@@ -54,10 +54,11 @@ impl Reloader {
         })
     }
 
-    /// Resolves when a template file changed (never, without a templates directory).
+    /// Resolves when a template file changed and the edits settled (never, without a templates
+    /// directory).
     pub async fn templates_changed(&mut self) {
         match &mut self.templates {
-            Some(watch) => watch.changed.notified().await,
+            Some(watch) => watch.settled().await,
             None => std::future::pending().await,
         }
     }
@@ -152,32 +153,64 @@ impl Reloader {
     }
 }
 
-/// Watches a templates directory; `changed` is told once the edits settle.
+/// Watches a templates directory for changes to its templates.
 struct TemplatesWatch {
+    /// Told by the watcher's thread for every change.
     changed: Arc<Notify>,
+    /// When the last change not yet reported came; kept here rather than in `settled`, so a
+    /// caller that gives up waiting (a `select!` taking another branch) loses nothing.
+    unsettled_since: Option<Instant>,
     /// Dropping it stops the watching.
-    _debouncer: Debouncer<RecommendedWatcher>,
+    _watcher: RecommendedWatcher,
 }
 
 impl TemplatesWatch {
     fn start(dir: &Path) -> Result<TemplatesWatch> {
         let changed = Arc::new(Notify::new());
         let tell = changed.clone();
-        let mut debouncer = new_debouncer(SETTLE, move |result: DebounceEventResult| match result {
-            // Only templates count: an editor's swap and backup files come and go too.
-            Ok(events) if events.iter().any(|e| is_template(&e.path)) => tell.notify_one(),
-            Ok(_) => {}
-            Err(error) => tracing::warn!("cannot watch the templates directory: {error}"),
-        })
-        .context("cannot watch the templates directory")?;
-        debouncer
-            .watcher()
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                match event {
+                    // Reading the templates (our own reload among others) is no change; and only
+                    // templates count, not an editor's swap and backup files.
+                    Ok(event)
+                        if !matches!(event.kind, EventKind::Access(_))
+                            && event.paths.iter().any(|path| is_template(path)) =>
+                    {
+                        tell.notify_one()
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!("cannot watch the templates directory: {error}"),
+                }
+            })
+            .context("cannot watch the templates directory")?;
+        watcher
             .watch(dir, RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch the templates directory {}", dir.display()))?;
         Ok(TemplatesWatch {
             changed,
-            _debouncer: debouncer,
+            unsettled_since: None,
+            _watcher: watcher,
         })
+    }
+
+    /// Resolves once a change came and no other followed for `SETTLE`.
+    async fn settled(&mut self) {
+        loop {
+            match self.unsettled_since {
+                None => {
+                    self.changed.notified().await;
+                    self.unsettled_since = Some(Instant::now());
+                }
+                Some(since) => tokio::select! {
+                    _ = self.changed.notified() => self.unsettled_since = Some(Instant::now()),
+                    _ = tokio::time::sleep_until(since + SETTLE) => {
+                        self.unsettled_since = None;
+                        return;
+                    }
+                },
+            }
+        }
     }
 }
 

@@ -163,8 +163,7 @@ impl Health {
 
     /// The inbox was looked at and everything new in it handled.
     pub fn checked(&self, now: DateTime<Utc>) {
-        self.state
-            .send_modify(|state| state.last_check = Some(now));
+        self.state.send_modify(|state| state.last_check = Some(now));
     }
 
     pub fn set_phase(&self, phase: Phase) {
@@ -227,7 +226,12 @@ impl StatusSocket {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .with_context(|| format!("cannot create the status socket's directory {}", dir.display()))?;
+                .with_context(|| {
+                    format!(
+                        "cannot create the status socket's directory {}",
+                        dir.display()
+                    )
+                })?;
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             bail!(
@@ -277,8 +281,7 @@ impl StatusSocket {
             let status = current_status(&health, &store);
             let mut answer = serde_json::to_vec(&status)?;
             answer.push(b'\n');
-            let written =
-                tokio::time::timeout(SOCKET_TIMEOUT, stream.write_all(&answer)).await;
+            let written = tokio::time::timeout(SOCKET_TIMEOUT, stream.write_all(&answer)).await;
             if !matches!(written, Ok(Ok(()))) {
                 tracing::debug!("a status client went away before reading its answer");
             }
@@ -353,7 +356,11 @@ pub fn query(candidates: &[PathBuf]) -> Result<Option<Status>> {
 /// `pushback status`: the answer for a person, times in the rep's zone.
 pub fn render(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
     let service = &status.service;
-    let local = |at: DateTime<Utc>| at.with_timezone(&tz).format("%a %Y-%m-%d %H:%M:%S %Z").to_string();
+    let local = |at: DateTime<Utc>| {
+        at.with_timezone(&tz)
+            .format("%a %Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    };
     let phase = match service.phase {
         Phase::Starting => "starting",
         Phase::Running => "running",
@@ -366,20 +373,28 @@ pub fn render(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
         span(now - service.started_at)
     );
     let mailbox = &service.mailbox;
-    let since = mailbox.since.map(|at| format!(" since {}", local(at))).unwrap_or_default();
+    let since = mailbox
+        .since
+        .map(|at| format!(" since {}", local(at)))
+        .unwrap_or_default();
     let connection = match (&mailbox.last_error, mailbox.connected) {
         (_, true) => format!("connected{since}"),
         (None, false) => "connecting".to_owned(),
         (Some(error), false) => format!("NOT connected{since}, retrying: {error}"),
     };
-    out.push_str(&format!("mailbox:        {}, {connection}\n", mailbox.target));
+    out.push_str(&format!(
+        "mailbox:        {}, {connection}\n",
+        mailbox.target
+    ));
     out.push_str(&format!(
         "last check:     {}\n",
-        service.last_check.map_or("not yet".to_owned(), |at| format!(
-            "{} ({} ago)",
-            local(at),
-            span(now - at)
-        ))
+        service
+            .last_check
+            .map_or("not yet".to_owned(), |at| format!(
+                "{} ({} ago)",
+                local(at),
+                span(now - at)
+            ))
     ));
     out.push_str(&format!(
         "pending drafts: {}\n",
@@ -398,7 +413,9 @@ pub fn render(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
         service
             .config_file
             .as_ref()
-            .map_or("(built-in demo configuration)".to_owned(), |f| f.display().to_string())
+            .map_or("(built-in demo configuration)".to_owned(), |f| f
+                .display()
+                .to_string())
     ));
     out.push_str(&format!(
         "templates:      {}\n",
@@ -416,7 +433,10 @@ pub fn render(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
             Some(error) => format!("FAILED, the running config and templates are kept: {error}"),
             None => "ok".to_owned(),
         };
-        out.push_str(&format!("last reload:    {what} at {}: {result}\n", local(reload.at)));
+        out.push_str(&format!(
+            "last reload:    {what} at {}: {result}\n",
+            local(reload.at)
+        ));
         if !reload.restart_needed.is_empty() {
             out.push_str(&format!(
                 "                changed {} take effect after a restart\n",
@@ -510,7 +530,11 @@ mod tests {
             pending_drafts: Some(2),
             next_reminder: Some(at("2027-03-05T09:00:00Z")),
         };
-        let text = render(&status, chrono_tz::Europe::London, at("2027-03-01T10:00:30Z"));
+        let text = render(
+            &status,
+            chrono_tz::Europe::London,
+            at("2027-03-01T10:00:30Z"),
+        );
         let expected = format!(
             "pushback is starting (pid {}, up 1h 0m)\n\
              mailbox:        maildir /m, NOT connected since Mon 2027-03-01 09:00:01 GMT, \
@@ -533,7 +557,10 @@ mod tests {
     #[test]
     fn status_looks_in_the_state_dir_too() {
         let mut config = Config::demo(Path::new("/m"), Path::new("/s"));
-        assert_eq!(socket_candidates(&config), [PathBuf::from("/s/status.sock")]);
+        assert_eq!(
+            socket_candidates(&config),
+            [PathBuf::from("/s/status.sock")]
+        );
         config.status_socket = "/run/user/1000/pushback/status.sock".into();
         assert_eq!(
             socket_candidates(&config),

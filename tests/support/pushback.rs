@@ -179,6 +179,13 @@ pub fn pushback_cli(config: &Path, args: &[&str]) -> String {
 /// `pushback run` as a child process, its output appended to `log` (for a failing test to show);
 /// `verbose` adds `-v`.
 pub fn spawn_daemon(config: &Path, log: &Path, verbose: bool) -> std::process::Child {
+    daemon_command(config, log, verbose)
+        .spawn()
+        .expect("cannot start pushback run")
+}
+
+/// The command `spawn_daemon` runs, for a test to add to its environment.
+pub fn daemon_command(config: &Path, log: &Path, verbose: bool) -> std::process::Command {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -195,9 +202,8 @@ pub fn spawn_daemon(config: &Path, log: &Path, verbose: bool) -> std::process::C
         .env_remove("XDG_RUNTIME_DIR")
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("cannot start pushback run")
+        .stderr(log);
+    command
 }
 
 /// SIGTERM, as systemd stops it; SIGKILL if it has not exited within 10 s.
