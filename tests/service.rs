@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::MailServers;
-use support::pushback::{IDENTITY, Login, config_text, daemon_command, rfp, wait_for};
+use support::pushback::{IDENTITY, Login, config_text, daemon_command, rfp, wait_for, wait_logged};
 
 const TEMPLATE_ONE: &str = "Hi {{ greeting }},\n\nMARKER-ONE\n\n{% include \"_signature.txt\" %}\n";
 const TEMPLATE_TWO: &str = "Hi {{ greeting }},\n\nMARKER-TWO\n\n{% include \"_signature.txt\" %}\n";
@@ -78,27 +78,19 @@ impl NotifySocket {
 
     /// Messages up to and including the first with the line `line`; fails after `timeout`.
     fn read_until(&self, line: &str, timeout: Duration, log: &Path) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
         let mut messages = Vec::new();
-        loop {
-            {
-                let received = self.received.lock().unwrap();
-                for (i, message) in received.iter().enumerate().skip(self.read.get()) {
-                    messages.push(message.clone());
-                    if message.lines().any(|l| l == line) {
-                        self.read.set(i + 1);
-                        return messages;
-                    }
+        wait_logged(line, timeout, log, || {
+            let received = self.received.lock().unwrap();
+            for (i, message) in received.iter().enumerate().skip(self.read.get()) {
+                messages.push(message.clone());
+                if message.lines().any(|l| l == line) {
+                    self.read.set(i + 1);
+                    return Some(std::mem::take(&mut messages));
                 }
-                self.read.set(received.len());
             }
-            assert!(
-                Instant::now() < deadline,
-                "no {line} within {timeout:?}; got {messages:?}\nlog:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            self.read.set(received.len());
+            None
+        })
     }
 }
 
@@ -190,6 +182,14 @@ impl Sandbox {
         }
     }
 
+    /// `start`, then wait for READY=1.
+    fn start_ready(&self) -> Service {
+        let service = self.start();
+        self.notify
+            .read_until("READY=1", Duration::from_secs(30), &self.log());
+        service
+    }
+
     /// `pushback ARGS` against this sandbox's config and runtime dir.
     fn cli(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_pushback"))
@@ -240,18 +240,12 @@ impl Service {
     /// SIGTERM, then the exit status (within 15 s); `log` is shown if it does not stop.
     fn terminate(mut self, log: &Path) -> std::process::ExitStatus {
         self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pushback did not stop on SIGTERM; log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_logged(
+            "the exit after SIGTERM",
+            Duration::from_secs(15),
+            log,
+            || self.child.try_wait().unwrap(),
+        )
     }
 }
 
@@ -407,10 +401,7 @@ fn ready_waits_for_the_first_imap_login() {
 fn sighup_with_a_broken_template_keeps_the_old_one_until_it_is_fixed() {
     let servers = MailServers::start();
     let sandbox = Sandbox::imap(&servers);
-    let service = sandbox.start();
-    sandbox
-        .notify
-        .read_until("READY=1", Duration::from_secs(30), &sandbox.log());
+    let service = sandbox.start_ready();
     servers.deliver(&rfp(1));
     assert!(draft_body(&servers, 1).contains("MARKER-ONE"));
 
@@ -458,10 +449,7 @@ fn sighup_with_a_broken_template_keeps_the_old_one_until_it_is_fixed() {
 fn an_edited_template_is_used_within_seconds_and_a_broken_edit_is_not() {
     let servers = MailServers::start();
     let sandbox = Sandbox::imap(&servers);
-    let service = sandbox.start();
-    sandbox
-        .notify
-        .read_until("READY=1", Duration::from_secs(30), &sandbox.log());
+    let service = sandbox.start_ready();
 
     let edited = Instant::now();
     sandbox.write_template(TEMPLATE_TWO);
@@ -506,10 +494,7 @@ fn status_reports_a_running_service_and_exit_3_without_one() {
         .unwrap()
         .deliver(&rfp(5))
         .unwrap();
-    let service = sandbox.start();
-    sandbox
-        .notify
-        .read_until("READY=1", Duration::from_secs(20), &sandbox.log());
+    let service = sandbox.start_ready();
     let status = wait_for("the first scan", Duration::from_secs(10), || {
         let status = sandbox.status_json();
         status["last_check"].is_string().then_some(status)

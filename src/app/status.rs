@@ -382,48 +382,46 @@ pub fn render(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
         (None, false) => "connecting".to_owned(),
         (Some(error), false) => format!("NOT connected{since}, retrying: {error}"),
     };
-    out.push_str(&format!(
-        "mailbox:        {}, {connection}\n",
-        mailbox.target
-    ));
-    out.push_str(&format!(
-        "last check:     {}\n",
-        service
-            .last_check
-            .map_or("not yet".to_owned(), |at| format!(
-                "{} ({} ago)",
-                local(at),
-                span(now - at)
-            ))
-    ));
-    out.push_str(&format!(
-        "pending drafts: {}\n",
-        match status.pending_drafts {
-            Some(0) => "none".to_owned(),
-            Some(n) => format!("{n} (`pushback drafts list`)"),
-            None => "unknown (the state store could not be read)".to_owned(),
-        }
-    ));
-    out.push_str(&format!(
-        "next reminder:  {}\n",
-        status.next_reminder.map_or("none".to_owned(), local)
-    ));
-    out.push_str(&format!(
-        "config:         {}\n",
-        service
-            .config_file
-            .as_ref()
-            .map_or("(built-in demo configuration)".to_owned(), |f| f
-                .display()
-                .to_string())
-    ));
-    out.push_str(&format!(
-        "templates:      {}\n",
-        service
-            .templates_dir
-            .as_ref()
-            .map_or("built-in".to_owned(), |d| d.display().to_string())
-    ));
+    let rows = [
+        ("mailbox", format!("{}, {connection}", mailbox.target)),
+        (
+            "last check",
+            service.last_check.map_or("not yet".to_owned(), |at| {
+                format!("{} ({} ago)", local(at), span(now - at))
+            }),
+        ),
+        (
+            "pending drafts",
+            match status.pending_drafts {
+                Some(0) => "none".to_owned(),
+                Some(n) => format!("{n} (`pushback drafts list`)"),
+                None => "unknown (the state store could not be read)".to_owned(),
+            },
+        ),
+        (
+            "next reminder",
+            status.next_reminder.map_or("none".to_owned(), local),
+        ),
+        (
+            "config",
+            service
+                .config_file
+                .as_ref()
+                .map_or("(built-in demo configuration)".to_owned(), |f| {
+                    f.display().to_string()
+                }),
+        ),
+        (
+            "templates",
+            service
+                .templates_dir
+                .as_ref()
+                .map_or("built-in".to_owned(), |d| d.display().to_string()),
+        ),
+    ];
+    for (label, value) in rows {
+        out.push_str(&format!("{:<16}{value}\n", format!("{label}:")));
+    }
     if let Some(reload) = &service.last_reload {
         let what = match reload.trigger {
             ReloadTrigger::Signal => "reload (SIGHUP)",

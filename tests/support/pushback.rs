@@ -161,6 +161,27 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// `wait_for` with 50 ms polls for a daemon run as a process: a failure shows its `log`.
+pub fn wait_logged<T>(
+    what: &str,
+    timeout: Duration,
+    log: &Path,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; daemon log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs the `pushback` binary with `config` and `args`, asserting it succeeds; its stdout.
 pub fn pushback_cli(config: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pushback"))
