@@ -82,15 +82,19 @@ impl Reloader {
         };
         let new = Config::load(&file)?;
         let (applied, restart_needed) = self.config.reloaded(&new);
-        let dir_changed = applied.templates_dir != self.config.templates_dir;
+        // Watching the new directory is part of taking it: it starts before anything is swapped.
+        let moved = (applied.templates_dir != self.config.templates_dir)
+            .then(|| {
+                applied
+                    .templates_dir
+                    .as_deref()
+                    .map(TemplatesWatch::start)
+                    .transpose()
+            })
+            .transpose()?;
         self.install(applied)?;
-        if dir_changed {
-            self.templates = self
-                .config
-                .templates_dir
-                .as_deref()
-                .map(TemplatesWatch::start)
-                .transpose()?;
+        if let Some(watch) = moved {
+            self.templates = watch;
         }
         crate::app::logging::use_config_filter(&self.config.log_filter);
         Ok(restart_needed)
@@ -216,4 +220,83 @@ impl TemplatesWatch {
 
 fn is_template(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "txt")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::pipeline::ComposeOptions;
+
+    const RFP: &[u8] = include_bytes!("demo/01-rfp-city-tender.eml");
+
+    fn config_text(root: &Path, templates: &str, extra: &str) -> String {
+        format!(
+            "version = 1\n[identity]\nname = \"Alex Rivera\"\nemail = \"alex@northwind.example\"\n\
+             title = \"AE\"\ncompany = \"Northwind\"\ntimezone = \"Europe/London\"\n\
+             [mailbox]\nkind = \"maildir\"\npath = \"{root}/Mail\"\n[state]\npath = \"{root}/state\"\n\
+             [templates]\ndir = \"{root}/{templates}\"\n{extra}",
+            root = root.display()
+        )
+    }
+
+    fn drafted(pipeline: &Pipeline) -> String {
+        let analysis = pipeline.analyse(RFP).unwrap();
+        pipeline
+            .compose(&analysis, ComposeOptions::default(), Utc::now(), 1)
+            .unwrap()
+            .body
+    }
+
+    #[test]
+    fn sighup_takes_a_new_templates_dir_and_a_broken_config_keeps_the_running_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (sub, word) in [("a", "ALPHA"), ("b", "BETA")] {
+            std::fs::create_dir(root.join(sub)).unwrap();
+            std::fs::write(root.join(sub).join("rfp.txt"), format!("Hi,\n\n{word}\n")).unwrap();
+        }
+        let file = root.join("config.toml");
+        std::fs::write(&file, config_text(root, "a", "")).unwrap();
+        let config = Config::load(&file).unwrap();
+        let store = Store::open(&config.state_dir).unwrap();
+        let first = Arc::new(crate::app::trained_pipeline(&config, &store).unwrap());
+        let (pipelines, pipeline) = watch::channel(first);
+        let health = Arc::new(Health::new(&config, Duration::from_secs(1), Utc::now()));
+        let mut reloader = Reloader::new(config, store, pipelines, health.clone()).unwrap();
+        assert!(drafted(&pipeline.borrow()).contains("ALPHA"));
+
+        let limits = "[limits]\nmax-message-bytes = 1000\n";
+        std::fs::write(&file, config_text(root, "b", limits)).unwrap();
+        reloader.reload_config();
+        let state = health.snapshot();
+        let reload = state.last_reload.unwrap();
+        assert_eq!(reload.error, None);
+        assert_eq!(reload.trigger, ReloadTrigger::Signal);
+        assert_eq!(reload.restart_needed, ["[limits]"]);
+        assert_eq!(state.templates_dir, Some(root.join("b")));
+        let taken = pipeline.borrow().clone();
+        assert!(drafted(&taken).contains("BETA"));
+
+        let broken = config_text(root, "a", "bogus-key = 1\n");
+        let line = broken
+            .lines()
+            .position(|l| l.starts_with("bogus-key"))
+            .unwrap()
+            + 1;
+        std::fs::write(&file, broken).unwrap();
+        reloader.reload_config();
+        let error = health.snapshot().last_reload.unwrap().error.unwrap();
+        assert!(
+            error.starts_with(&format!(
+                "{} line {line}: [templates] bogus-key: unknown field",
+                file.display()
+            )),
+            "{error}"
+        );
+        assert!(
+            Arc::ptr_eq(&pipeline.borrow(), &taken),
+            "the running pipeline stays"
+        );
+        assert_eq!(health.snapshot().templates_dir, Some(root.join("b")));
+    }
 }
