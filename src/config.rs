@@ -74,6 +74,10 @@ pub const SLOT_COUNT_RANGE: RangeInclusive<u32> = 1..=10;
 pub const DEFAULT_ATTACH_INVITE: bool = false;
 /// `[web] listen`: the approval page's address when `[web]` is present without one.
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8025";
+/// `[log] filter`: what `pushback run` logs, in `RUST_LOG` syntax.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+/// The status socket's file name, in `$XDG_RUNTIME_DIR/pushback/` or else the state directory.
+pub const STATUS_SOCKET_FILE: &str = "status.sock";
 /// How many firings of each schedule `pushback config check` lists.
 pub const SHOWN_FIRINGS: usize = 3;
 
@@ -136,6 +140,11 @@ pub struct Config {
     pub follow_up: FollowUpPolicy,
     pub reminders: ReminderSettings,
     pub calendar: CalendarSettings,
+    /// `[log] filter`: an `EnvFilter` directive string, checked at load.
+    pub log_filter: String,
+    /// Where `pushback run` answers `pushback status`: `$XDG_RUNTIME_DIR/pushback/status.sock`,
+    /// else `status.sock` in the state directory (a system service has no runtime dir of its own).
+    pub status_socket: PathBuf,
     /// `[web]`: the local approval page; `None` when the section is absent (no web server).
     pub web: Option<WebSettings>,
 }
@@ -412,6 +421,21 @@ fn config_path_from(env: Env<'_>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/etc/pushback/config.toml"))
 }
 
+/// `$XDG_CONFIG_HOME`, else `~/.config`; `None` without a home.
+pub fn user_config_dir() -> Option<PathBuf> {
+    xdg_dir(&|name| std::env::var_os(name), "XDG_CONFIG_HOME", ".config")
+}
+
+fn status_socket_path(env: Env<'_>, state_dir: &Path) -> PathBuf {
+    env("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .map_or_else(
+            || state_dir.join(STATUS_SOCKET_FILE),
+            |dir| dir.join("pushback").join(STATUS_SOCKET_FILE),
+        )
+}
+
 fn default_state_dir(env: Env<'_>) -> Option<PathBuf> {
     xdg_dir(env, "XDG_STATE_HOME", ".local/state").map(|dir| dir.join("pushback"))
 }
@@ -475,7 +499,65 @@ impl Config {
             reminders: ReminderSettings::in_state_dir(state_dir),
             calendar: CalendarSettings::default(),
             web: None,
+            log_filter: DEFAULT_LOG_FILTER.into(),
+            status_socket: state_dir.join(STATUS_SOCKET_FILE),
         }
+    }
+
+    /// What a running service takes from `new` (the file read again on SIGHUP): the templates,
+    /// the classifier rules and the log filter. Every other table it keeps as it started with,
+    /// and names the ones that differ, for a "restart to apply" message.
+    pub fn reloaded(&self, new: &Config) -> (Config, Vec<&'static str>) {
+        // Spelled out field by field, so a new setting cannot be left out of this decision.
+        let Config {
+            file,
+            identity,
+            timezone,
+            mailbox,
+            outgoing,
+            state_dir,
+            templates_dir,
+            classifier_rules,
+            max_message_bytes,
+            business,
+            follow_up,
+            reminders,
+            calendar,
+            web,
+            log_filter,
+            status_socket,
+        } = new;
+        let kept = [
+            (
+                "[identity]",
+                identity != &self.identity || timezone != &self.timezone,
+            ),
+            ("[mailbox]", mailbox != &self.mailbox),
+            ("[smtp]", outgoing != &self.outgoing),
+            (
+                "[state]",
+                state_dir != &self.state_dir || status_socket != &self.status_socket,
+            ),
+            ("[limits]", max_message_bytes != &self.max_message_bytes),
+            ("[business]", business != &self.business),
+            ("[follow-up]", follow_up != &self.follow_up),
+            ("[reminders]", reminders != &self.reminders),
+            ("[calendar]", calendar != &self.calendar),
+            // The approval page keeps its listener and token until a restart.
+            ("[web]", web != &self.web),
+        ];
+        let restart_needed = kept
+            .into_iter()
+            .filter_map(|(table, changed)| changed.then_some(table))
+            .collect();
+        let applied = Config {
+            file: file.clone(),
+            templates_dir: templates_dir.clone(),
+            classifier_rules: classifier_rules.clone(),
+            log_filter: log_filter.clone(),
+            ..self.clone()
+        };
+        (applied, restart_needed)
     }
 
     /// What was resolved, for `pushback config check`. Holds no secrets because the config has
@@ -599,6 +681,8 @@ impl fmt::Display for Config {
             )?,
         }
         writeln!(f, "state:            {}", self.state_dir.display())?;
+        writeln!(f, "status socket:    {}", self.status_socket.display())?;
+        writeln!(f, "log filter:       {} (pushback run)", self.log_filter)?;
         match &self.templates_dir {
             Some(dir) => writeln!(f, "templates:        {}", dir.display())?,
             None => writeln!(f, "templates:        built-in")?,
@@ -789,6 +873,8 @@ struct RawConfig {
     #[serde(default)]
     calendar: RawCalendar,
     web: Option<RawWeb>,
+    #[serde(default)]
+    log: RawLog,
 }
 
 #[derive(Deserialize)]
@@ -989,6 +1075,12 @@ struct RawCalendar {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLog {
+    filter: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawWeb {
     listen: Option<Spanned<String>>,
     tls_cert: Option<Spanned<String>>,
@@ -1076,6 +1168,11 @@ impl Parser<'_> {
         let reminders = self.reminders(raw.reminders, &state_dir)?;
         let calendar = self.calendar(raw.calendar)?;
         let web = raw.web.map(|web| self.web(web)).transpose()?;
+        let log_filter = match raw.log.filter {
+            Some(filter) => self.log_filter(filter)?,
+            None => DEFAULT_LOG_FILTER.to_owned(),
+        };
+        let status_socket = status_socket_path(self.env, &state_dir);
 
         Ok(Config {
             file: Some(self.file.to_path_buf()),
@@ -1092,7 +1189,24 @@ impl Parser<'_> {
             reminders,
             calendar,
             web,
+            log_filter,
+            status_socket,
         })
+    }
+
+    fn log_filter(&self, filter: Spanned<String>) -> Result<String, Error> {
+        match tracing_subscriber::EnvFilter::builder().parse(filter.get_ref()) {
+            Ok(_) => Ok(filter.into_inner()),
+            Err(error) => Err(self.invalid(
+                filter.span(),
+                "[log] filter",
+                format!(
+                    "{:?} is not a log filter ({error}); write levels and targets as RUST_LOG \
+                     takes them, e.g. \"info\" or \"warn,pushback=debug\"",
+                    filter.get_ref()
+                ),
+            )),
+        }
     }
 
     fn check_version(&self, version: Option<Spanned<toml::Value>>) -> Result<(), Error> {
@@ -2175,6 +2289,69 @@ timezone = "Europe/London"
         assert_eq!(config.mailbox.sync, ImapSync::default());
         assert_eq!(config.templates_dir, None);
         assert_eq!(config.classifier_rules, None);
+    }
+
+    #[test]
+    fn the_log_filter_defaults_to_info_and_a_bad_one_names_line_and_key() {
+        let minimal = with_mailbox("kind = \"maildir\"\npath = \"/m\"");
+        assert_eq!(parse(&minimal).unwrap().log_filter, "info");
+        let set = minimal.clone() + "[log]\nfilter = \"warn,pushback=debug\"\n";
+        assert_eq!(parse(&set).unwrap().log_filter, "warn,pushback=debug");
+        let bad = minimal + "[log]\nfilter = \"pushback=loud\"\n";
+        let line = line_of(&bad, "loud");
+        let message = err(&bad);
+        assert!(
+            message.starts_with(&format!(
+                "/etc/pb/config.toml line {line}: [log] filter: \"pushback=loud\" is not a log \
+                 filter ("
+            )),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_status_socket_is_in_the_runtime_dir_else_the_state_dir() {
+        let text = with_mailbox("kind = \"maildir\"\npath = \"/m\"");
+        let with_runtime = |name: &str| match name {
+            "XDG_RUNTIME_DIR" => Some("/run/user/1000".into()),
+            other => env(other),
+        };
+        let config = Parser {
+            text: &text,
+            file: Path::new("/etc/pb/config.toml"),
+            env: &with_runtime,
+        }
+        .parse()
+        .unwrap();
+        assert_eq!(
+            config.status_socket,
+            PathBuf::from("/run/user/1000/pushback/status.sock")
+        );
+        // A system service has no runtime dir (and a relative one is ignored, as XDG says).
+        assert_eq!(
+            parse(&text).unwrap().status_socket,
+            PathBuf::from("/home/alex/.local/state/pushback/status.sock")
+        );
+    }
+
+    #[test]
+    fn a_reload_takes_templates_rules_and_log_filter_and_names_the_rest() {
+        let before = parse(&with_mailbox("kind = \"maildir\"\npath = \"/m\"")).unwrap();
+        let text = with_mailbox("kind = \"maildir\"\npath = \"/other\"")
+            + "[templates]\ndir = \"/t\"\n[classifier]\nrules = \"/r.toml\"\n\
+               [log]\nfilter = \"debug\"\n[limits]\nmax-message-bytes = 1000\n";
+        let edited = parse(&text).unwrap();
+        let (applied, restart_needed) = before.reloaded(&edited);
+        assert_eq!(restart_needed, ["[mailbox]", "[limits]"]);
+        assert_eq!(applied.templates_dir, Some("/t".into()));
+        assert_eq!(applied.classifier_rules, Some("/r.toml".into()));
+        assert_eq!(applied.log_filter, "debug");
+        assert_eq!(applied.mailbox, before.mailbox);
+        assert_eq!(applied.max_message_bytes, before.max_message_bytes);
+
+        let (same, nothing) = before.reloaded(&before);
+        assert_eq!(same, before);
+        assert!(nothing.is_empty());
     }
 
     #[test]

@@ -9,11 +9,12 @@ use pushback::adapters::store::{ApprovedVia, DraftStatus};
 use pushback::adapters::templates::Templates;
 use pushback::app::approval::DraftsFolder;
 use pushback::app::followups::Timekeeping;
+use pushback::app::install::{self, Scope};
 use pushback::app::reminders::{self, ReminderDesk};
-use pushback::app::{self, approval, daemon, demo, inspect, scan, send};
+use pushback::app::{self, approval, daemon, demo, inspect, logging, scan, send, status};
 use pushback::config::MailboxAccess;
 use pushback::config::{self, Config};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -58,12 +59,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run as a service: watch the mailbox, draft replies, send what you approved (until SIGTERM/SIGINT)
+    /// Run as a service: watch the mailbox, draft replies, send what you approved (until SIGTERM/SIGINT;
+    /// SIGHUP reloads the config and templates)
     Run,
     /// Serve only the local approval page ([web]), without watching the mailbox (until SIGTERM/SIGINT)
     Web,
     /// Print the approval page's address with your token (created on first use; keep it private)
     WebUrl,
+    /// Ask the running service what it is doing (exit 3 when none runs)
+    Status {
+        /// The answer as one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put the systemd unit in place (pointing at this binary) and print how to start it
+    Install {
+        /// The template unit pushback@.service for the system manager (a shared host), as root
+        #[arg(long)]
+        system: bool,
+        /// Replace a unit that differs from the one this pushback writes
+        #[arg(long)]
+        force: bool,
+    },
     /// Review drafts: nothing is sent without approval
     #[command(subcommand)]
     Drafts(DraftsCommand),
@@ -158,9 +175,12 @@ enum ConfigCommand {
     Check,
 }
 
+/// `pushback status` when no service answers, as `systemctl status` says "inactive".
+const NOT_RUNNING: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    logging::init(cli.verbose);
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -168,22 +188,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Colour codes only for a person at a terminal, never into the journal or a file.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -252,6 +256,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             String::new()
         }
         Command::WebUrl => app::web::url(&required_config(&config_path)?)? + "\n",
+        Command::Status { json } => {
+            let config = required_config(&config_path)?;
+            let candidates = status::socket_candidates(&config);
+            let Some(answer) = status::query(&candidates)? else {
+                let tried: Vec<String> =
+                    candidates.iter().map(|p| p.display().to_string()).collect();
+                eprintln!(
+                    "pushback is not running: nothing answers at {}. Start it with \
+                     `systemctl --user start pushback` (see `pushback install`) or `pushback run`.",
+                    tried.join(" or ")
+                );
+                return Ok(ExitCode::from(NOT_RUNNING));
+            };
+            if json {
+                serde_json::to_string(&answer)? + "\n"
+            } else {
+                status::render(&answer, config.timezone, now)
+            }
+        }
+        Command::Install { system, force } => {
+            let scope = if system { Scope::System } else { Scope::User };
+            let exe = std::env::current_exe()
+                .and_then(|exe| exe.canonicalize())
+                .context("cannot tell where this pushback binary is")?;
+            let (path, installed) = install::install(scope, &scope.unit_dir()?, &exe, force)?;
+            install::next_steps(scope, &path, installed)
+        }
         Command::Reminders(command) => {
             let config = required_config(&config_path)?;
             let mut store = Store::open(&config.state_dir)?;

@@ -17,9 +17,9 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::MailServers;
-use support::pushback::{Login, config_text, spawn_daemon, stop};
+use support::pushback::{Login, config_text, spawn_daemon, stop, wait_logged};
 
 fn rfp(n: u32) -> Vec<u8> {
     format!(
@@ -74,26 +74,6 @@ fn kill_9(child: &mut Child) {
     assert!(!status.success(), "the daemon was killed, not stopped");
 }
 
-fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    log: &Path,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; daemon log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn in_reply_to(raw: &[u8]) -> String {
     let parsed = MessageParser::default().parse(raw).unwrap();
     parsed
@@ -138,14 +118,15 @@ fn kill_9_during_backfill_leaves_exactly_one_draft_per_procurement_message() {
     // First, a kill aimed at the placing of drafts (APPEND to Drafts, then marked placed in the
     // store): as soon as the store shows part of the first batch placed and part not.
     let mut daemon = spawn_daemon(&config, &log, true);
-    let (placed, unplaced) = wait_for("drafts half placed", Duration::from_secs(20), &log, || {
-        let store = Store::open(&state).ok()?;
-        // Drafts first: one recorded in between counts as unplaced, never as placed.
-        let recorded = store.drafts(None).ok()?.len();
-        let unplaced = store.unplaced_drafts().ok()?.len();
-        let placed = recorded.saturating_sub(unplaced);
-        (unplaced > 0 && placed > 0).then_some((placed, unplaced))
-    });
+    let (placed, unplaced) =
+        wait_logged("drafts half placed", Duration::from_secs(20), &log, || {
+            let store = Store::open(&state).ok()?;
+            // Drafts first: one recorded in between counts as unplaced, never as placed.
+            let recorded = store.drafts(None).ok()?.len();
+            let unplaced = store.unplaced_drafts().ok()?.len();
+            let placed = recorded.saturating_sub(unplaced);
+            (unplaced > 0 && placed > 0).then_some((placed, unplaced))
+        });
     kill_9(&mut daemon);
     let mut at_kill = vec![progress()];
     eprintln!("killed while placing drafts: {placed} placed, {unplaced} not");
@@ -161,7 +142,7 @@ fn kill_9_during_backfill_leaves_exactly_one_draft_per_procurement_message() {
     let mut rng = fastrand::Rng::new();
     for round in 2..=4 {
         let mut daemon = spawn_daemon(&config, &log, true);
-        wait_for(
+        wait_logged(
             "the watcher to connect",
             Duration::from_secs(10),
             &log,
@@ -178,7 +159,7 @@ fn kill_9_during_backfill_leaves_exactly_one_draft_per_procurement_message() {
     );
 
     let mut daemon = spawn_daemon(&config, &log, true);
-    wait_for(
+    wait_logged(
         "the backfill to finish",
         Duration::from_secs(40),
         &log,
@@ -384,7 +365,7 @@ fn kill_9_while_sending(
     let (id, message_id) = approved_draft(servers, &config, &state);
     let log = dir.join("daemon.log");
     let mut daemon = spawn_daemon(&config, &log, true);
-    wait_for(
+    wait_logged(
         "the send to be held in `sending`",
         Duration::from_secs(15),
         &log,
@@ -405,7 +386,7 @@ fn kill_9_while_sending(
 /// and `pushback drafts list`.
 fn restart_and_recover(config: &Path, log: &Path, state: &Path, id: i64) -> (DraftStatus, String) {
     let mut daemon = spawn_daemon(config, log, true);
-    let settled = wait_for(
+    let settled = wait_logged(
         "startup recovery to settle the draft",
         Duration::from_secs(15),
         log,

@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use mail_parser::MimeHeaders;
 use pushback::adapters::store::{ApprovedVia, ReminderKind, ReminderStatus, Store};
+use pushback::app::pipeline::SharedPipeline;
 use pushback::app::reminders::{self, Clock, ReminderDesk};
 use pushback::app::{Session, outbox};
 use pushback::config::Config;
@@ -118,6 +119,12 @@ feed = "{feed}"
 
     fn store(&self) -> Store {
         Store::open(&self.config.state_dir).unwrap()
+    }
+
+    /// The pipeline a running service would hand the reminder task.
+    fn pipeline(&self) -> SharedPipeline {
+        let pipeline = pushback::app::trained_pipeline(&self.config, &self.store()).unwrap();
+        watch::channel(Arc::new(pipeline)).1
     }
 
     /// Scans at `now` and returns the drafts made.
@@ -259,6 +266,7 @@ async fn the_whole_sequence_on_a_test_clock() {
     let task = tokio::spawn(reminders::run(
         sandbox.config.clone(),
         clock.clone(),
+        sandbox.pipeline(),
         wake.clone(),
         shutdown,
     ));
@@ -366,6 +374,7 @@ async fn a_laptop_that_slept_fires_missed_reminders_once() {
     let task = tokio::spawn(reminders::run(
         sandbox.config.clone(),
         clock.clone(),
+        sandbox.pipeline(),
         Arc::new(Notify::new()),
         shutdown,
     ));

@@ -1,17 +1,30 @@
 //! `pushback run`: the long-running service. The mailbox watcher (IMAP IDLE, or a Maildir polled
-//! on an interval) and the outbox sender run as tokio tasks under one shutdown signal (SIGTERM,
-//! what systemd sends, or SIGINT): each finishes the message in hand, leaves the rest for the next
-//! start, and the process exits 0.
+//! on an interval), the outbox sender, the reminder task and the status socket run as tokio tasks
+//! under one shutdown signal (SIGTERM, what systemd sends, or SIGINT): each finishes the message in
+//! hand, leaves the rest for the next start, and the process exits 0. Under systemd
+//! (Type=notify) it says READY=1 once the mailbox is open, STATUS= lines as the watcher reports,
+//! WATCHDOG=1 while the watcher's lease holds, and RELOADING=1 ... READY=1 around a reload on
+//! SIGHUP; a change in the templates directory is reloaded as well (see `reload`).
 
 use crate::adapters::store::Store;
+use crate::app::pipeline::SharedPipeline;
+use crate::app::reload::Reloader;
 use crate::app::reminders::{self, SystemClock};
-use crate::app::{Session, send};
+use crate::app::status::{Health, Phase, StatusSocket, status_line};
+use crate::app::{Session, send, systemd};
 use crate::config::{Config, MailboxAccess};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
+use tokio::time::Interval;
+
+/// How long the watcher may take to report for the first time (the state store opened, the
+/// password command run, the first login) before the watchdog pings stop.
+const STARTUP: Duration = Duration::from_secs(5 * 60);
+/// A Maildir scan runs on the service's one thread; beyond this one counts as stuck.
+const MAILDIR_SCAN_WINDOW: Duration = Duration::from_secs(5 * 60);
 
 /// Resolves when the process is asked to stop.
 pub async fn shutdown_signal() -> Result<()> {
@@ -29,17 +42,36 @@ pub async fn shutdown_signal() -> Result<()> {
 
 /// Runs until `stop` resolves.
 pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // First of all: an early SIGHUP must reload, not kill (its default action).
+    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    crate::app::logging::use_config_filter(&config.log_filter);
+    systemd::status("opening the state store and loading the templates");
+    let health = Arc::new(Health::new(&config, STARTUP, Utc::now()));
+    let status_socket = StatusSocket::bind(&config.status_socket)?;
+    let store = Store::open(&config.state_dir)?;
+    let (pipelines, pipeline) =
+        watch::channel(Arc::new(crate::app::trained_pipeline(&config, &store)?));
+    let mut reloader = Reloader::new(config.clone(), store, pipelines, health.clone())?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     // A sent reply starts its follow-up clock and a buyer's answer stops it: the sender and the
     // watcher wake the reminder task.
     let changed = Arc::new(Notify::new());
     let mut watcher = match &config.mailbox.access {
-        MailboxAccess::Maildir { .. } => {
-            tokio::spawn(watch_maildir(config.clone(), changed.clone(), shutdown))
-        }
-        MailboxAccess::Imap(_) => {
-            tokio::spawn(watch_imap(config.clone(), changed.clone(), shutdown))
-        }
+        MailboxAccess::Maildir { .. } => tokio::spawn(watch_maildir(
+            config.clone(),
+            pipeline.clone(),
+            changed.clone(),
+            health.clone(),
+            shutdown,
+        )),
+        MailboxAccess::Imap(_) => tokio::spawn(watch_imap(
+            config.clone(),
+            pipeline.clone(),
+            changed.clone(),
+            health.clone(),
+            shutdown,
+        )),
     };
     let sender = tokio::spawn(send_approved(
         config.clone(),
@@ -53,52 +85,134 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
     let reminders = tokio::spawn(reminders::run(
         config.clone(),
         Arc::new(SystemClock),
+        pipeline,
         changed,
+        shutdown_tx.subscribe(),
+    ));
+    let status = tokio::spawn(status_socket.serve(
+        health.clone(),
+        Store::open(&config.state_dir)?,
         shutdown_tx.subscribe(),
     ));
     tracing::info!(
         file = ?config.file,
+        status = %config.status_socket.display(),
         "pushback running; drafts wait for your approval"
     );
-    tokio::select! {
-        result = stop => result?,
-        // A watcher only returns on its own when it cannot start at all.
-        joined = async { (&mut watcher).await } => {
-            return joined.context("the watcher task failed")?;
+    tokio::pin!(stop);
+    let mut states = health.subscribe();
+    let mut watchdog = systemd::watchdog_period().map(tokio::time::interval);
+    let mut ready = false;
+    let mut withheld = false;
+    // Every check changes the state, rarely the line: systemd hears each line once.
+    let mut said = String::new();
+    loop {
+        tokio::select! {
+            result = &mut stop => {
+                result?;
+                break;
+            }
+            // A watcher only returns on its own when it cannot start at all.
+            joined = &mut watcher => {
+                return joined.context("the watcher task failed")?;
+            }
+            _ = hangup.recv() => {
+                // Before READY there is no running state to reload from systemd's point of view.
+                if ready {
+                    health.set_phase(Phase::Reloading);
+                    systemd::reloading(&status_line(&health.snapshot()));
+                }
+                reloader.reload_config();
+                if ready {
+                    health.set_phase(Phase::Running);
+                    systemd::ready(&status_line(&health.snapshot()));
+                }
+            }
+            _ = reloader.templates_changed() => reloader.reload_templates(),
+            _ = states.changed() => {
+                let connected = states.borrow_and_update().mailbox.connected;
+                if !ready && connected {
+                    ready = true;
+                    health.set_phase(Phase::Running);
+                    said = status_line(&health.snapshot());
+                    systemd::ready(&said);
+                } else {
+                    let line = status_line(&health.snapshot());
+                    if line != said {
+                        systemd::status(&line);
+                        said = line;
+                    }
+                }
+            }
+            _ = tick(&mut watchdog) => {
+                if health.is_alive(Instant::now()) {
+                    systemd::watchdog();
+                    withheld = false;
+                } else if !withheld {
+                    tracing::error!(
+                        "the mailbox watcher is overdue: no watchdog ping, so systemd restarts \
+                         pushback"
+                    );
+                    withheld = true;
+                }
+            }
         }
     }
+    health.set_phase(Phase::Stopping);
+    systemd::stopping(&status_line(&health.snapshot()));
     let _ = shutdown_tx.send(true);
     watcher.await.context("the watcher task failed")??;
     sender.await.context("the outbox task failed")??;
     reminders.await.context("the reminder task failed")??;
     web.await.context("the approval page failed")??;
+    status.await.context("the status task failed")??;
     tracing::info!("pushback stopped");
     Ok(())
+}
+
+/// The next watchdog tick; never, when systemd expects no pings.
+async fn tick(watchdog: &mut Option<Interval>) {
+    match watchdog {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Maildir: a scan and an outbox flush every poll interval.
 async fn watch_maildir(
     config: Config,
+    pipeline: SharedPipeline,
     changed: Arc<Notify>,
+    health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let interval = config.mailbox.sync.poll_interval;
     let mut session = Session::open(&config)?;
+    health.connected(Utc::now());
     loop {
+        health.alive_for(MAILDIR_SCAN_WINDOW);
+        session.pipeline = pipeline.borrow().clone();
         match session.scan(Utc::now()) {
-            Ok(report) if !report.findings.is_empty() => tracing::info!(
-                new = report.findings.len(),
-                drafts = report
-                    .findings
-                    .iter()
-                    .filter(|f| f.draft_id.is_some())
-                    .count(),
-                "scanned the maildir"
-            ),
-            Ok(_) => {}
+            Ok(report) => {
+                if !report.findings.is_empty() {
+                    tracing::info!(
+                        new = report.findings.len(),
+                        drafts = report
+                            .findings
+                            .iter()
+                            .filter(|f| f.draft_id.is_some())
+                            .count(),
+                        "scanned the maildir"
+                    );
+                }
+                health.checked(Utc::now());
+            }
             Err(error) => tracing::warn!("cannot scan the maildir: {error:#}"),
         }
         changed.notify_one();
+        health.alive_for(interval + MAILDIR_SCAN_WINDOW);
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
@@ -144,7 +258,9 @@ async fn send_approved(
 
 async fn watch_imap(
     config: Config,
+    pipeline: SharedPipeline,
     changed: Arc<Notify>,
+    health: Arc<Health>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let MailboxAccess::Imap(server) = &config.mailbox.access else {
@@ -157,7 +273,8 @@ async fn watch_imap(
     };
     let mut store = Store::open(&config.state_dir)?;
     store.relax_durability_for_scanning()?;
-    // The watcher learns from the rep's feedback like every other scan.
-    let pipeline = crate::app::trained_pipeline(&config, &store)?;
-    crate::app::watch::run(&settings, &options, &mut store, &pipeline, shutdown).await
+    crate::app::watch::run(
+        &settings, &options, &mut store, &pipeline, &health, shutdown,
+    )
+    .await
 }

@@ -9,12 +9,17 @@ pub mod doctor;
 pub mod eval;
 pub mod followups;
 pub mod inspect;
+pub mod install;
+pub mod logging;
 pub mod outbox;
 pub mod pipeline;
+pub mod reload;
 pub mod reminders;
 pub mod scan;
 pub mod send;
 pub mod slots;
+pub mod status;
+pub mod systemd;
 pub mod watch;
 pub mod web;
 
@@ -27,13 +32,15 @@ use crate::config::{Config, Credential, Login, MailboxAccess, PasswordSource, Se
 use crate::core::classify::FeedbackModel;
 use anyhow::{Context, Result, bail};
 use pipeline::Pipeline;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything a mailbox command needs, opened from one validated config.
 pub struct Session {
     pub maildir: Maildir,
     pub store: Store,
-    pub pipeline: Pipeline,
+    /// Shared: a running service replaces it on reload.
+    pub pipeline: Arc<Pipeline>,
     pub keeping: followups::Timekeeping,
 }
 
@@ -47,7 +54,7 @@ impl Session {
             ),
         };
         let store = Store::open(&config.state_dir)?;
-        let pipeline = trained_pipeline(config, &store)?;
+        let pipeline = Arc::new(trained_pipeline(config, &store)?);
         Ok(Session {
             maildir,
             store,

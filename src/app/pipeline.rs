@@ -13,6 +13,11 @@ use anyhow::{Context, Result, ensure};
 use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
 use std::path::Path;
+use std::sync::Arc;
+
+/// The pipeline a running service's tasks use: a reload replaces it whole, and each task takes
+/// the current one when it next wakes.
+pub type SharedPipeline = tokio::sync::watch::Receiver<Arc<Pipeline>>;
 
 /// One message after parsing, classification and extraction.
 pub struct Analysis {

@@ -18,7 +18,7 @@ use crate::adapters::store::{
     DraftRecord, NewDraft, Reminder, ReminderKind, ReminderStatus, Store,
 };
 use crate::app::followups::{self, Timekeeping};
-use crate::app::pipeline::{ComposeOptions, Pipeline};
+use crate::app::pipeline::{ComposeOptions, Pipeline, SharedPipeline};
 use crate::app::slots;
 use crate::config::{Config, MailboxAccess};
 use crate::core::draft::FollowUpInfo;
@@ -71,7 +71,8 @@ pub struct Round {
 pub struct ReminderDesk {
     config: Config,
     store: Store,
-    pipeline: Pipeline,
+    /// Shared: a running service replaces it on reload.
+    pipeline: Arc<Pipeline>,
     keeping: Timekeeping,
     mailroom: Mailroom,
     calendars: Calendars,
@@ -80,7 +81,7 @@ pub struct ReminderDesk {
 impl ReminderDesk {
     pub fn open(config: &Config) -> Result<ReminderDesk> {
         let store = Store::open(&config.state_dir)?;
-        let pipeline = crate::app::trained_pipeline(config, &store)?;
+        let pipeline = Arc::new(crate::app::trained_pipeline(config, &store)?);
         let mailroom = match &config.mailbox.access {
             MailboxAccess::Maildir { path } => {
                 Mailroom::Maildir(crate::app::open_maildir(path, config)?)
@@ -501,15 +502,18 @@ fn notice_file_name(message_id: &str) -> String {
 }
 
 /// Runs rounds until `shutdown`: at start (missed reminders fire once), when `wake` is notified
-/// (a reply was sent), when the next reminder is due, and at least once a minute.
+/// (a reply was sent), when the next reminder is due, and at least once a minute. Each round
+/// drafts with the current pipeline.
 pub async fn run(
     config: Config,
     clock: Arc<dyn Clock>,
+    pipeline: SharedPipeline,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut desk = ReminderDesk::open(&config)?;
     loop {
+        desk.pipeline = pipeline.borrow().clone();
         let now = clock.now();
         match desk.round(now).await {
             Ok(round) if round.planned > 0 || !round.fired.is_empty() => {

@@ -3,14 +3,17 @@
 //! UIDs above the last one recorded; a changed UIDVALIDITY restarts the folder from the backfill
 //! window, and the store's Message-ID check keeps that resync from drafting anything twice.
 //! Network errors end the cycle; `run` reconnects with capped, jittered backoff and catches up,
-//! so nothing that arrived during an outage is missed.
+//! so nothing that arrived during an outage is missed. Under `pushback run` it reports to the
+//! service's `Health`: connected or not, each check, and a lease renewed before every wait for as
+//! long as that wait may take, so a watcher stuck past its own timeouts stops the watchdog pings.
 
 use crate::adapters::imap::{Backoff, IdleOutcome, ImapSettings, Session};
 use crate::adapters::store::{Store, SyncProgress};
 use crate::app::client;
 use crate::app::followups::Timekeeping;
-use crate::app::pipeline::Pipeline;
+use crate::app::pipeline::{Pipeline, SharedPipeline};
 use crate::app::scan::{self, Processed, ScanReport, Skipped};
+use crate::app::status::Health;
 use crate::config::Config;
 use anyhow::Result;
 use chrono::{Days, Utc};
@@ -77,11 +80,18 @@ pub async fn scan_once(
         store,
         pipeline,
         &running,
+        None,
         &mut report,
     )
     .await?;
     work.logout().await.ok();
     Ok(report)
+}
+
+/// How long a busy stretch (a few commands, each bounded by the network timeout) may take before
+/// the watcher counts as stuck.
+fn busy_window(settings: &ImapSettings) -> Duration {
+    settings.timeout * 5
 }
 
 /// Reconnection state carried across cycles: the backoff, and the failure last logged, so an
@@ -96,12 +106,14 @@ enum CycleEnd {
     Shutdown,
 }
 
-/// Watches until `shutdown` turns true, reconnecting after any failure.
+/// Watches until `shutdown` turns true, reconnecting after any failure. Every wake handles mail
+/// with the pipeline current at that moment.
 pub async fn run(
     settings: &ImapSettings,
     options: &WatchOptions,
     store: &mut Store,
-    pipeline: &Pipeline,
+    pipeline: &SharedPipeline,
+    health: &Health,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut connection = Connection {
@@ -112,11 +124,13 @@ pub async fn run(
         if *shutdown.borrow() {
             return Ok(());
         }
+        health.alive_for(busy_window(settings));
         match cycle(
             settings,
             options,
             store,
             pipeline,
+            health,
             &mut shutdown,
             &mut connection,
         )
@@ -125,11 +139,13 @@ pub async fn run(
             Ok(CycleEnd::Shutdown) => return Ok(()),
             Err(error) => {
                 let text = format!("{error:#}");
+                health.disconnected(text.clone(), Utc::now());
                 if connection.last_failure.as_deref() != Some(text.as_str()) {
                     tracing::warn!("imap watcher disconnected, will reconnect: {text}");
                     connection.last_failure = Some(text);
                 }
                 let delay = connection.backoff.next_delay(fastrand::f64());
+                health.alive_for(delay + busy_window(settings));
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return Ok(()),
@@ -143,7 +159,8 @@ async fn cycle(
     settings: &ImapSettings,
     options: &WatchOptions,
     store: &mut Store,
-    pipeline: &Pipeline,
+    pipelines: &SharedPipeline,
+    health: &Health,
     shutdown: &mut watch::Receiver<bool>,
     connection: &mut Connection,
 ) -> Result<CycleEnd> {
@@ -165,15 +182,19 @@ async fn cycle(
         }
     }
     connection.backoff.reset();
+    health.connected(Utc::now());
     loop {
+        let pipeline = pipelines.borrow().clone();
         let mut report = ScanReport::default();
+        health.alive_for(busy_window(settings));
         catch_up(
             &mut work,
             &folders.drafts,
             options,
             store,
-            pipeline,
+            &pipeline,
             shutdown,
+            Some((health, busy_window(settings))),
             &mut report,
         )
         .await?;
@@ -186,6 +207,12 @@ async fn cycle(
         if let Some(handled) = &options.mail_handled {
             handled.notify_one();
         }
+        health.checked(Utc::now());
+        let wait = match idler {
+            Some(_) => options.idle_timeout,
+            None => options.poll_interval,
+        };
+        health.alive_for(wait + busy_window(settings));
         let woke = match idler.take() {
             Some(session) => {
                 let mut stop = shutdown.clone();
@@ -211,7 +238,10 @@ async fn cycle(
     }
 }
 
-/// Handles every inbox message not handled yet, then places any unplaced draft.
+/// Handles every inbox message not handled yet, then places any unplaced draft. `lease`, when
+/// given, is renewed by its window for every message handled: a backfill may take long, and is
+/// not stuck.
+#[allow(clippy::too_many_arguments)]
 async fn catch_up(
     work: &mut Session,
     drafts_folder: &str,
@@ -219,6 +249,7 @@ async fn catch_up(
     store: &mut Store,
     pipeline: &Pipeline,
     shutdown: &watch::Receiver<bool>,
+    lease: Option<(&Health, Duration)>,
     report: &mut ScanReport,
 ) -> Result<()> {
     place_drafts(work, drafts_folder, store).await?;
@@ -258,6 +289,9 @@ async fn catch_up(
             let key = format!("{}:{}", folder.uid_validity, message.uid);
             let now = Utc::now();
             report.examined += 1;
+            if let Some((health, window)) = lease {
+                health.alive_for(window);
+            }
             match scan::process(
                 store,
                 pipeline,

@@ -108,7 +108,9 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn start(config: Config) -> Daemon {
+    pub fn start(mut config: Config) -> Daemon {
+        // Daemons of parallel tests share the process's XDG_RUNTIME_DIR: one socket each.
+        config.status_socket = config.state_dir.join("status.sock");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -159,6 +161,27 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// `wait_for` with 50 ms polls for a daemon run as a process: a failure shows its `log`.
+pub fn wait_logged<T>(
+    what: &str,
+    timeout: Duration,
+    log: &Path,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; daemon log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs the `pushback` binary with `config` and `args`, asserting it succeeds; its stdout.
 pub fn pushback_cli(config: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pushback"))
@@ -177,26 +200,35 @@ pub fn pushback_cli(config: &Path, args: &[&str]) -> String {
 /// `pushback run` as a child process, its output appended to `log` (for a failing test to show);
 /// `verbose` adds `-v`.
 pub fn spawn_daemon(config: &Path, log: &Path, verbose: bool) -> std::process::Child {
-    let verbose: &[&str] = if verbose { &["-v", "run"] } else { &["run"] };
-    spawn_pushback(config, log, verbose)
+    let args: &[&str] = if verbose { &["-v", "run"] } else { &["run"] };
+    spawn_pushback(config, log, args)
 }
 
 /// A long-running `pushback` command (`run`, `web`) with `args` as a child process, its output
 /// appended to `log`.
 pub fn spawn_pushback(config: &Path, log: &Path, args: &[&str]) -> std::process::Child {
+    pushback_command(config, log, args)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start pushback {args:?}: {e}"))
+}
+
+/// The command `spawn_pushback` runs, for a test to add to its environment.
+pub fn pushback_command(config: &Path, log: &Path, args: &[&str]) -> std::process::Command {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    std::process::Command::new(env!("CARGO_BIN_EXE_pushback"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pushback"));
+    command
         .args(args)
         .env("PUSHBACK_CONFIG", config)
+        // The status socket then goes in the state dir, one per test.
+        .env_remove("XDG_RUNTIME_DIR")
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start pushback {args:?}: {e}"))
+        .stderr(log);
+    command
 }
 
 /// SIGTERM, as systemd stops it; SIGKILL if it has not exited within 10 s.
