@@ -85,6 +85,7 @@ impl Sandbox {
                 original: b"Subject: RFP\r\n\r\nPlease quote".to_vec(),
                 notes: Vec::new(),
                 folder_name: format!("pushback-{key}"),
+                proposed_slots: Vec::new(),
             }),
             reminders: Vec::new(),
             reply: None,

@@ -34,6 +34,7 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("store/0002_outbox_states.sql")).foreign_key_check(),
     M::up(include_str!("store/0003_imap_sync.sql")),
     M::up(include_str!("store/0004_follow_ups.sql")).foreign_key_check(),
+    M::up(include_str!("store/0005_draft_slots.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -242,6 +243,8 @@ pub struct NewDraft {
     pub notes: Vec<String>,
     /// Deterministic name in the Drafts folder.
     pub folder_name: String,
+    /// The call times the draft offers, as written in it.
+    pub proposed_slots: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +281,8 @@ pub struct DraftRecord {
     /// 1 when created, bumped by every edit.
     pub version: i64,
     pub folder_name: String,
+    /// The call times the draft offers, as written in it.
+    pub proposed_slots: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -484,8 +489,9 @@ impl Store {
             Some(d) => {
                 tx.execute(
                     "INSERT INTO drafts (message, in_reply_to, message_id, subject, recipient, category,
-                                         body, raw, original, notes, folder_name, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                                         body, raw, original, notes, folder_name, created_at, updated_at,
+                                         proposed_slots)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
                     params![
                         message,
                         d.in_reply_to,
@@ -499,6 +505,7 @@ impl Store {
                         to_json("draft notes", &d.notes)?,
                         d.folder_name,
                         timestamp(now),
+                        to_json("proposed slots", &d.proposed_slots)?,
                     ],
                 )
                 .map_err(sql(format!("record the draft for {}", scan.key)))?;
@@ -1263,7 +1270,7 @@ impl OutboxRow {
 
 const DRAFT_SELECT: &str = "SELECT d.id, d.message, m.mailbox, m.key, d.in_reply_to, d.message_id,
         d.subject, d.recipient, d.category, d.status, d.body, d.raw, d.original, d.notes, d.version,
-        d.folder_name, d.created_at, d.updated_at, d.follow_up
+        d.folder_name, d.created_at, d.updated_at, d.follow_up, d.proposed_slots
     FROM drafts d JOIN messages m ON m.id = d.message";
 
 fn draft(conn: &Connection, id: i64) -> Result<Option<DraftRecord>, Error> {
@@ -1299,6 +1306,7 @@ struct DraftRow {
     created_at: String,
     updated_at: String,
     follow_up: u32,
+    proposed_slots: String,
 }
 
 impl DraftRow {
@@ -1323,6 +1331,7 @@ impl DraftRow {
             created_at: r.get(16)?,
             updated_at: r.get(17)?,
             follow_up: r.get(18)?,
+            proposed_slots: r.get(19)?,
         })
     }
 
@@ -1345,6 +1354,7 @@ impl DraftRow {
             notes: from_json("draft notes", &self.notes)?,
             version: self.version,
             folder_name: self.folder_name,
+            proposed_slots: from_json("proposed slots", &self.proposed_slots)?,
             created_at: parse_timestamp("draft created_at", &self.created_at)?,
             updated_at: parse_timestamp("draft updated_at", &self.updated_at)?,
         })
@@ -1462,6 +1472,7 @@ mod tests {
                 original: b"Subject: RFP\r\n\r\nPlease respond".to_vec(),
                 notes: vec!["submission deadline is ambiguous".into()],
                 folder_name: format!("pushback-{key}"),
+                proposed_slots: Vec::new(),
             }),
             reminders: Vec::new(),
             reply: None,

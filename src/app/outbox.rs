@@ -285,6 +285,7 @@ mod tests {
                 original: b"Subject: RFP\r\n\r\nx".to_vec(),
                 notes: Vec::new(),
                 folder_name: format!("pushback-{key}"),
+                proposed_slots: Vec::new(),
             }),
             reminders: Vec::new(),
             reply: None,

@@ -47,6 +47,8 @@ pub struct ComposedDraft {
     pub body: String,
     pub reply: Reply,
     pub notes: Vec<String>,
+    /// The call times the body offers, as written in it.
+    pub slots: Vec<String>,
 }
 
 pub struct Pipeline {
@@ -155,7 +157,13 @@ impl Pipeline {
             &analysis.facts,
             now,
         );
-        Ok(ComposedDraft { body, reply, notes })
+        let slots = context.proposed_slots.into_iter().map(|s| s.text).collect();
+        Ok(ComposedDraft {
+            body,
+            reply,
+            notes,
+            slots,
+        })
     }
 
     /// Composes the reply around a body the rep wrote or edited. The caller passes the invite
@@ -216,7 +224,13 @@ impl Pipeline {
             self.timezone,
             now,
         );
-        Ok(ComposedDraft { body, reply, notes })
+        let slots = context.proposed_slots.into_iter().map(|s| s.text).collect();
+        Ok(ComposedDraft {
+            body,
+            reply,
+            notes,
+            slots,
+        })
     }
 
     /// Composes a follow-up on `previous_sent_raw` around a body the rep wrote or edited.

@@ -275,6 +275,7 @@ impl ReminderDesk {
             original: previous.raw.clone(),
             notes: composed.notes,
             folder_name: format!("{}.follow-up-{}", first.folder_name, reminder.number),
+            proposed_slots: composed.slots,
         };
         Ok(self
             .store

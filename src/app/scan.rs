@@ -242,6 +242,7 @@ fn new_draft(
         original: raw.to_vec(),
         notes: composed.notes,
         folder_name: draft_file_name(key),
+        proposed_slots: composed.slots,
     })
 }
 

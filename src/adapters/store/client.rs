@@ -187,6 +187,7 @@ mod tests {
                 original: b"Subject: RFP 1\r\n\r\nPlease respond".to_vec(),
                 notes: Vec::new(),
                 folder_name: "pushback-1".into(),
+                proposed_slots: Vec::new(),
             }),
             reminders: Vec::new(),
             reply: None,

@@ -694,8 +694,8 @@ impl super::Store {
         tx.execute(
             "INSERT INTO drafts (message, follow_up, in_reply_to, message_id, subject, recipient,
                                  category, body, raw, original, notes, folder_name, created_at,
-                                 updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
+                                 updated_at, proposed_slots)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)
              ON CONFLICT (message, follow_up) DO NOTHING",
             params![
                 message,
@@ -711,6 +711,7 @@ impl super::Store {
                 to_json("draft notes", &draft.notes)?,
                 draft.folder_name,
                 timestamp(now),
+                to_json("proposed slots", &draft.proposed_slots)?,
             ],
         )
         .map_err(sql(action()))?;

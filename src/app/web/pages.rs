@@ -239,6 +239,8 @@ struct DraftView {
     body: String,
     notes: Vec<String>,
     approval: Option<String>,
+    /// The call times the draft offers, as written in it.
+    slots: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -346,6 +348,7 @@ pub async fn draft(
         body: draft.body.clone(),
         notes: draft.notes.clone(),
         approval,
+        slots: draft.proposed_slots.clone(),
     };
     render(
         "draft.html",

@@ -486,3 +486,22 @@ async fn the_lead_view_previews_a_template_against_a_real_mail() {
     );
     assert!(page.contains("Signals on the last 2 messages"), "{page}");
 }
+
+#[tokio::test]
+async fn the_draft_page_lists_the_call_times_the_draft_offers() {
+    let fixture = Fixture::new();
+    let login = fixture.login().await;
+    let draft = fixture.store().draft(1).unwrap().unwrap();
+    assert_eq!(draft.proposed_slots.len(), 3, "{:?}", draft.proposed_slots);
+    let page = text(fixture.send(get("/drafts/1", Some(&login.cookie))).await).await;
+    for slot in &draft.proposed_slots {
+        assert!(
+            draft.body.contains(slot.as_str()),
+            "offered in the text: {slot}"
+        );
+        assert!(
+            page.contains(&format!("<li>{slot}</li>")),
+            "{slot} missing:\n{page}"
+        );
+    }
+}
