@@ -51,6 +51,18 @@ pub struct ComposedDraft {
     pub slots: Vec<String>,
 }
 
+impl ComposedDraft {
+    /// The draft rendered from `context`, which also says which call times it offers.
+    fn new(body: String, reply: Reply, notes: Vec<String>, context: DraftContext) -> ComposedDraft {
+        ComposedDraft {
+            body,
+            reply,
+            notes,
+            slots: context.proposed_slots.into_iter().map(|s| s.text).collect(),
+        }
+    }
+}
+
 pub struct Pipeline {
     classifier: Classifier,
     templates: Templates,
@@ -157,13 +169,7 @@ impl Pipeline {
             &analysis.facts,
             now,
         );
-        let slots = context.proposed_slots.into_iter().map(|s| s.text).collect();
-        Ok(ComposedDraft {
-            body,
-            reply,
-            notes,
-            slots,
-        })
+        Ok(ComposedDraft::new(body, reply, notes, context))
     }
 
     /// Composes the reply around a body the rep wrote or edited. The caller passes the invite
@@ -224,13 +230,7 @@ impl Pipeline {
             self.timezone,
             now,
         );
-        let slots = context.proposed_slots.into_iter().map(|s| s.text).collect();
-        Ok(ComposedDraft {
-            body,
-            reply,
-            notes,
-            slots,
-        })
+        Ok(ComposedDraft::new(body, reply, notes, context))
     }
 
     /// Composes a follow-up on `previous_sent_raw` around a body the rep wrote or edited.
