@@ -78,10 +78,16 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
         changed.clone(),
         shutdown_tx.subscribe(),
     ));
-    let web = tokio::spawn(crate::app::web::serve(
-        config.clone(),
-        shutdown_tx.subscribe(),
-    ));
+    // The approval page going down (its port taken, say) is logged at once; the rest of the
+    // service keeps drafting and sending.
+    let web = tokio::spawn({
+        let (config, shutdown) = (config.clone(), shutdown_tx.subscribe());
+        async move {
+            if let Err(error) = crate::app::web::serve(config, shutdown).await {
+                tracing::error!("the approval page is down: {error:#}");
+            }
+        }
+    });
     let reminders = tokio::spawn(reminders::run(
         config.clone(),
         Arc::new(SystemClock),
@@ -164,7 +170,7 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
     watcher.await.context("the watcher task failed")??;
     sender.await.context("the outbox task failed")??;
     reminders.await.context("the reminder task failed")??;
-    web.await.context("the approval page failed")??;
+    web.await.context("the approval page failed")?;
     status.await.context("the status task failed")??;
     tracing::info!("pushback stopped");
     Ok(())
