@@ -289,21 +289,16 @@ async fn check_calendar(config: &Config, store: Option<&Store>, steps: &mut Vec<
         }
     };
     if let Some(caldav) = &caldav {
-        steps.push(match within(caldav.ensure_calendar()).await {
-            Some(Ok(())) => Step::ok(CALENDAR, "caldav", "the calendar collection is there"),
-            Some(Err(error)) => Step::failed(
-                CALENDAR,
+        steps.push(
+            calendar_call(
                 "caldav",
-                format!("{error}"),
+                String::new(),
+                caldav.ensure_calendar(),
+                |()| "the calendar collection is there".into(),
                 "check [calendar] caldav-url, the login and caldav-ca-file",
-            ),
-            None => Step::failed(
-                CALENDAR,
-                "caldav",
-                format!("no answer within {} s", secs(STEP_TIMEOUT)),
-                "is the calendar server up and reachable?",
-            ),
-        });
+            )
+            .await,
+        );
     }
     for source in &config.calendar.busy {
         let now = Utc::now();
@@ -313,28 +308,42 @@ async fn check_calendar(config: &Config, store: Option<&Store>, steps: &mut Vec<
             now + chrono::Duration::weeks(6),
             config.timezone,
         );
-        steps.push(match within(read).await {
-            Some(Ok(busy)) => Step::ok(
-                CALENDAR,
+        steps.push(
+            calendar_call(
                 "busy",
-                format!(
-                    "{source}: {} busy stretch(es) in the next 6 weeks",
-                    busy.len()
-                ),
-            ),
-            Some(Err(error)) => Step::failed(
-                CALENDAR,
-                "busy",
-                format!("{error}"),
+                format!("{source}: "),
+                read,
+                |busy| {
+                    format!(
+                        "{source}: {} busy stretch(es) in the next 6 weeks",
+                        busy.len()
+                    )
+                },
                 "fix [calendar] busy: call times would be proposed over your meetings",
-            ),
-            None => Step::failed(
-                CALENDAR,
-                "busy",
-                format!("{source}: no answer within {} s", secs(STEP_TIMEOUT)),
-                "is the calendar server up and reachable?",
-            ),
-        });
+            )
+            .await,
+        );
+    }
+}
+
+/// One calendar step over the network, bounded like every other step: ok with what `ok` says,
+/// failed with the error and `hint`, or failed for want of an answer (`origin` names the source).
+async fn calendar_call<T>(
+    step: &'static str,
+    origin: String,
+    call: impl Future<Output = Result<T, calendar::Error>>,
+    ok: impl FnOnce(T) -> String,
+    hint: &str,
+) -> Step {
+    match within(call).await {
+        Some(Ok(value)) => Step::ok(CALENDAR, step, ok(value)),
+        Some(Err(error)) => Step::failed(CALENDAR, step, format!("{error}"), hint),
+        None => Step::failed(
+            CALENDAR,
+            step,
+            format!("{origin}no answer within {} s", secs(STEP_TIMEOUT)),
+            "is the calendar server up and reachable?",
+        ),
     }
 }
 
