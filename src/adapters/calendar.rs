@@ -251,10 +251,10 @@ fn is_certificate_error(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Writes the whole feed so that a calendar app polling the file never reads half of it: a
+/// Writes the whole feed (`feed`'s text) so that a calendar app polling the file never reads half of it: a
 /// temp file in the same directory, fsynced, renamed over `path`, then the directory fsynced so
 /// the rename survives a crash. The file is private to the rep (mode 0600): it quotes threads.
-pub fn write_feed(path: &Path, items: &[CalendarItem], calendar_name: &str) -> Result<(), Error> {
+pub fn write_feed(path: &Path, text: &str) -> Result<(), Error> {
     let write_error = |cause| Error::WriteFeed {
         path: path.to_path_buf(),
         cause,
@@ -268,8 +268,7 @@ pub fn write_feed(path: &Path, items: &[CalendarItem], calendar_name: &str) -> R
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(write_error)?;
-    temp.write_all(feed(items, calendar_name).as_bytes())
-        .map_err(write_error)?;
+    temp.write_all(text.as_bytes()).map_err(write_error)?;
     temp.as_file().sync_all().map_err(write_error)?;
     temp.persist(path).map_err(|e| write_error(e.error))?;
     std::fs::File::open(dir)
@@ -380,8 +379,8 @@ mod tests {
     fn write_feed_replaces_the_file_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pushback.ics");
-        write_feed(&path, &[todo("a@pushback")], "Pushback").unwrap();
-        write_feed(&path, &[todo("b@pushback")], "Pushback").unwrap();
+        write_feed(&path, &feed(&[todo("a@pushback")], "Pushback")).unwrap();
+        write_feed(&path, &feed(&[todo("b@pushback")], "Pushback")).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("UID:b@pushback"), "{text}");
         assert!(!text.contains("UID:a@pushback"), "{text}");
@@ -394,7 +393,8 @@ mod tests {
 
     #[test]
     fn write_feed_names_the_file_it_cannot_write() {
-        let error = write_feed(Path::new("/nonexistent/dir/feed.ics"), &[], "x").unwrap_err();
+        let error =
+            write_feed(Path::new("/nonexistent/dir/feed.ics"), &feed(&[], "x")).unwrap_err();
         assert!(matches!(error, Error::WriteFeed { .. }), "{error}");
         assert!(error.to_string().contains("/nonexistent/dir/feed.ics"));
     }

@@ -603,23 +603,11 @@ impl Store {
             params![id, timestamp(now)],
         )
         .map_err(sql(action()))?;
-        tx.execute(
-            "INSERT INTO approvals (draft, version, raw, via, approved_at)
-             SELECT id, version, raw, ?2, ?3 FROM drafts WHERE id = ?1",
-            params![id, via.as_str(), timestamp(now)],
-        )
-        .map_err(sql(action()))?;
+        record_approval(&tx, id, via, tokens, now, now)?;
         tx.execute(
             "INSERT INTO outbox (draft, raw, queued_at, next_attempt_at)
              SELECT id, raw, ?2, ?2 FROM drafts WHERE id = ?1",
             params![id, timestamp(now)],
-        )
-        .map_err(sql(action()))?;
-        tx.execute(
-            "INSERT INTO feedback (message, label, category, tokens, created_at)
-             SELECT message, 'procurement', category, ?2, ?3 FROM drafts
-             WHERE id = ?1 AND follow_up = 0",
-            params![id, to_json("feedback tokens", tokens)?, timestamp(now)],
         )
         .map_err(sql(action()))?;
         let record = draft(&tx, id)?.ok_or(Error::NoDraft { id })?;
@@ -1127,6 +1115,34 @@ impl VerdictRow {
             reasons: from_json::<Vec<Reason>>("classifier reasons", &self.reasons)?,
         })
     }
+}
+
+/// Records the rep's approval of draft `id`'s current version (`via`, at `approved_at`) and, for
+/// a thread's first reply, a `procurement` feedback example: the rep confirmed the classification.
+/// A follow-up adds none; its text is ours. Inside the caller's transaction.
+fn record_approval(
+    tx: &Transaction<'_>,
+    id: i64,
+    via: ApprovedVia,
+    tokens: &[String],
+    approved_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let action = || format!("record the approval of draft {id}");
+    tx.execute(
+        "INSERT INTO approvals (draft, version, raw, via, approved_at)
+         SELECT id, version, raw, ?2, ?3 FROM drafts WHERE id = ?1",
+        params![id, via.as_str(), timestamp(approved_at)],
+    )
+    .map_err(sql(action()))?;
+    tx.execute(
+        "INSERT INTO feedback (message, label, category, tokens, created_at)
+         SELECT message, 'procurement', category, ?2, ?3 FROM drafts
+         WHERE id = ?1 AND follow_up = 0",
+        params![id, to_json("feedback tokens", tokens)?, timestamp(now)],
+    )
+    .map_err(sql(action()))?;
+    Ok(())
 }
 
 /// Writers take the lock up front, so a check-then-insert cannot race another process.

@@ -76,11 +76,7 @@ impl Step {
         detail: impl Into<String>,
         hint: impl Into<String>,
     ) -> Step {
-        Step {
-            status: Status::Warning,
-            hint: Some(hint.into()),
-            ..Step::ok(section, step, detail)
-        }
+        Step::ok(section, step, detail).with_hint(Status::Warning, hint)
     }
 
     fn failed(
@@ -89,10 +85,14 @@ impl Step {
         detail: impl Into<String>,
         hint: impl Into<String>,
     ) -> Step {
+        Step::ok(section, step, detail).with_hint(Status::Failed, hint)
+    }
+
+    fn with_hint(self, status: Status, hint: impl Into<String>) -> Step {
         Step {
-            status: Status::Failed,
+            status,
             hint: Some(hint.into()),
-            ..Step::ok(section, step, detail)
+            ..self
         }
     }
 

@@ -429,11 +429,14 @@ fn capitalised(text: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The reminders' calendars: the feed file, rewritten when its content changes, and the CalDAV
+/// The reminders' calendars: the feed file, written at start and again whenever its content
+/// changes (compared with what this process last wrote, not read back every round), and the CalDAV
 /// collection, where each item is PUT again when its revision changed since the last PUT (every
 /// item once after a start: a PUT of an unchanged item changes nothing).
 struct Calendars {
     feed: std::path::PathBuf,
+    /// The feed text last written, `None` before the first write.
+    written: Option<String>,
     caldav: Option<CalDav>,
     pushed: HashMap<String, u32>,
     ensured: bool,
@@ -444,6 +447,7 @@ impl Calendars {
         let caldav = crate::app::caldav(config)?;
         Ok(Calendars {
             feed: config.reminders.feed.clone(),
+            written: None,
             caldav,
             pushed: HashMap::new(),
             ensured: false,
@@ -453,8 +457,9 @@ impl Calendars {
     async fn sync(&mut self, reminders: &[Reminder]) -> Result<()> {
         let items = calendar_items(reminders);
         let text = calendar::feed(&items, FEED_NAME);
-        if std::fs::read_to_string(&self.feed).ok().as_deref() != Some(text.as_str()) {
-            calendar::write_feed(&self.feed, &items, FEED_NAME)?;
+        if self.written.as_ref() != Some(&text) {
+            calendar::write_feed(&self.feed, &text)?;
+            self.written = Some(text);
         }
         let Some(caldav) = &self.caldav else {
             return Ok(());

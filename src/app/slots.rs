@@ -5,7 +5,7 @@
 
 use crate::adapters::calendar::{self, CalDav, Invite};
 use crate::adapters::store::Store;
-use crate::app::followups::Timekeeping;
+use crate::app::followups::{self, Timekeeping};
 use crate::app::pipeline::Analysis;
 use crate::config::Config;
 use crate::core::draft::{Attachment, buyer_zone, reply_message_id};
@@ -103,13 +103,7 @@ pub fn invitation(
 ) -> Attachment {
     let mail = &analysis.mail;
     let buyer = mail.reply_address().or(mail.from.as_ref());
-    let about = analysis
-        .facts
-        .references
-        .first()
-        .or(analysis.facts.titles.first())
-        .cloned()
-        .unwrap_or_else(|| mail.subject.clone());
+    let about = followups::solicitation(&analysis.facts, &mail.subject);
     let thread = mail.message_id.as_deref().unwrap_or(&mail.subject);
     let invite = Invite {
         uid: format!(

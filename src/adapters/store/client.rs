@@ -4,7 +4,9 @@
 //! What the client did is decided in `app::client`; each change here is one transaction that only
 //! applies to a draft still pending, so a decision made meanwhile on another path (the CLI) wins.
 
-use super::{DraftRecord, Error, Store, begin, draft, sql, timestamp, to_json};
+use super::{
+    ApprovedVia, DraftRecord, Error, Store, begin, draft, record_approval, sql, timestamp,
+};
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
@@ -129,19 +131,7 @@ impl Store {
         if changed == 0 {
             return Ok(None);
         }
-        tx.execute(
-            "INSERT INTO approvals (draft, version, raw, via, approved_at)
-             SELECT id, version, raw, 'client-sent', ?2 FROM drafts WHERE id = ?1",
-            params![id, timestamp(sent_at)],
-        )
-        .map_err(sql(action()))?;
-        tx.execute(
-            "INSERT INTO feedback (message, label, category, tokens, created_at)
-             SELECT message, 'procurement', category, ?2, ?3 FROM drafts
-             WHERE id = ?1 AND follow_up = 0",
-            params![id, to_json("feedback tokens", tokens)?, timestamp(now)],
-        )
-        .map_err(sql(action()))?;
+        record_approval(&tx, id, ApprovedVia::ClientSent, tokens, sent_at, now)?;
         let record = draft(&tx, id)?.ok_or(Error::NoDraft { id })?;
         tx.commit().map_err(sql(action()))?;
         Ok(Some(record))
