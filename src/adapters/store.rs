@@ -7,7 +7,9 @@
 
 use crate::core::model::{Category, Classification, Facts, Label, Reason};
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OptionalExtension, Savepoint, Transaction, TransactionBehavior, params,
+};
 use rusqlite_migration::{M, Migrations};
 use std::fmt;
 use std::io;
@@ -35,6 +37,7 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("store/0003_imap_sync.sql")),
     M::up(include_str!("store/0004_follow_ups.sql")).foreign_key_check(),
     M::up(include_str!("store/0005_draft_slots.sql")),
+    M::up(include_str!("store/0006_draft_placing.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -393,6 +396,8 @@ impl Store {
             cause,
         };
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        // Room for every statement the scan path repeats (see `execute`).
+        conn.set_prepared_statement_cache_capacity(64);
         // Off while migrating: rebuilding a table (migration 2) would otherwise cascade or fail.
         // Migrations that rebuild check the keys themselves before they commit.
         conn.pragma_update(None, "foreign_keys", "OFF")
@@ -447,8 +452,7 @@ impl Store {
         let action = || format!("record message {} in {}", scan.key, scan.mailbox);
         let skip_reason =
             duplicate.map(|id| format!("copy of a message already drafted as draft {id}"));
-        tx.execute(
-            "INSERT INTO messages (mailbox, key, message_id, subject, sender, date, seen_at, skip_reason)
+        execute(&tx, "INSERT INTO messages (mailbox, key, message_id, subject, sender, date, seen_at, skip_reason)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 scan.mailbox,
@@ -468,8 +472,7 @@ impl Store {
             return Ok(RecordOutcome::DuplicateMessageId { draft_id });
         }
         let c = &scan.classification;
-        tx.execute(
-            "INSERT INTO verdicts (message, label, category, score, reasons) VALUES (?1, ?2, ?3, ?4, ?5)",
+        execute(&tx, "INSERT INTO verdicts (message, label, category, score, reasons) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 message,
                 c.label.as_str(),
@@ -479,7 +482,8 @@ impl Store {
             ],
         )
         .map_err(sql(action()))?;
-        tx.execute(
+        execute(
+            &tx,
             "INSERT INTO facts (message, facts) VALUES (?1, ?2)",
             params![message, to_json("extracted facts", &scan.facts)?],
         )
@@ -487,8 +491,7 @@ impl Store {
         let draft_id = match &scan.draft {
             None => None,
             Some(d) => {
-                tx.execute(
-                    "INSERT INTO drafts (message, in_reply_to, message_id, subject, recipient, category,
+                execute(&tx, "INSERT INTO drafts (message, in_reply_to, message_id, subject, recipient, category,
                                          body, raw, original, notes, folder_name, created_at, updated_at,
                                          proposed_slots)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
@@ -535,7 +538,8 @@ impl Store {
         if let Some(progress) = progress {
             sync::advance(&tx, mailbox, progress, now)?;
         }
-        tx.execute(
+        execute(
+            &tx,
             "INSERT INTO messages (mailbox, key, seen_at, skip_reason) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (mailbox, key) DO NOTHING",
             params![mailbox, key, timestamp(now), reason],
@@ -572,7 +576,8 @@ impl Store {
     ) -> Result<DraftRecord, Error> {
         let tx = begin(&mut self.conn)?;
         require_pending(&tx, id, "edit")?;
-        tx.execute(
+        execute(
+            &tx,
             "UPDATE drafts SET body = ?2, raw = ?3, message_id = ?4, version = version + 1,
                                updated_at = ?5
              WHERE id = ?1",
@@ -598,13 +603,15 @@ impl Store {
         let action = || format!("approve draft {id}");
         let tx = begin(&mut self.conn)?;
         require_pending(&tx, id, "approve")?;
-        tx.execute(
+        execute(
+            &tx,
             "UPDATE drafts SET status = 'approved', updated_at = ?2 WHERE id = ?1",
             params![id, timestamp(now)],
         )
         .map_err(sql(action()))?;
         record_approval(&tx, id, via, tokens, now, now)?;
-        tx.execute(
+        execute(
+            &tx,
             "INSERT INTO outbox (draft, raw, queued_at, next_attempt_at)
              SELECT id, raw, ?2, ?2 FROM drafts WHERE id = ?1",
             params![id, timestamp(now)],
@@ -656,13 +663,15 @@ impl Store {
         let action = || format!("reject draft {id}");
         let tx = begin(&mut self.conn)?;
         require_pending(&tx, id, "reject")?;
-        tx.execute(
+        execute(
+            &tx,
             "UPDATE drafts SET status = 'rejected', updated_at = ?2 WHERE id = ?1",
             params![id, timestamp(now)],
         )
         .map_err(sql(action()))?;
         if not_procurement {
-            tx.execute(
+            execute(
+                &tx,
                 "INSERT INTO feedback (message, label, category, tokens, created_at)
                  SELECT message, 'other', 'none', ?2, ?3 FROM drafts
                  WHERE id = ?1 AND follow_up = 0",
@@ -798,8 +807,7 @@ impl Store {
             DraftStatus::Sending,
             now,
         )?;
-        tx.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?2, next_attempt_at = NULL
+        execute(&tx, "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?2, next_attempt_at = NULL
              WHERE draft = ?1",
             params![draft_id, timestamp(now)],
         )
@@ -851,7 +859,8 @@ impl Store {
             });
         }
         set_status(&tx, draft_id, status, DraftStatus::Sent, now)?;
-        tx.execute(
+        execute(
+            &tx,
             "UPDATE outbox SET sent_at = ?2, next_attempt_at = NULL WHERE draft = ?1",
             params![draft_id, timestamp(now)],
         )
@@ -912,7 +921,8 @@ impl Store {
             });
         }
         set_status(&tx, draft_id, DraftStatus::Sending, to, now)?;
-        tx.execute(
+        execute(
+            &tx,
             "UPDATE outbox SET last_error = COALESCE(?2, last_error), next_attempt_at = ?3
              WHERE draft = ?1",
             params![draft_id, error, next_attempt_at.map(timestamp)],
@@ -937,7 +947,8 @@ impl Store {
             });
         }
         set_status(&tx, draft_id, status, DraftStatus::Approved, now)?;
-        tx.execute(
+        execute(
+            &tx,
             "UPDATE outbox SET attempts = 0, next_attempt_at = ?2 WHERE draft = ?1",
             params![draft_id, timestamp(now)],
         )
@@ -1121,7 +1132,7 @@ impl VerdictRow {
 /// a thread's first reply, a `procurement` feedback example: the rep confirmed the classification.
 /// A follow-up adds none; its text is ours. Inside the caller's transaction.
 fn record_approval(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: i64,
     via: ApprovedVia,
     tokens: &[String],
@@ -1129,13 +1140,15 @@ fn record_approval(
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     let action = || format!("record the approval of draft {id}");
-    tx.execute(
+    execute(
+        tx,
         "INSERT INTO approvals (draft, version, raw, via, approved_at)
          SELECT id, version, raw, ?2, ?3 FROM drafts WHERE id = ?1",
         params![id, via.as_str(), timestamp(approved_at)],
     )
     .map_err(sql(action()))?;
-    tx.execute(
+    execute(
+        tx,
         "INSERT INTO feedback (message, label, category, tokens, created_at)
          SELECT message, 'procurement', category, ?2, ?3 FROM drafts
          WHERE id = ?1 AND follow_up = 0",
@@ -1145,10 +1158,53 @@ fn record_approval(
     Ok(())
 }
 
-/// Writers take the lock up front, so a check-then-insert cannot race another process.
-fn begin(conn: &mut Connection) -> Result<Transaction<'_>, Error> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql("begin a transaction"))
+/// One change that belongs together: its own transaction, or a savepoint inside a batch
+/// (`Store::begin_batch`), so a failed change undoes only itself.
+enum Tx<'c> {
+    Own(Transaction<'c>),
+    InBatch(Savepoint<'c>),
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            Tx::Own(tx) => tx,
+            Tx::InBatch(savepoint) => savepoint,
+        }
+    }
+}
+
+impl Tx<'_> {
+    fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            Tx::Own(tx) => tx.commit(),
+            Tx::InBatch(savepoint) => savepoint.commit(),
+        }
+    }
+}
+
+/// Writers take the lock up front, so a check-then-insert cannot race another process. Inside a
+/// batch the lock is already held.
+fn begin(conn: &mut Connection) -> Result<Tx<'_>, Error> {
+    if conn.is_autocommit() {
+        conn.transaction_with_behavior(TransactionBehavior::Immediate)
+            .map(Tx::Own)
+    } else {
+        conn.savepoint().map(Tx::InBatch)
+    }
+    .map_err(sql("begin a transaction"))
+}
+
+/// `conn.execute` through the connection's statement cache: the scan path runs the same few
+/// statements for every message, and parsing them again cost more than running them.
+fn execute(
+    conn: &Connection,
+    statement: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(statement)?.execute(params)
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), Error> {
@@ -1164,12 +1220,9 @@ fn create_private_dir(dir: &Path) -> Result<(), Error> {
 }
 
 fn is_seen(conn: &Connection, mailbox: &str, key: &str) -> Result<bool, Error> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox = ?1 AND key = ?2)",
-        params![mailbox, key],
-        |r| r.get(0),
-    )
-    .map_err(sql(format!("look up message {key} in {mailbox}")))
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox = ?1 AND key = ?2)")
+        .and_then(|mut seen| seen.query_row(params![mailbox, key], |r| r.get(0)))
+        .map_err(sql(format!("look up message {key} in {mailbox}")))
 }
 
 fn draft_for_message_id(
@@ -1177,12 +1230,11 @@ fn draft_for_message_id(
     mailbox: &str,
     message_id: &str,
 ) -> Result<Option<i64>, Error> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT d.id FROM drafts d JOIN messages m ON m.id = d.message
          WHERE m.mailbox = ?1 AND m.message_id = ?2 AND d.follow_up = 0",
-        params![mailbox, message_id],
-        |r| r.get(0),
     )
+    .and_then(|mut drafted| drafted.query_row(params![mailbox, message_id], |r| r.get(0)))
     .optional()
     .map_err(sql(format!(
         "look up drafts for message-id {message_id} in {mailbox}"
@@ -1236,12 +1288,12 @@ fn set_status(
     to: DraftStatus,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let changed = conn
-        .execute(
-            "UPDATE drafts SET status = ?3, updated_at = ?4 WHERE id = ?1 AND status = ?2",
-            params![draft_id, from.as_str(), to.as_str(), timestamp(now)],
-        )
-        .map_err(sql(format!("move draft {draft_id} to {to}")))?;
+    let changed = execute(
+        conn,
+        "UPDATE drafts SET status = ?3, updated_at = ?4 WHERE id = ?1 AND status = ?2",
+        params![draft_id, from.as_str(), to.as_str(), timestamp(now)],
+    )
+    .map_err(sql(format!("move draft {draft_id} to {to}")))?;
     if changed != 1 {
         return Err(Error::WrongStatus {
             action: "change the status of",

@@ -131,6 +131,9 @@ pub fn process(
     }))
 }
 
+/// Messages recorded under one commit: a crash loses at most this many scans, which are redone.
+pub const SCAN_BATCH: usize = 200;
+
 /// One pass over a Maildir inbox: new messages processed, their drafts placed in `.Drafts`.
 pub fn scan(
     maildir: &Maildir,
@@ -142,39 +145,44 @@ pub fn scan(
     let mut report = ScanReport::default();
     // Drafts a crash left recorded but unplaced go first.
     place_in_maildir(maildir, store)?;
-    for entry in maildir.inbox()? {
-        report.examined += 1;
-        if store.is_seen(MAILDIR_INBOX, &entry.key)? {
-            report.already_seen += 1;
-            continue;
-        }
-        let processed = maildir
-            .read(&entry)
-            .map_err(anyhow::Error::from)
-            .and_then(|raw| {
-                process(
-                    store,
-                    pipeline,
-                    keeping,
-                    MAILDIR_INBOX,
-                    &entry.key,
-                    &raw,
-                    None,
-                    now,
-                )
-            });
-        match processed {
-            Ok(Processed::Found(finding)) => report.findings.push(finding),
-            Ok(Processed::Skipped(skipped)) => report.skipped.push(skipped),
-            Err(error) => {
-                // One bad message never stops the pass; it is retried next time.
-                tracing::warn!(key = %entry.key, "cannot process message: {error:#}");
-                report.deferred.push(Skipped {
-                    key: entry.key.clone(),
-                    reason: format!("{error:#}"),
+    for batch in maildir.inbox()?.chunks(SCAN_BATCH) {
+        // One commit per batch, not per message; its drafts are written out after the commit.
+        store.begin_batch()?;
+        for entry in batch {
+            report.examined += 1;
+            if store.is_seen(MAILDIR_INBOX, &entry.key)? {
+                report.already_seen += 1;
+                continue;
+            }
+            let processed = maildir
+                .read(entry)
+                .map_err(anyhow::Error::from)
+                .and_then(|raw| {
+                    process(
+                        store,
+                        pipeline,
+                        keeping,
+                        MAILDIR_INBOX,
+                        &entry.key,
+                        &raw,
+                        None,
+                        now,
+                    )
                 });
+            match processed {
+                Ok(Processed::Found(finding)) => report.findings.push(finding),
+                Ok(Processed::Skipped(skipped)) => report.skipped.push(skipped),
+                Err(error) => {
+                    // One bad message never stops the pass; it is retried next time.
+                    tracing::warn!(key = %entry.key, "cannot process message: {error:#}");
+                    report.deferred.push(Skipped {
+                        key: entry.key.clone(),
+                        reason: format!("{error:#}"),
+                    });
+                }
             }
         }
+        store.commit_batch()?;
         place_in_maildir(maildir, store)?;
     }
     Ok(report)

@@ -26,8 +26,6 @@ use tokio::sync::watch;
 /// The store's name for the IMAP inbox.
 pub const IMAP_INBOX: &str = "imap:INBOX";
 const INBOX: &str = "INBOX";
-/// UIDs handed to one fetch: progress is checked (shutdown, failures) between batches.
-const FETCH_BATCH: usize = 200;
 
 pub struct WatchOptions {
     pub backfill_days: u32,
@@ -273,10 +271,13 @@ async fn catch_up(
             work.uids_since(since).await?
         }
     };
-    for batch in uids.chunks(FETCH_BATCH) {
+    for batch in uids.chunks(scan::SCAN_BATCH) {
         let mut failure = None;
         let mut stopped = false;
-        work.fetch_heads(batch, options.fetch_max_bytes, |message| {
+        // Checked between batches: shutdown and failures. One commit per batch, and its drafts
+        // are placed only after it.
+        store.begin_batch()?;
+        let fetched = work.fetch_heads(batch, options.fetch_max_bytes, |message| {
             // Finish the message in hand, leave the rest for the next start; after a failure,
             // stop too: progress must not pass a message that was not handled.
             if failure.is_some() || stopped {
@@ -313,9 +314,11 @@ async fn catch_up(
             }
             stopped = *shutdown.borrow();
         })
-        .await?;
-        // Placing works in the Drafts folder; the next batch is fetched from the inbox again.
-        if place_drafts(work, drafts_folder, store).await? > 0 {
+        .await;
+        store.commit_batch()?;
+        fetched?;
+        // A draft looked for in Drafts leaves the inbox; the next batch is fetched from it again.
+        if place_drafts(work, drafts_folder, store).await? {
             work.select(INBOX).await?;
         }
         if let Some((uid, error)) = failure {
@@ -335,23 +338,33 @@ async fn catch_up(
     Ok(())
 }
 
-/// Appends every recorded but unplaced draft to the server's Drafts folder with `\Draft`, after
-/// checking by Message-ID that an earlier attempt did not already put it there.
+/// Appends every recorded but unplaced draft to the server's Drafts folder with `\Draft`. Only
+/// a draft an earlier attempt may have appended is first looked for there by Message-ID. Returns
+/// whether any was, which leaves the Drafts folder selected.
 pub(crate) async fn place_drafts(
     work: &mut Session,
     drafts_folder: &str,
     store: &mut Store,
-) -> Result<usize> {
+) -> Result<bool> {
     let unplaced = store.unplaced_drafts()?;
+    if unplaced.is_empty() {
+        return Ok(false);
+    }
+    let tried_before = store.start_placing(&unplaced)?;
     for &id in &unplaced {
         let Some(draft) = store.draft(id)? else {
             continue;
         };
-        let found = work
-            .find_by_header(drafts_folder, "Message-ID", &draft.message_id)
-            .await?;
-        let uid = match found.first() {
-            Some(uid) => *uid,
+        let found = if tried_before.contains(&id) {
+            work.find_by_header(drafts_folder, "Message-ID", &draft.message_id)
+                .await?
+                .first()
+                .copied()
+        } else {
+            None
+        };
+        let uid = match found {
+            Some(uid) => uid,
             None => work
                 .append(drafts_folder, &["\\Draft"], &draft.raw)
                 .await?
@@ -359,5 +372,5 @@ pub(crate) async fn place_drafts(
         };
         store.mark_placed(id, uid)?;
     }
-    Ok(unplaced.len())
+    Ok(!tried_before.is_empty())
 }

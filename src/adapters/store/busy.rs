@@ -1,6 +1,6 @@
 //! The rep's busy times, as last read from their calendars.
 
-use super::{Error, begin, parse_timestamp, sql, timestamp};
+use super::{Error, begin, execute, parse_timestamp, sql, timestamp};
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
@@ -15,16 +15,17 @@ impl super::Store {
     ) -> Result<(), Error> {
         let action = "record the rep's busy times";
         let tx = begin(&mut self.conn)?;
-        tx.execute("DELETE FROM busy_times", [])
-            .map_err(sql(action))?;
+        execute(&tx, "DELETE FROM busy_times", []).map_err(sql(action))?;
         for (start, end) in intervals {
-            tx.execute(
+            execute(
+                &tx,
                 "INSERT INTO busy_times (starts_at, ends_at) VALUES (?1, ?2)",
                 params![timestamp(*start), timestamp(*end)],
             )
             .map_err(sql(action))?;
         }
-        tx.execute(
+        execute(
+            &tx,
             "INSERT INTO busy_refresh (id, refreshed_at) VALUES (1, ?1)
              ON CONFLICT (id) DO UPDATE SET refreshed_at = excluded.refreshed_at",
             [timestamp(now)],

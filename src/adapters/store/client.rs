@@ -5,7 +5,7 @@
 //! applies to a draft still pending, so a decision made meanwhile on another path (the CLI) wins.
 
 use super::{
-    ApprovedVia, DraftRecord, Error, Store, begin, draft, record_approval, sql, timestamp,
+    ApprovedVia, DraftRecord, Error, Store, begin, draft, execute, record_approval, sql, timestamp,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::params;
@@ -84,22 +84,22 @@ impl Store {
     ) -> Result<Option<DraftRecord>, Error> {
         let action = || format!("adopt the client's edit of draft {id}");
         let tx = begin(&mut self.conn)?;
-        let changed = tx
-            .execute(
-                "UPDATE drafts SET body = ?3, raw = ?4, message_id = ?5, placed_uid = ?6,
+        let changed = execute(
+            &tx,
+            "UPDATE drafts SET body = ?3, raw = ?4, message_id = ?5, placed_uid = ?6,
                                    version = version + 1, updated_at = ?7
                  WHERE id = ?1 AND status = 'pending' AND message_id = ?2",
-                params![
-                    id,
-                    edit.replaces,
-                    edit.body,
-                    edit.raw,
-                    edit.message_id,
-                    edit.uid,
-                    timestamp(now)
-                ],
-            )
-            .map_err(sql(action()))?;
+            params![
+                id,
+                edit.replaces,
+                edit.body,
+                edit.raw,
+                edit.message_id,
+                edit.uid,
+                timestamp(now)
+            ],
+        )
+        .map_err(sql(action()))?;
         if changed == 0 {
             return Ok(None);
         }
@@ -121,13 +121,13 @@ impl Store {
     ) -> Result<Option<DraftRecord>, Error> {
         let action = || format!("record draft {id} as sent from the rep's client");
         let tx = begin(&mut self.conn)?;
-        let changed = tx
-            .execute(
-                "UPDATE drafts SET status = 'sent', updated_at = ?2
+        let changed = execute(
+            &tx,
+            "UPDATE drafts SET status = 'sent', updated_at = ?2
                  WHERE id = ?1 AND status = 'pending'",
-                params![id, timestamp(now)],
-            )
-            .map_err(sql(action()))?;
+            params![id, timestamp(now)],
+        )
+        .map_err(sql(action()))?;
         if changed == 0 {
             return Ok(None);
         }

@@ -6,12 +6,13 @@
 //! twice), and closed by the rep (`done`) or by the buyer's answer (`cancelled`).
 
 use super::{
-    Error, NewDraft, begin, corrupt, parse_category, parse_timestamp, sql, timestamp, to_json,
+    Error, NewDraft, begin, corrupt, execute, parse_category, parse_timestamp, sql, timestamp,
+    to_json,
 };
 use crate::core::model::{Category, DeadlineKind, Reason};
 use crate::core::reply::ReplyKind;
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// What a reminder is about: the next follow-up in a pushback thread, or an RFP date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -210,7 +211,7 @@ pub enum ReplyEffect {
 
 /// Inserts deadline reminders for message row `message`.
 pub(super) fn insert(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     message: i64,
     reminders: &[NewReminder],
     now: DateTime<Utc>,
@@ -221,7 +222,8 @@ pub(super) fn insert(
         } else {
             ReminderStatus::Confirm
         };
-        tx.execute(
+        execute(
+            tx,
             "INSERT INTO reminders (message, kind, number, status, due_at, deadline_at, about,
                                     created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
@@ -244,7 +246,7 @@ pub(super) fn insert(
 
 /// Records reply `message` in its thread and applies its effect on the pending follow-up.
 pub(super) fn record_reply(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     message: i64,
     reply: &ThreadReply,
     now: DateTime<Utc>,
@@ -254,7 +256,8 @@ pub(super) fn record_reply(
         ReplyKind::OutOfOffice { returns_on } => returns_on.map(|d| d.to_string()),
         _ => None,
     };
-    tx.execute(
+    execute(
+        tx,
         "INSERT INTO replies (message, thread, kind, returns_on, reasons, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -269,7 +272,8 @@ pub(super) fn record_reply(
     .map_err(sql(action()))?;
     match &reply.effect {
         ReplyEffect::Cancel => {
-            tx.execute(
+            execute(
+                tx,
                 "UPDATE reminders SET status = 'cancelled', closed_at = ?2, closed_why = ?3,
                                       revision = revision + 1, updated_at = ?2
                  WHERE message = ?1 AND kind = 'follow_up' AND status IN ('scheduled', 'fired')",
@@ -285,7 +289,8 @@ pub(super) fn record_reply(
             .map_err(sql(action()))?;
         }
         ReplyEffect::Reschedule(due) => {
-            tx.execute(
+            execute(
+                tx,
                 "UPDATE reminders SET due_at = MAX(due_at, ?2), revision = revision + 1,
                                       updated_at = ?3
                  WHERE message = ?1 AND kind = 'follow_up' AND status = 'scheduled'",
@@ -472,14 +477,14 @@ impl super::Store {
         prepared_draft: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        self.conn
-            .execute(
-                "UPDATE reminders SET status = 'fired', fired_at = ?2, prepared_draft = ?3,
+        execute(
+            &self.conn,
+            "UPDATE reminders SET status = 'fired', fired_at = ?2, prepared_draft = ?3,
                                       revision = revision + 1, updated_at = ?2
                  WHERE id = ?1 AND status = 'firing'",
-                params![id, timestamp(now), prepared_draft],
-            )
-            .map_err(sql(format!("record reminder {id} as fired")))?;
+            params![id, timestamp(now), prepared_draft],
+        )
+        .map_err(sql(format!("record reminder {id} as fired")))?;
         Ok(())
     }
 
@@ -658,25 +663,25 @@ impl super::Store {
         about: &str,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        self.conn
-            .execute(
-                "INSERT INTO reminders (message, kind, number, status, due_at, about, after_draft,
+        execute(
+            &self.conn,
+            "INSERT INTO reminders (message, kind, number, status, due_at, about, after_draft,
                                         created_at, updated_at)
                  VALUES (?1, 'follow_up', ?2, 'scheduled', ?3, ?4, ?5, ?6, ?6)
                  ON CONFLICT (message, kind, number) DO NOTHING",
-                params![
-                    candidate.message,
-                    candidate.sent_step + 1,
-                    timestamp(due_at),
-                    about,
-                    candidate.after_draft,
-                    timestamp(now),
-                ],
-            )
-            .map_err(sql(format!(
-                "plan a follow-up in thread {}",
-                candidate.message
-            )))?;
+            params![
+                candidate.message,
+                candidate.sent_step + 1,
+                timestamp(due_at),
+                about,
+                candidate.after_draft,
+                timestamp(now),
+            ],
+        )
+        .map_err(sql(format!(
+            "plan a follow-up in thread {}",
+            candidate.message
+        )))?;
         Ok(())
     }
 
@@ -691,7 +696,8 @@ impl super::Store {
     ) -> Result<i64, Error> {
         let action = || format!("record follow-up {step} in thread {message}");
         let tx = begin(&mut self.conn)?;
-        tx.execute(
+        execute(
+            &tx,
             "INSERT INTO drafts (message, follow_up, in_reply_to, message_id, subject, recipient,
                                  category, body, raw, original, notes, folder_name, created_at,
                                  updated_at, proposed_slots)

@@ -2,7 +2,7 @@
 //! was placed on the server. Progress is written inside the transaction that records the message,
 //! which is what makes "fetch only UIDs above the last one" safe across crashes.
 
-use super::{Error, Store, begin, sql, timestamp};
+use super::{Error, Store, begin, execute, sql, timestamp};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -39,7 +39,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         let tx = begin(&mut self.conn)?;
-        tx.execute(
+        execute(
+            &tx,
             "INSERT INTO sync_state (mailbox, uid_validity, last_uid, updated_at)
              VALUES (?1, ?2, 0, ?3)
              ON CONFLICT (mailbox) DO UPDATE SET uid_validity = ?2, last_uid = 0, updated_at = ?3",
@@ -61,6 +62,46 @@ impl Store {
             .map_err(sql("relax durability for scanning"))
     }
 
+    /// Opens one transaction for a run of scans (a fetched batch): each message is still its own
+    /// savepoint, but the batch shares one commit and one set of written pages. A transaction
+    /// left open by an interrupted batch is committed first: what it holds is whole messages.
+    pub fn begin_batch(&mut self) -> Result<(), Error> {
+        self.commit_batch()?;
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(sql("begin a batch of scans"))
+    }
+
+    /// Commits the batch [`Store::begin_batch`] opened (nothing to do outside one).
+    pub fn commit_batch(&mut self) -> Result<(), Error> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(sql("commit a batch of scans"))
+    }
+
+    /// Marks `drafts` as being appended to the server's Drafts folder, durably even on the
+    /// scanning connection, before any APPEND: a crash then cannot leave a draft on the server
+    /// that the store believes was never tried. Returns those an earlier attempt may already have
+    /// put there, which the caller looks for by Message-ID first.
+    pub fn start_placing(&mut self, drafts: &[i64]) -> Result<Vec<i64>, Error> {
+        let action = "mark drafts as being placed";
+        let synchronous: i64 = self
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .map_err(sql(action))?;
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(sql(action))?;
+        let tried = mark_placing(&mut self.conn, drafts);
+        self.conn
+            .pragma_update(None, "synchronous", synchronous)
+            .map_err(sql(action))?;
+        tried
+    }
+
     /// Drafts recorded but not yet known to be in the server's Drafts folder.
     pub fn unplaced_drafts(&self) -> Result<Vec<i64>, Error> {
         let mut stmt = self
@@ -78,14 +119,33 @@ impl Store {
     /// Remembers where a draft landed in the server's Drafts folder (0 when the server gave no
     /// UID, e.g. without UIDPLUS: placed, position unknown).
     pub fn mark_placed(&mut self, draft_id: i64, uid: u32) -> Result<(), Error> {
-        self.conn
-            .execute(
-                "UPDATE drafts SET placed_uid = ?2 WHERE id = ?1",
-                params![draft_id, uid],
-            )
-            .map_err(sql(format!("record where draft {draft_id} was placed")))?;
+        execute(
+            &self.conn,
+            "UPDATE drafts SET placed_uid = ?2 WHERE id = ?1",
+            params![draft_id, uid],
+        )
+        .map_err(sql(format!("record where draft {draft_id} was placed")))?;
         Ok(())
     }
+}
+
+fn mark_placing(conn: &mut Connection, drafts: &[i64]) -> Result<Vec<i64>, Error> {
+    let action = "mark drafts as being placed";
+    let tx = begin(conn)?;
+    let mut tried = Vec::new();
+    for &id in drafts {
+        let before: Option<bool> = tx
+            .prepare_cached("SELECT placing FROM drafts WHERE id = ?1")
+            .and_then(|mut placing| placing.query_row([id], |r| r.get(0)))
+            .optional()
+            .map_err(sql(action))?;
+        if before == Some(true) {
+            tried.push(id);
+        }
+        execute(&tx, "UPDATE drafts SET placing = 1 WHERE id = ?1", [id]).map_err(sql(action))?;
+    }
+    tx.commit().map_err(sql(action))?;
+    Ok(tried)
 }
 
 /// Moves `mailbox`'s position forward (never back) inside the caller's transaction.
@@ -95,7 +155,8 @@ pub(super) fn advance(
     progress: SyncProgress,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    conn.execute(
+    execute(
+        conn,
         "INSERT INTO sync_state (mailbox, uid_validity, last_uid, updated_at)
          VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (mailbox) DO UPDATE SET
@@ -155,6 +216,60 @@ mod tests {
                 uid_validity: 8,
                 uid: 0
             })
+        );
+    }
+
+    #[test]
+    fn a_batch_commits_once_and_a_failed_message_inside_it_undoes_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let reader = Store::open(dir.path()).unwrap();
+        let scan = super::super::tests::scan;
+        store.begin_batch().unwrap();
+        store
+            .record_scan(&scan("1", "<a@buyer.example>", true), at(0))
+            .unwrap();
+        // A draft under a file name already taken fails inside its savepoint.
+        let mut broken = scan("2", "<b@buyer.example>", true);
+        broken.draft.as_mut().unwrap().folder_name = "pushback-1".into();
+        assert!(store.record_scan(&broken, at(1)).is_err());
+        store
+            .record_scan(&scan("3", "<c@buyer.example>", true), at(2))
+            .unwrap();
+        // Nothing is visible to another connection before the commit.
+        assert!(!reader.is_seen("INBOX", "1").unwrap());
+        store.commit_batch().unwrap();
+        assert!(reader.is_seen("INBOX", "1").unwrap());
+        assert!(!reader.is_seen("INBOX", "2").unwrap());
+        assert!(reader.is_seen("INBOX", "3").unwrap());
+        assert_eq!(reader.unplaced_drafts().unwrap().len(), 2);
+        // A batch an interrupted caller left open is committed by the next one.
+        store.begin_batch().unwrap();
+        store
+            .record_scan(&scan("4", "<d@buyer.example>", false), at(3))
+            .unwrap();
+        store.begin_batch().unwrap();
+        assert!(reader.is_seen("INBOX", "4").unwrap());
+        store.commit_batch().unwrap();
+    }
+
+    #[test]
+    fn only_a_draft_whose_placing_was_started_before_is_looked_for() {
+        let mut store = Store::open_in_memory().unwrap();
+        let scan = super::super::tests::scan;
+        for key in ["1", "2"] {
+            store
+                .record_scan(&scan(key, &format!("<{key}@buyer.example>"), true), at(0))
+                .unwrap();
+        }
+        let unplaced = store.unplaced_drafts().unwrap();
+        assert_eq!(store.start_placing(&unplaced).unwrap(), Vec::<i64>::new());
+        store.mark_placed(unplaced[0], 7).unwrap();
+        // A crash after the first APPEND: the second may be on the server.
+        assert_eq!(store.unplaced_drafts().unwrap(), vec![unplaced[1]]);
+        assert_eq!(
+            store.start_placing(&[unplaced[1]]).unwrap(),
+            vec![unplaced[1]]
         );
     }
 }
