@@ -4,13 +4,18 @@
 //!
 //! - new mail to draft in Drafts under IDLE, against the server's own IDLE push delay seen by a
 //!   minimal client (pushback's `imap::Session::idle` on INBOX) for the same deliveries;
-//! - a backfill of N messages (default 10,000) until the store records the last UID and every
+//!   and against imapfilter (Debian's package, when installed) running a plain copy rule under
+//!   IDLE on the same server, with the IDLE push delay measured again beside it;
+//! - start to READY=1 (systemd's notify protocol, IMAP login included), against the same process
+//!   start plus a minimal client's login and SELECT; the idle daemon's RSS after READY, against
+//!   imapfilter's while it IDLEs;
+//! - a backfill of N messages (10,000 and 100,000) until the store records the last UID and every
 //!   draft is placed, against a minimal client fetching the same bytes with pushback's own
-//!   `imap::Session::fetch_heads`; peak and idle RSS of the daemon, against the daemon's own
-//!   figures in the IDLE run (50 messages).
+//!   `imap::Session::fetch_heads`; the daemon's peak RSS during it.
 //!
-//! `cargo bench --bench imap`; `PUSHBACK_BENCH_BACKFILL=N` changes the backfill size,
-//! `PUSHBACK_BENCH_SAMPLES=N` the number of IDLE samples. Needs root and Dovecot, like the tests.
+//! `cargo bench --bench imap`; `PUSHBACK_BENCH_BACKFILL=N[,N...]` changes the backfill sizes,
+//! `PUSHBACK_BENCH_SAMPLES=N` the number of IDLE samples (200). Needs root and Dovecot, like the
+//! tests.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -23,7 +28,7 @@ use pushback::config::{Config, MailboxAccess};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::MailServers;
-use support::pushback::{spawn_daemon, stop, write_config};
+use support::pushback::{pushback_command, spawn_daemon, stop, write_config};
 
 fn main() {
     // `cargo test --all-targets` runs a harness-less bench without `--bench`: do nothing then.
@@ -31,23 +36,37 @@ fn main() {
         eprintln!("imap bench: run with `cargo bench --bench imap`");
         return;
     }
-    let samples = env_usize("PUSHBACK_BENCH_SAMPLES", 50);
-    let backfill = env_usize("PUSHBACK_BENCH_BACKFILL", 10_000);
+    let samples = env_usize("PUSHBACK_BENCH_SAMPLES", 200);
+    let backfills: Vec<usize> = std::env::var("PUSHBACK_BENCH_BACKFILL")
+        .unwrap_or_else(|_| "10000,100000".into())
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("PUSHBACK_BENCH_BACKFILL: sizes like 10000,100000")
+        })
+        .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
 
-    let idle = {
+    let (startup, idle, peer) = {
         let servers = MailServers::start();
-        idle_latency(&runtime, &servers, samples)
+        let startup = start_to_ready(&runtime, &servers);
+        let idle = idle_latency(&runtime, &servers, samples);
+        let peer = imapfilter_latency(&runtime, &servers, samples);
+        (startup, idle, peer)
     };
-    let fill = {
-        let servers = MailServers::start();
-        backfill_run(&runtime, &servers, backfill)
-    };
-    report(&idle, &fill);
+    let fills: Vec<BackfillFigures> = backfills
+        .iter()
+        .map(|&messages| {
+            let servers = MailServers::start();
+            backfill_run(&runtime, &servers, messages)
+        })
+        .collect();
+    report(&startup, &idle, peer.as_ref(), &fills);
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -131,8 +150,7 @@ struct IdleFigures {
     rss_kib: u64,
 }
 
-/// New mail to draft: for each delivery, when a minimal IDLE client on INBOX hears of it (the
-/// floor) and when the draft shows up in Drafts (an observer re-EXAMINEs Drafts every 5 ms).
+/// New mail to draft under IDLE: `samples` deliveries to the running daemon.
 fn idle_latency(
     runtime: &tokio::runtime::Runtime,
     servers: &MailServers,
@@ -140,7 +158,6 @@ fn idle_latency(
 ) -> IdleFigures {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(servers, dir.path());
-    let settings = settings(&config);
     let log = dir.path().join("daemon.log");
     let mut daemon = spawn_daemon(&config, &log, true);
     wait_until("the watcher to connect", Duration::from_secs(30), || {
@@ -148,35 +165,124 @@ fn idle_latency(
             .unwrap_or_default()
             .contains("imap watcher connected")
     });
+    let (floor_ms, pushback_ms) =
+        push_latency(runtime, servers, &settings(&config), samples, "Drafts");
+    let (peak_kib, rss_kib) = memory_kib(daemon.id());
+    stop(&mut daemon);
+    IdleFigures {
+        floor_ms,
+        pushback_ms,
+        peak_kib,
+        rss_kib,
+    }
+}
 
+struct PeerFigures {
+    floor_ms: Vec<f64>,
+    imapfilter_ms: Vec<f64>,
+    idle_rss_kib: u64,
+}
+
+/// The same deliveries to imapfilter running a plain copy rule (INBOX's unseen mail copied to
+/// `Filtered`, then marked seen) in its IDLE loop; `None` when imapfilter is not installed.
+fn imapfilter_latency(
+    runtime: &tokio::runtime::Runtime,
+    servers: &MailServers,
+    samples: usize,
+) -> Option<PeerFigures> {
+    let dir = tempfile::tempdir().unwrap();
+    let (user, password) = servers.user();
+    let rules = dir.path().join("config.lua");
+    std::fs::write(
+        &rules,
+        format!(
+            "options.timeout = 120\noptions.create = true\noptions.info = false\n\
+             options.starttls = false\n\
+             local account = IMAP {{ server = '{host}', port = {port}, username = '{user}', \
+             password = '{password}' }}\n\
+             while true do\n\
+               local unseen = account.INBOX:is_unseen()\n\
+               unseen:copy_messages(account['Filtered'])\n\
+               unseen:mark_seen()\n\
+               account.INBOX:enter_idle()\n\
+             end\n",
+            host = servers.host(),
+            port = servers.imap_port(),
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("imapfilter.log")).unwrap();
+    let mut peer = match std::process::Command::new("imapfilter")
+        .arg("-c")
+        .arg(&rules)
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(error) => {
+            eprintln!("imap bench: imapfilter not run ({error}); `apt-get install imapfilter`");
+            return None;
+        }
+    };
+    let settings = settings(&write_config(servers, dir.path()));
+    // Up and idling: it has created the folder and copied what was there.
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_rss_kib = memory_kib(peer.id()).1;
+    let (floor_ms, imapfilter_ms) = push_latency(runtime, servers, &settings, samples, "Filtered");
+    let _ = peer.kill();
+    let _ = peer.wait();
+    Some(PeerFigures {
+        floor_ms,
+        imapfilter_ms,
+        idle_rss_kib,
+    })
+}
+
+/// For each delivery (after two to warm up): when a minimal IDLE client on INBOX hears of it
+/// (the floor) and when `folder` holds one message more (an observer re-EXAMINEs it every 5 ms).
+fn push_latency(
+    runtime: &tokio::runtime::Runtime,
+    servers: &MailServers,
+    settings: &ImapSettings,
+    samples: usize,
+    folder: &str,
+) -> (Vec<f64>, Vec<f64>) {
     // The floor: a minimal client IDLEs on INBOX and stamps each notification.
     let (armed_tx, armed_rx) = std::sync::mpsc::channel::<()>();
     let (heard_tx, heard_rx) = std::sync::mpsc::channel::<Instant>();
-    let floor_settings = settings.clone();
-    runtime.spawn(async move {
-        let mut session = Session::connect(&floor_settings).await.unwrap();
-        loop {
-            // Selecting again clears news already seen, so each IDLE waits for the next one.
-            session.select("INBOX").await.unwrap();
-            armed_tx.send(()).ok();
-            // The harness stops the server at the end of the run: then this observer ends.
-            let Ok((back, outcome)) = session
-                .idle(Duration::from_secs(600), std::future::pending())
-                .await
-            else {
-                return;
-            };
-            if matches!(outcome, IdleOutcome::NewData) {
-                heard_tx.send(Instant::now()).ok();
+    let done = std::sync::Arc::new(tokio::sync::Notify::new());
+    let floor = runtime.spawn({
+        let (settings, done) = (settings.clone(), done.clone());
+        async move {
+            let mut session = Session::connect(&settings).await.unwrap();
+            loop {
+                // Selecting again clears news already seen, so each IDLE waits for the next one.
+                session.select("INBOX").await.unwrap();
+                armed_tx.send(()).ok();
+                let (back, outcome) = session
+                    .idle(Duration::from_secs(600), done.notified())
+                    .await
+                    .unwrap();
+                match outcome {
+                    IdleOutcome::NewData => heard_tx.send(Instant::now()).ok(),
+                    IdleOutcome::Shutdown => return,
+                    IdleOutcome::Timeout => None,
+                };
+                session = back;
             }
-            session = back;
         }
     });
-    let mut observer = runtime.block_on(Session::connect(&settings)).unwrap();
+    let mut observer = runtime.block_on(Session::connect(settings)).unwrap();
+    let before = runtime
+        .block_on(observer.select(folder))
+        .map_or(0, |f| f.exists) as usize;
 
     let warmup = 2;
     let mut floor_ms = Vec::new();
-    let mut pushback_ms = Vec::new();
+    let mut landed_ms = Vec::new();
     let padding = padding();
     for n in 0..samples + warmup {
         armed_rx.recv_timeout(Duration::from_secs(30)).unwrap();
@@ -186,8 +292,14 @@ fn idle_latency(
         let delivered = Instant::now();
         let landed = runtime.block_on(async {
             loop {
-                let drafts = observer.select("Drafts").await.unwrap();
-                if drafts.exists as usize > n {
+                assert!(
+                    delivered.elapsed() < Duration::from_secs(30),
+                    "nothing landed in {folder} within 30 s"
+                );
+                // The folder may not exist until the first message lands in it.
+                if let Ok(state) = observer.select(folder).await
+                    && state.exists as usize > before + n
+                {
                     return Instant::now();
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -196,16 +308,82 @@ fn idle_latency(
         let heard = heard_rx.recv_timeout(Duration::from_secs(30)).unwrap();
         if n >= warmup {
             floor_ms.push(heard.saturating_duration_since(delivered).as_secs_f64() * 1e3);
-            pushback_ms.push(landed.saturating_duration_since(delivered).as_secs_f64() * 1e3);
+            landed_ms.push(landed.saturating_duration_since(delivered).as_secs_f64() * 1e3);
         }
     }
-    let (peak_kib, rss_kib) = memory_kib(daemon.id());
-    stop(&mut daemon);
-    IdleFigures {
+    armed_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    done.notify_waiters();
+    runtime.block_on(floor).unwrap();
+    (floor_ms, landed_ms)
+}
+
+struct StartupFigures {
+    ready_ms: Vec<f64>,
+    floor_ms: Vec<f64>,
+    idle_rss_kib: u64,
+}
+
+/// Start to READY=1 over `STARTS` starts of `pushback run` with NOTIFY_SOCKET set, an empty
+/// inbox and the state kept between starts (as after a reboot); the floor is the same binary's
+/// `--version` plus a minimal client's login and SELECT INBOX. The idle RSS is read 5 s after
+/// the last READY.
+fn start_to_ready(runtime: &tokio::runtime::Runtime, servers: &MailServers) -> StartupFigures {
+    const STARTS: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(servers, dir.path());
+    let settings = settings(&config);
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut ready_ms = Vec::new();
+    let mut floor_ms = Vec::new();
+    let mut idle_rss_kib = 0;
+    for start in 0..=STARTS {
+        let began = Instant::now();
+        let mut daemon = pushback_command(&config, &log, &["run"])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .spawn()
+            .unwrap();
+        let mut datagram = [0u8; 4096];
+        loop {
+            let n = socket.recv(&mut datagram).expect("READY=1 within 30 s");
+            if String::from_utf8_lossy(&datagram[..n])
+                .lines()
+                .any(|l| l == "READY=1")
+            {
+                break;
+            }
+        }
+        let ready = began.elapsed().as_secs_f64() * 1e3;
+        if start == STARTS {
+            std::thread::sleep(Duration::from_secs(5));
+            idle_rss_kib = memory_kib(daemon.id()).1;
+        }
+        stop(&mut daemon);
+        // The first start creates the state database: a one-off.
+        if start > 0 {
+            ready_ms.push(ready);
+            let began = Instant::now();
+            let version = std::process::Command::new(env!("CARGO_BIN_EXE_pushback"))
+                .arg("--version")
+                .output()
+                .unwrap();
+            assert!(version.status.success());
+            runtime.block_on(async {
+                let mut session = Session::connect(&settings).await.unwrap();
+                session.select("INBOX").await.unwrap();
+                session.logout().await.ok();
+            });
+            floor_ms.push(began.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    StartupFigures {
+        ready_ms,
         floor_ms,
-        pushback_ms,
-        peak_kib,
-        rss_kib,
+        idle_rss_kib,
     }
 }
 
@@ -338,19 +516,25 @@ fn median(sorted: &[f64]) -> f64 {
     }
 }
 
-fn report(idle: &IdleFigures, fill: &BackfillFigures) {
-    let mut floor = idle.floor_ms.clone();
-    let mut ours = idle.pushback_ms.clone();
-    floor.sort_by(f64::total_cmp);
-    ours.sort_by(f64::total_cmp);
-    let (fm, fp) = (median(&floor), percentile(&floor, 95.0));
-    let (pm, pp) = (median(&ours), percentile(&ours, 95.0));
-    let baseline = fill
-        .baseline_s
-        .iter()
-        .copied()
-        .fold(f64::INFINITY, f64::min);
-    let mib = |kib: u64| kib as f64 / 1024.0;
+/// Median and p95 of `samples`.
+fn spread(samples: &[f64]) -> (f64, f64) {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    (median(&sorted), percentile(&sorted, 95.0))
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn report(
+    startup: &StartupFigures,
+    idle: &IdleFigures,
+    peer: Option<&PeerFigures>,
+    fills: &[BackfillFigures],
+) {
+    let (fm, fp) = spread(&idle.floor_ms);
+    let (pm, pp) = spread(&idle.pushback_ms);
     println!(
         "## IMAP benchmarks ({})",
         Utc::now().format("%Y-%m-%d %H:%M UTC")
@@ -360,7 +544,7 @@ fn report(idle: &IdleFigures, fill: &BackfillFigures) {
     println!("|---|---|---|---|");
     println!(
         "| new mail -> draft in Drafts, median of {} (ms) | {pm:.0} | {fm:.0} (IDLE push to a minimal client) | {:.2} |",
-        ours.len(),
+        idle.pushback_ms.len(),
         pm / fm
     );
     println!(
@@ -371,52 +555,97 @@ fn report(idle: &IdleFigures, fill: &BackfillFigures) {
         "| new mail -> draft, median minus the IDLE floor (ms) | {:.0} | | |",
         pm - fm
     );
+    if let Some(peer) = peer {
+        let (qm, qp) = spread(&peer.imapfilter_ms);
+        let (gm, gp) = spread(&peer.floor_ms);
+        println!(
+            "| imapfilter copy rule under IDLE, median / p95 (ms) | {pm:.0} / {pp:.0} (pushback, above) | {qm:.0} / {qp:.0} (imapfilter; its IDLE floor {gm:.0} / {gp:.0}) | {:.2} / {:.2} |",
+            pm / qm,
+            pp / qp
+        );
+    }
+    let (rm, rp) = spread(&startup.ready_ms);
+    let (sm, _) = spread(&startup.floor_ms);
     println!(
-        "| backfill {} msgs ({} RFPs), until last UID recorded (s) | {:.2} | {:.2} (fetch_heads of the same {:.1} MiB; runs: {}) | {:.2} |",
-        fill.messages,
-        fill.drafts,
-        fill.scanned_s,
-        baseline,
-        fill.bytes as f64 / (1024.0 * 1024.0),
-        fill.baseline_s
-            .iter()
-            .map(|s| format!("{s:.2}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        fill.scanned_s / baseline
+        "| start -> READY=1, median / p95 of {} (ms) | {rm:.0} / {rp:.0} | {sm:.0} (`--version` + login + SELECT) | {:.2} |",
+        startup.ready_ms.len(),
+        rm / sm
     );
+    match peer {
+        Some(peer) => println!(
+            "| idle daemon RSS 5 s after READY, VmRSS (MiB) | {:.1} | {:.1} (imapfilter idling) | {:.2} |",
+            mib(startup.idle_rss_kib),
+            mib(peer.idle_rss_kib),
+            startup.idle_rss_kib as f64 / peer.idle_rss_kib as f64
+        ),
+        None => println!(
+            "| idle daemon RSS 5 s after READY, VmRSS (MiB) | {:.1} | | |",
+            mib(startup.idle_rss_kib)
+        ),
+    }
     println!(
-        "| backfill, until every draft placed in Drafts (s) | {:.2} | {:.2} | {:.2} |",
-        fill.placed_s,
-        baseline,
-        fill.placed_s / baseline
-    );
-    println!(
-        "| backfill throughput (msg/s) | {:.0} | {:.0} | {:.2} |",
-        fill.messages as f64 / fill.placed_s,
-        fill.messages as f64 / baseline,
-        baseline / fill.placed_s
-    );
-    println!(
-        "| daemon peak RSS, VmHWM (MiB) | {:.1} (backfill) | {:.1} (IDLE run, {} msgs) | {:.2} |",
-        mib(fill.peak_kib),
-        mib(idle.peak_kib),
-        ours.len() + 2,
-        fill.peak_kib as f64 / idle.peak_kib as f64
-    );
-    println!(
-        "| daemon RSS idle after, VmRSS (MiB) | {:.1} (after backfill) | {:.1} (after IDLE run) | {:.2} |",
-        mib(fill.idle_rss_kib),
+        "| daemon RSS after the IDLE run, VmRSS / VmHWM (MiB) | {:.1} / {:.1} | | |",
         mib(idle.rss_kib),
-        fill.idle_rss_kib as f64 / idle.rss_kib as f64
+        mib(idle.peak_kib)
     );
+    for fill in fills {
+        let baseline = fill
+            .baseline_s
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "| backfill {} msgs ({} RFPs), until last UID recorded (s) | {:.2} | {:.2} (fetch_heads of the same {:.1} MiB; runs: {}) | {:.2} |",
+            fill.messages,
+            fill.drafts,
+            fill.scanned_s,
+            baseline,
+            fill.bytes as f64 / (1024.0 * 1024.0),
+            fill.baseline_s
+                .iter()
+                .map(|s| format!("{s:.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            fill.scanned_s / baseline
+        );
+        println!(
+            "| backfill {} msgs, until every draft placed in Drafts (s) | {:.2} | {:.2} | {:.2} |",
+            fill.messages,
+            fill.placed_s,
+            baseline,
+            fill.placed_s / baseline
+        );
+        println!(
+            "| backfill {} msgs, daemon peak RSS, VmHWM (MiB) | {:.1} | {:.1} (IDLE run, {} msgs) | {:.2} |",
+            fill.messages,
+            mib(fill.peak_kib),
+            mib(idle.peak_kib),
+            idle.pushback_ms.len() + 2,
+            fill.peak_kib as f64 / idle.peak_kib as f64
+        );
+    }
     println!();
-    println!(
-        "seeding {} messages with deliver_many took {:.1} s",
-        fill.messages, fill.seed_s
-    );
+    for fill in fills {
+        println!(
+            "seeding {} messages with deliver_many took {:.1} s; RSS 3 s after the backfill {:.1} MiB",
+            fill.messages,
+            fill.seed_s,
+            mib(fill.idle_rss_kib)
+        );
+    }
     println!("IDLE floor samples (ms): {:?}", rounded(&idle.floor_ms));
     println!("pushback samples (ms): {:?}", rounded(&idle.pushback_ms));
+    if let Some(peer) = peer {
+        println!(
+            "imapfilter samples (ms): {:?}",
+            rounded(&peer.imapfilter_ms)
+        );
+    }
+    println!(
+        "start -> READY samples (ms): {:?}; floor: {:?}",
+        rounded(&startup.ready_ms),
+        rounded(&startup.floor_ms)
+    );
 }
 
 fn rounded(v: &[f64]) -> Vec<i64> {

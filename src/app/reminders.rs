@@ -82,6 +82,16 @@ impl ReminderDesk {
     pub fn open(config: &Config) -> Result<ReminderDesk> {
         let store = Store::open(&config.state_dir)?;
         let pipeline = Arc::new(crate::app::trained_pipeline(config, &store)?);
+        ReminderDesk::with_pipeline(config, store, pipeline)
+    }
+
+    /// With the service's own pipeline: compiling a second one would double the classifier's
+    /// memory and the time to READY.
+    fn with_pipeline(
+        config: &Config,
+        store: Store,
+        pipeline: Arc<Pipeline>,
+    ) -> Result<ReminderDesk> {
         let mailroom = match &config.mailbox.access {
             MailboxAccess::Maildir { path } => {
                 Mailroom::Maildir(crate::app::open_maildir(path, config)?)
@@ -517,7 +527,8 @@ pub async fn run(
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let mut desk = ReminderDesk::open(&config)?;
+    let first = pipeline.borrow().clone();
+    let mut desk = ReminderDesk::with_pipeline(&config, Store::open(&config.state_dir)?, first)?;
     loop {
         desk.pipeline = pipeline.borrow().clone();
         let now = clock.now();
