@@ -156,17 +156,27 @@ fn hostile() -> Vec<(&'static str, String, Vec<u8>)> {
 }
 
 /// Each hostile message followed by an ordinary RFP, numbered from 100.
-fn inbox() -> (Vec<Vec<u8>>, Vec<(&'static str, String)>, Vec<String>) {
-    let mut raws = Vec::new();
-    let mut hostile_ids = Vec::new();
-    let mut good = Vec::new();
+struct Inbox {
+    raws: Vec<Vec<u8>>,
+    /// The hostile messages' names and Message-IDs, in order.
+    hostile: Vec<(&'static str, String)>,
+    /// The ordinary RFPs' Message-IDs.
+    good: Vec<String>,
+}
+
+fn inbox() -> Inbox {
+    let mut inbox = Inbox {
+        raws: Vec::new(),
+        hostile: Vec::new(),
+        good: Vec::new(),
+    };
     for (n, (name, id, raw)) in (100..).zip(hostile()) {
-        raws.push(raw);
-        hostile_ids.push((name, id));
-        raws.push(rfp(n));
-        good.push(original_id(n));
+        inbox.raws.push(raw);
+        inbox.hostile.push((name, id));
+        inbox.raws.push(rfp(n));
+        inbox.good.push(original_id(n));
     }
-    (raws, hostile_ids, good)
+    inbox
 }
 
 fn bare(id: &str) -> String {
@@ -180,7 +190,11 @@ fn hostile_messages_through_the_daemon_are_each_handled_and_none_is_lost() {
     let config = write_config_with(&servers, dir.path(), "", "");
     let state = dir.path().join("state");
     let log = dir.path().join("daemon.log");
-    let (raws, hostile_ids, good) = inbox();
+    let Inbox {
+        raws,
+        hostile: hostile_ids,
+        good,
+    } = inbox();
     servers.deliver_many(&raws);
     let last = servers.folder("INBOX").last().unwrap().uid;
 
@@ -262,7 +276,7 @@ fn hostile_messages_through_the_daemon_are_each_handled_and_none_is_lost() {
     let in_drafts = servers.folder("Drafts").len();
     assert_eq!(in_drafts, drafts.len(), "every draft in Drafts, once");
     // No one to reply to: recorded with the reason, and the rest went on.
-    assert!(by_original.get(&hostile_ids[8].1).is_none());
+    assert!(!by_original.contains_key(&hostile_ids[8].1));
     assert!(text.contains("neither From nor Reply-To"), "{text}");
 }
 
@@ -271,7 +285,7 @@ fn hostile_messages_in_a_maildir_are_each_reported_and_none_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Mail");
     pushback::adapters::maildir::Maildir::create(&maildir).unwrap();
-    let (raws, _, good) = inbox();
+    let Inbox { raws, good, .. } = inbox();
     for (n, raw) in raws.iter().enumerate() {
         std::fs::write(
             maildir
