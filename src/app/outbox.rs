@@ -233,6 +233,15 @@ pub async fn recover_in_flight(
     for item in store.in_flight()? {
         if folder.holds_message_id(&item.message_id).await? {
             store.mark_sent(item.draft_id, now)?;
+            match folder
+                .remove_draft(&item.folder_name, &item.message_id)
+                .await
+            {
+                Ok(()) => store.mark_removed(item.draft_id)?,
+                Err(error) => {
+                    tracing::warn!(draft = item.draft_id, "cannot remove the draft: {error:#}")
+                }
+            }
             recovery.sent.push(item.draft_id);
         } else {
             tracing::warn!(

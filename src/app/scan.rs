@@ -96,29 +96,30 @@ pub fn process(
         Some(id) => store.drafted_with_message_id(mailbox, id)?,
         None => None,
     };
-    // A copy (the same message under another key) adds nothing. A different message reusing a
-    // drafted Message-ID keeps its own deadlines, but a second reply threaded on that id would be
-    // taken for the first draft's edit and its answers could not be told apart: the rep is told
-    // to answer it by hand.
-    let copy = drafted.as_ref().is_some_and(|earlier| {
-        let sender = analysis.mail.from.as_ref().map(|a| a.email.as_str());
-        earlier.sender.as_deref() == sender && earlier.date == analysis.mail.date
-    });
-    if let Some(earlier) = drafted
-        .as_ref()
-        .filter(|_| !copy && analysis.is_procurement())
-    {
-        tracing::warn!(
-            mailbox,
-            key,
-            subject = %analysis.mail.subject,
-            "not drafting: this message reuses the Message-ID of a different message already \
-             drafted as draft {}; its deadlines are kept, answer it from your mail client",
-            earlier.draft_id
-        );
-    }
-    let (draft, reminders) = match (analysis.is_procurement(), &drafted) {
+    let (draft, reminders) = match (analysis.is_procurement(), drafted) {
         (false, _) => (None, Vec::new()),
+        // A copy (the same message under another key) adds nothing.
+        (true, Some(earlier))
+            if earlier.sender.as_deref()
+                == analysis.mail.from.as_ref().map(|a| a.email.as_str())
+                && earlier.date == analysis.mail.date =>
+        {
+            (None, Vec::new())
+        }
+        // A different message reusing a drafted Message-ID keeps its own deadlines, but a second
+        // reply threaded on that id would pass for an edit of the first draft and its answers
+        // could not be told apart: the rep answers it by hand.
+        (true, Some(earlier)) => {
+            tracing::warn!(
+                mailbox,
+                key,
+                subject = %analysis.mail.subject,
+                "not drafting: this message reuses the Message-ID of a different message already \
+                 drafted as draft {}; its deadlines are kept, answer it from your mail client",
+                earlier.draft_id
+            );
+            (None, followups::deadline_reminders(&analysis, keeping, now))
+        }
         (true, None) => {
             let reminders = followups::deadline_reminders(&analysis, keeping, now);
             match new_draft(store, pipeline, keeping, &analysis, key, raw, now) {
@@ -139,8 +140,6 @@ pub fn process(
                 Err(error) => return Err(error),
             }
         }
-        (true, Some(_)) if copy => (None, Vec::new()),
-        (true, Some(_)) => (None, followups::deadline_reminders(&analysis, keeping, now)),
     };
     let scanned = ScannedMessage {
         reminders,
