@@ -45,6 +45,11 @@ pub const IDLE_MINUTES_RANGE: RangeInclusive<u32> = 1..=20;
 /// `[mailbox] poll-seconds`: for servers without IDLE.
 pub const DEFAULT_POLL_SECONDS: u32 = 120;
 pub const POLL_SECONDS_RANGE: RangeInclusive<u32> = 10..=86400;
+/// `[mailbox] reconnect-max-seconds`: the longest wait between reconnection attempts (the
+/// backoff doubles from a second up to it). Short gets back sooner after an outage; long spares
+/// a server that is struggling.
+pub const DEFAULT_RECONNECT_MAX_SECONDS: u32 = 300;
+pub const RECONNECT_MAX_SECONDS_RANGE: RangeInclusive<u32> = 1..=3600;
 /// `[follow-up] at` and `[reminders] at`: 09:00 Monday to Friday in the rep's zone.
 pub const DEFAULT_SCHEDULE: &str = "0 9 * * 1-5";
 /// `[follow-up] after-business-days`: how long the buyer gets to answer before we follow up.
@@ -305,6 +310,8 @@ pub struct ImapSync {
     pub idle_timeout: Duration,
     /// The polling interval for servers without IDLE.
     pub poll_interval: Duration,
+    /// The longest wait between reconnection attempts.
+    pub reconnect_max: Duration,
 }
 
 impl Default for ImapSync {
@@ -314,6 +321,7 @@ impl Default for ImapSync {
             fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES,
             idle_timeout: Duration::from_secs(u64::from(DEFAULT_IDLE_MINUTES) * 60),
             poll_interval: Duration::from_secs(u64::from(DEFAULT_POLL_SECONDS)),
+            reconnect_max: Duration::from_secs(u64::from(DEFAULT_RECONNECT_MAX_SECONDS)),
         }
     }
 }
@@ -636,11 +644,13 @@ impl fmt::Display for Config {
                 writeln!(
                     f,
                     "imap sync:        backfill {} days, fetch up to {} bytes per message, \
-                     IDLE renewed every {} min, poll every {} s without IDLE",
+                     IDLE renewed every {} min, poll every {} s without IDLE, reconnect \
+                     within {} s",
                     sync.backfill_days,
                     sync.fetch_max_bytes,
                     sync.idle_timeout.as_secs() / 60,
-                    sync.poll_interval.as_secs()
+                    sync.poll_interval.as_secs(),
+                    sync.reconnect_max.as_secs()
                 )?;
             }
         }
@@ -915,6 +925,7 @@ struct RawMailbox {
     fetch_max_bytes: Option<Spanned<u32>>,
     idle_minutes: Option<Spanned<u32>>,
     poll_seconds: Option<Spanned<u32>>,
+    reconnect_max_seconds: Option<Spanned<u32>>,
     drafts_folder: Option<Spanned<String>>,
     sent_folder: Option<Spanned<String>>,
 }
@@ -1309,6 +1320,10 @@ impl Parser<'_> {
             ),
             ("idle-minutes", raw.idle_minutes.as_ref().map(Spanned::span)),
             ("poll-seconds", raw.poll_seconds.as_ref().map(Spanned::span)),
+            (
+                "reconnect-max-seconds",
+                raw.reconnect_max_seconds.as_ref().map(Spanned::span),
+            ),
         ];
         let (access, sync) = match *raw.kind.get_ref() {
             MailboxKind::Maildir => {
@@ -1376,11 +1391,20 @@ impl Parser<'_> {
                     "seconds",
                     "",
                 )?;
+                let reconnect_max_seconds = self.bounded(
+                    raw.reconnect_max_seconds,
+                    "[mailbox] reconnect-max-seconds",
+                    RECONNECT_MAX_SECONDS_RANGE,
+                    DEFAULT_RECONNECT_MAX_SECONDS,
+                    "seconds",
+                    "",
+                )?;
                 let sync = ImapSync {
                     backfill_days,
                     fetch_max_bytes,
                     idle_timeout: Duration::from_secs(u64::from(idle_minutes) * 60),
                     poll_interval: Duration::from_secs(u64::from(poll_seconds)),
+                    reconnect_max: Duration::from_secs(u64::from(reconnect_max_seconds)),
                 };
                 (MailboxAccess::Imap(server), sync)
             }
@@ -2610,7 +2634,7 @@ timezone = "Europe/London"
     fn imap_sync_keys_resolve_and_have_ranges() {
         let text = with_mailbox(&format!(
             "{IMAP}\npassword-env = \"P\"\nbackfill-days = 0\nfetch-max-bytes = 4096\n\
-             idle-minutes = 1\npoll-seconds = 86400"
+             idle-minutes = 1\npoll-seconds = 86400\nreconnect-max-seconds = 5"
         ));
         let config = parse(&text).unwrap();
         assert_eq!(
@@ -2620,6 +2644,7 @@ timezone = "Europe/London"
                 fetch_max_bytes: 4096,
                 idle_timeout: Duration::from_secs(60),
                 poll_interval: Duration::from_secs(86400),
+                reconnect_max: Duration::from_secs(5),
             }
         );
         for (setting, refusal) in [

@@ -331,7 +331,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 DraftsCommand::Resend { id } => {
                     approval::resend(&config, &mut store, id, now)? + "\n"
                 }
-                DraftsCommand::MarkSent { id } => approval::mark_sent(&mut store, id, now)? + "\n",
+                DraftsCommand::MarkSent { id } => {
+                    approval::mark_sent(&config, &mut store, id, now)? + "\n"
+                }
                 DraftsCommand::Reject {
                     id,
                     not_procurement,
@@ -458,8 +460,15 @@ fn scan_summary(report: &scan::ScanReport) -> String {
             finding.subject
         ));
     }
-    for skipped in report.skipped.iter().chain(&report.deferred) {
+    for skipped in &report.skipped {
         out.push_str(&format!("  skipped {}: {}\n", skipped.key, skipped.reason));
+    }
+    // Not skipped: tried again on the next scan.
+    for deferred in &report.deferred {
+        out.push_str(&format!(
+            "  deferred {}: {}\n",
+            deferred.key, deferred.reason
+        ));
     }
     out
 }

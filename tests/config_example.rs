@@ -147,6 +147,10 @@ fn the_examples_commented_defaults_are_the_real_defaults() {
         mailbox("poll-seconds"),
         sync.poll_interval.as_secs().to_string()
     );
+    assert_eq!(
+        mailbox("reconnect-max-seconds"),
+        sync.reconnect_max.as_secs().to_string()
+    );
     assert_eq!(mailbox("accept-invalid-certs"), "false");
     assert_eq!(example_value("smtp", "accept-invalid-certs"), "false");
     assert_eq!(

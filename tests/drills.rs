@@ -13,13 +13,13 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 use support::MailServers;
-use support::pushback::{Login, config_text, spawn_daemon, stop, wait_logged};
+use support::pushback::{Login, config_text, kill_9, ordinary, spawn_daemon, stop, wait_logged};
 
 fn rfp(n: u32) -> Vec<u8> {
     format!(
@@ -36,23 +36,6 @@ fn rfp(n: u32) -> Vec<u8> {
     .into_bytes()
 }
 
-fn ordinary(n: u32) -> Vec<u8> {
-    let (subject, body) = match n % 3 {
-        0 => ("Lunch?", "Ramen on Thursday?"),
-        1 => (
-            "Weekly product newsletter",
-            "Five things we shipped this week.",
-        ),
-        _ => ("Re: slides for Tuesday", "Looks good, one typo on slide 4."),
-    };
-    format!(
-        "From: Sam <sam@northwind.example>\r\nTo: alice@northwind.example\r\n\
-         Subject: {subject}\r\nDate: Mon, 22 Feb 2027 10:00:00 -0500\r\n\
-         Message-ID: <drill-note-{n}@northwind.example>\r\n\r\n{body}\r\n"
-    )
-    .into_bytes()
-}
-
 /// A config for alice on the harness servers; `smtp_port` lets a drill route sends through a
 /// relay that holds them.
 fn write_config(servers: &MailServers, dir: &Path, smtp_port: u16) -> PathBuf {
@@ -65,13 +48,6 @@ fn write_config(servers: &MailServers, dir: &Path, smtp_port: u16) -> PathBuf {
     let path = dir.join("config.toml");
     std::fs::write(&path, config_text(servers, dir, login)).unwrap();
     path
-}
-
-/// SIGKILL: no signal handler, no shutdown path, no flush.
-fn kill_9(child: &mut Child) {
-    child.kill().expect("cannot SIGKILL the daemon");
-    let status = child.wait().unwrap();
-    assert!(!status.success(), "the daemon was killed, not stopped");
 }
 
 fn in_reply_to(raw: &[u8]) -> String {

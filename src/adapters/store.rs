@@ -49,13 +49,18 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Error {
     #[error("cannot create state directory {path}: {cause}")]
     CreateDir { path: PathBuf, cause: io::Error },
-    #[error("cannot lock {path} to bring the state database up to date: {cause}")]
+    #[error("cannot lock {path}: {cause}")]
     Lock { path: PathBuf, cause: io::Error },
     #[error("cannot open state database {path}: {cause}")]
     Open {
         path: PathBuf,
         cause: rusqlite::Error,
     },
+    #[error(
+        "cannot open state database {path}: the disk holding it is full; free some space there, \
+         then run pushback again (nothing was changed)"
+    )]
+    DiskFull { path: PathBuf },
     #[error("cannot migrate state database {path}: {cause}")]
     Migrate {
         path: PathBuf,
@@ -261,6 +266,14 @@ pub enum RecordOutcome {
     DuplicateMessageId { draft_id: i64 },
 }
 
+/// A message that has a draft, as `drafted_with_message_id` finds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DraftedMessage {
+    pub draft_id: i64,
+    pub sender: Option<String>,
+    pub date: Option<DateTime<FixedOffset>>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DraftRecord {
     pub id: i64,
@@ -358,6 +371,15 @@ impl Store {
     /// Opens (creating as needed, directory mode 0700) `<state_dir>/pushback.sqlite3` and brings
     /// its schema up to date.
     pub fn open(state_dir: &Path) -> Result<Store, Error> {
+        // SQLite reports a full disk at open (no room for its -wal and -shm files) as a bare
+        // "disk I/O error": say what it is.
+        Store::open_dir(state_dir).map_err(|error| match error {
+            Error::Open { path, .. } if disk_full(state_dir) => Error::DiskFull { path },
+            other => other,
+        })
+    }
+
+    fn open_dir(state_dir: &Path) -> Result<Store, Error> {
         create_private_dir(state_dir)?;
         // Two processes opening a new state directory at once (the daemon's first start and a
         // `pushback drafts list`) would both see schema version 0 and the second would fail with
@@ -421,13 +443,59 @@ impl Store {
         is_seen(&self.conn, mailbox, key)
     }
 
-    /// Whether a message with this Message-ID in this mailbox already has a draft.
-    pub fn draft_exists_for_message_id(
+    /// The lock file for `activity` beside the database (`pushback.sqlite3.placing.lock`),
+    /// opened for the caller to `lock` or `try_lock`: tasks and processes sharing this state
+    /// then take turns at it. `None` for an in-memory store, which nothing shares.
+    pub fn lock_file(&self, activity: &str) -> Result<Option<std::fs::File>, Error> {
+        let Some(db) = self.conn.path().filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let path = PathBuf::from(format!("{db}.{activity}.lock"));
+        std::fs::File::create(&path)
+            .map(Some)
+            .map_err(|cause| Error::Lock { path, cause })
+    }
+
+    /// The message with this Message-ID in this mailbox that already has a draft, if any: the
+    /// caller tells a copy of it (same sender and Date) from a different message reusing the id.
+    pub fn drafted_with_message_id(
         &self,
         mailbox: &str,
         message_id: &str,
-    ) -> Result<bool, Error> {
-        Ok(draft_for_message_id(&self.conn, mailbox, message_id)?.is_some())
+    ) -> Result<Option<DraftedMessage>, Error> {
+        let action = || format!("look up drafts for message-id {message_id} in {mailbox}");
+        let row = self
+            .conn
+            .query_row(
+                "SELECT d.id, m.sender, m.date FROM drafts d JOIN messages m ON m.id = d.message
+                 WHERE m.mailbox = ?1 AND m.message_id = ?2 AND d.follow_up = 0",
+                params![mailbox, message_id],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(sql(action()))?;
+        row.map(|(draft_id, sender, date)| {
+            let date = date
+                .map(|d| {
+                    DateTime::parse_from_rfc3339(&d).map_err(|e| Error::Corrupt {
+                        what: "message date".into(),
+                        detail: format!("{d:?}: {e}"),
+                    })
+                })
+                .transpose()?;
+            Ok(DraftedMessage {
+                draft_id,
+                sender,
+                date,
+            })
+        })
+        .transpose()
     }
 
     /// Records message, verdict, facts and the optional pending draft in one transaction.
@@ -1211,6 +1279,15 @@ fn execute(
     conn.prepare_cached(statement)?.execute(params)
 }
 
+/// Whether the file system holding `dir` has no room for SQLite's shared-memory file (32 KiB).
+fn disk_full(dir: &Path) -> bool {
+    let probe = dir.join(format!("{FILE_NAME}.space-probe"));
+    let full = std::fs::write(&probe, [0u8; 32 * 1024])
+        .is_err_and(|e| e.kind() == io::ErrorKind::StorageFull);
+    let _ = std::fs::remove_file(&probe);
+    full
+}
+
 fn create_private_dir(dir: &Path) -> Result<(), Error> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -1601,11 +1678,10 @@ mod tests {
     fn same_message_id_under_another_key_gets_no_second_draft() {
         let mut store = Store::open_in_memory().unwrap();
         let id = recorded_draft(&mut store, "k1");
-        assert!(
-            store
-                .draft_exists_for_message_id("INBOX", "<k1@buyer.example>")
-                .unwrap()
-        );
+        let drafted = store
+            .drafted_with_message_id("INBOX", "<k1@buyer.example>")
+            .unwrap();
+        assert_eq!(drafted.map(|d| d.draft_id), Some(id));
         let copy = store
             .record_scan(&scan("k1-copy", "<k1@buyer.example>", true), at(10))
             .unwrap();

@@ -408,9 +408,18 @@ pub fn resend(config: &Config, store: &mut Store, id: i64, now: DateTime<Utc>) -
     })
 }
 
-/// Records that an interrupted or failed draft did go out after all (the rep saw it in Sent).
-pub fn mark_sent(store: &mut Store, id: i64, now: DateTime<Utc>) -> Result<String> {
+/// Records that an interrupted or failed draft did go out after all (the rep saw it in Sent),
+/// and takes it out of Drafts, where it must not wait to be sent again.
+pub fn mark_sent(
+    config: &Config,
+    store: &mut Store,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<String> {
     store.confirm_sent(id, now)?;
+    crate::app::block_on(send::deliver(config, store, false, now))?.with_context(|| {
+        format!("draft {id} is recorded as sent, but cannot be taken out of Drafts now")
+    })?;
     Ok(format!(
         "draft {id} recorded as sent; it will not be sent again"
     ))

@@ -160,11 +160,15 @@ async fn deliver(
                 {
                     tracing::warn!(draft = id, "sent, but cannot file the copy: {error:#}");
                 }
-                if let Err(error) = folder
+                match folder
                     .remove_draft(&claim.folder_name, &claim.message_id)
                     .await
                 {
-                    tracing::warn!(draft = id, "sent, but cannot remove the draft: {error:#}");
+                    Ok(()) => store.mark_removed(id)?,
+                    // Removed by a later round (`remove_sent_drafts`).
+                    Err(error) => {
+                        tracing::warn!(draft = id, "sent, but cannot remove the draft: {error:#}")
+                    }
                 }
             }
             Err(SendError::Transient(error)) if claim.attempt < MAX_ATTEMPTS => {
@@ -189,6 +193,26 @@ async fn deliver(
     Ok(delivery)
 }
 
+/// Takes out of the Drafts folder every sent draft still there (a stop between the send and the
+/// removal, a send the rep confirmed, a send recovery found in Sent): a reply that left must not
+/// wait in Drafts to be sent again by hand. Returns the drafts removed.
+pub async fn remove_sent_drafts(
+    store: &mut Store,
+    folder: &mut dyn SentFolder,
+) -> Result<Vec<i64>> {
+    let mut removed = Vec::new();
+    for (id, folder_name, message_id) in store.sent_still_placed()? {
+        match folder.remove_draft(&folder_name, &message_id).await {
+            Ok(()) => {
+                store.mark_removed(id)?;
+                removed.push(id);
+            }
+            Err(error) => tracing::warn!(draft = id, "cannot remove the sent draft: {error:#}"),
+        }
+    }
+    Ok(removed)
+}
+
 /// What startup recovery decided about drafts left in `sending`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recovery {
@@ -209,11 +233,14 @@ pub async fn recover_in_flight(
     for item in store.in_flight()? {
         if folder.holds_message_id(&item.message_id).await? {
             store.mark_sent(item.draft_id, now)?;
-            if let Err(error) = folder
+            match folder
                 .remove_draft(&item.folder_name, &item.message_id)
                 .await
             {
-                tracing::warn!(draft = item.draft_id, "cannot remove the draft: {error:#}");
+                Ok(()) => store.mark_removed(item.draft_id)?,
+                Err(error) => {
+                    tracing::warn!(draft = item.draft_id, "cannot remove the draft: {error:#}")
+                }
             }
             recovery.sent.push(item.draft_id);
         } else {

@@ -12,6 +12,7 @@ use crate::adapters::store::{NewDraft, RecordOutcome, ScannedMessage, Store, Syn
 use crate::app::followups::{self, Timekeeping};
 use crate::app::pipeline::{Analysis, ComposeOptions, Pipeline};
 use crate::app::slots;
+use crate::core::draft;
 use crate::core::model::Category;
 use crate::core::notice;
 use anyhow::Result;
@@ -91,19 +92,54 @@ pub fn process(
             reason,
         }));
     }
-    let duplicate = match &analysis.mail.message_id {
-        Some(id) => store.draft_exists_for_message_id(mailbox, id)?,
-        None => false,
+    let drafted = match &analysis.mail.message_id {
+        Some(id) => store.drafted_with_message_id(mailbox, id)?,
+        None => None,
     };
-    let (draft, reminders) = if analysis.is_procurement() && !duplicate {
-        (
-            Some(new_draft(
-                store, pipeline, keeping, &analysis, key, raw, now,
-            )?),
-            followups::deadline_reminders(&analysis, keeping, now),
-        )
-    } else {
-        (None, Vec::new())
+    let (draft, reminders) = match (analysis.is_procurement(), drafted) {
+        (false, _) => (None, Vec::new()),
+        // A copy (the same message under another key) adds nothing.
+        (true, Some(earlier))
+            if earlier.sender.as_deref()
+                == analysis.mail.from.as_ref().map(|a| a.email.as_str())
+                && earlier.date == analysis.mail.date =>
+        {
+            (None, Vec::new())
+        }
+        // A different message reusing a drafted Message-ID keeps its own deadlines, but a second
+        // reply threaded on that id would pass for an edit of the first draft and its answers
+        // could not be told apart: the rep answers it by hand.
+        (true, Some(earlier)) => {
+            tracing::warn!(
+                mailbox,
+                key,
+                subject = %analysis.mail.subject,
+                "not drafting: this message reuses the Message-ID of a different message already \
+                 drafted as draft {}; its deadlines are kept, answer it from your mail client",
+                earlier.draft_id
+            );
+            (None, followups::deadline_reminders(&analysis, keeping, now))
+        }
+        (true, None) => {
+            let reminders = followups::deadline_reminders(&analysis, keeping, now);
+            match new_draft(store, pipeline, keeping, &analysis, key, raw, now) {
+                Ok(draft) => (Some(draft), reminders),
+                // The message itself leaves no one to answer (no From, an invalid address):
+                // retrying cannot help, and an IMAP watcher would hold up all later mail behind
+                // it. Recorded with its deadlines; a template or store error is retried instead.
+                Err(error) if error.downcast_ref::<draft::Error>().is_some() => {
+                    tracing::warn!(
+                        mailbox,
+                        key,
+                        subject = %analysis.mail.subject,
+                        "procurement mail, but no reply can be drafted: {error:#}; answer it from \
+                         your mail client"
+                    );
+                    (None, reminders)
+                }
+                Err(error) => return Err(error),
+            }
+        }
     };
     let scanned = ScannedMessage {
         reminders,

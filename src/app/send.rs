@@ -163,7 +163,8 @@ pub async fn deliver(
 ) -> Result<(Recovery, Delivery)> {
     // Most rounds have nothing to do: no connection, no credential command, no log line then.
     let in_flight = recover && !store.in_flight()?.is_empty();
-    if !in_flight && store.outbox_due(now)?.is_empty() {
+    let tidy = !store.sent_still_placed()?.is_empty();
+    if !in_flight && !tidy && store.outbox_due(now)?.is_empty() {
         return Ok((Recovery::default(), Delivery::default()));
     }
     let transport = transport(config)?;
@@ -207,5 +208,6 @@ async fn deliver_with(
         Some(transport) => outbox::deliver_pending(store, transport, folder, now).await?,
         None => outbox::file_locally(store, folder, now).await?,
     };
+    outbox::remove_sent_drafts(store, folder).await?;
     Ok((recovery, delivery))
 }

@@ -7,7 +7,7 @@
 //! service's `Health`: connected or not, each check, and a lease renewed before every wait for as
 //! long as that wait may take, so a watcher stuck past its own timeouts stops the watchdog pings.
 
-use crate::adapters::imap::{Backoff, IdleOutcome, ImapSettings, Session};
+use crate::adapters::imap::{Backoff, ImapSettings, Session};
 use crate::adapters::store::{Store, SyncProgress};
 use crate::app::client;
 use crate::app::followups::Timekeeping;
@@ -32,6 +32,7 @@ pub struct WatchOptions {
     pub fetch_max_bytes: u32,
     pub idle_timeout: Duration,
     pub poll_interval: Duration,
+    pub reconnect_max: Duration,
     pub drafts_folder: String,
     pub sent_folder: String,
     pub timezone: Tz,
@@ -49,6 +50,7 @@ impl WatchOptions {
             fetch_max_bytes: sync.fetch_max_bytes,
             idle_timeout: sync.idle_timeout,
             poll_interval: sync.poll_interval,
+            reconnect_max: sync.reconnect_max,
             drafts_folder: config.mailbox.drafts_folder.clone(),
             sent_folder: config.mailbox.sent_folder.clone(),
             timezone: config.timezone,
@@ -115,7 +117,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut connection = Connection {
-        backoff: Backoff::default(),
+        backoff: Backoff::new(Duration::from_secs(1), options.reconnect_max),
         last_failure: None,
     };
     loop {
@@ -211,25 +213,30 @@ async fn cycle(
             None => options.poll_interval,
         };
         health.alive_for(wait + busy_window(settings));
-        let woke = match idler.take() {
+        // New templates or rules end the wait too: a message a broken template held back is
+        // drafted as soon as the fix is loaded, not at the next mail.
+        let mut reloaded = pipelines.clone();
+        reloaded.mark_unchanged();
+        let mut stop = shutdown.clone();
+        let interrupt = async move {
+            tokio::select! {
+                _ = stop.wait_for(|stop| *stop) => {}
+                _ = reloaded.changed() => {}
+            }
+        };
+        match idler.take() {
             Some(session) => {
-                let mut stop = shutdown.clone();
-                let (session, outcome) = session
-                    .idle(options.idle_timeout, async move {
-                        let _ = stop.wait_for(|stop| *stop).await;
-                    })
-                    .await?;
+                let (session, _) = session.idle(options.idle_timeout, interrupt).await?;
                 idler = Some(session);
-                outcome
             }
             None => {
                 tokio::select! {
-                    _ = tokio::time::sleep(options.poll_interval) => IdleOutcome::Timeout,
-                    _ = shutdown.wait_for(|stop| *stop) => IdleOutcome::Shutdown,
+                    _ = tokio::time::sleep(options.poll_interval) => {}
+                    _ = interrupt => {}
                 }
             }
-        };
-        if matches!(woke, IdleOutcome::Shutdown) {
+        }
+        if *shutdown.borrow() {
             work.logout().await.ok();
             return Ok(CycleEnd::Shutdown);
         }
@@ -346,6 +353,9 @@ pub(crate) async fn place_drafts(
     drafts_folder: &str,
     store: &mut Store,
 ) -> Result<bool> {
+    // The watcher, the reminder task and a `pushback scan` may each find the same unplaced
+    // draft: two at once would both append it.
+    let _placing = take_turn(store.lock_file("placing")?).await?;
     let unplaced = store.unplaced_drafts()?;
     if unplaced.is_empty() {
         return Ok(false);
@@ -373,4 +383,23 @@ pub(crate) async fn place_drafts(
         store.mark_placed(id, uid)?;
     }
     Ok(!tried_before.is_empty())
+}
+
+/// Waits, without blocking the thread, for the lock on `file` (a store's `lock_file`); held
+/// until the file is dropped.
+async fn take_turn(file: Option<std::fs::File>) -> Result<Option<std::fs::File>> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(anyhow::Error::from(error).context("cannot take the placing lock"));
+            }
+        }
+    }
 }

@@ -263,24 +263,38 @@ impl MailServers {
     /// Seeds many messages into INBOX at once (backfill benches): Maildir files written directly,
     /// then `doveadm force-resync` and `doveadm index`. UIDs follow the slice order.
     pub fn deliver_many(&self, raws: &[Vec<u8>]) {
+        self.write_maildir(raws, "cur");
+        self.doveadm(&["force-resync", "-u", USER, "INBOX"]);
+        self.doveadm(&["index", "-u", USER, "INBOX"]);
+    }
+
+    /// Puts messages in INBOX's `Maildir/new` as a local delivery agent does, without Dovecot:
+    /// works while it is stopped (`stop_imap`), and Dovecot finds them when it looks again.
+    pub fn queue_in_maildir(&self, raws: &[Vec<u8>]) {
+        self.write_maildir(raws, "new");
+    }
+
+    /// Writes `raws` as files into INBOX's Maildir `sub` folder ("new" or "cur"), owned by the
+    /// mail user, in slice order.
+    fn write_maildir(&self, raws: &[Vec<u8>], sub: &str) {
         let (uid, gid) = preflight();
         let maildir = self.layout.maildir(USER);
         let mut created = Vec::new();
-        for sub in [
+        for dir in [
             maildir.parent().unwrap().to_path_buf(),
             maildir.clone(),
             maildir.join("cur"),
             maildir.join("new"),
             maildir.join("tmp"),
         ] {
-            if !sub.exists() {
-                fs::create_dir(&sub).unwrap();
-                created.push(sub);
+            if !dir.exists() {
+                fs::create_dir(&dir).unwrap();
+                created.push(dir);
             }
         }
-        for sub in created {
-            fs::set_permissions(&sub, fs::Permissions::from_mode(0o700)).unwrap();
-            chown(&sub, Some(uid), Some(gid)).unwrap();
+        for dir in created {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+            chown(&dir, Some(uid), Some(gid)).unwrap();
         }
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -289,15 +303,15 @@ impl MailServers {
         let pid = std::process::id();
         let batch = random_u64() & 0xffff_ffff;
         for (i, raw) in raws.iter().enumerate() {
-            // Maildir names sort by time then this counter, which fixes the UID order.
-            let name = format!("{secs}.M{i:08}P{pid}Q{batch:x}.pushback-test:2,");
+            // Maildir names sort by time then this counter, which fixes the UID order; a message
+            // in new/ has no info part yet.
+            let base = format!("{secs}.M{i:08}P{pid}Q{batch:x}.pushback-test");
+            let name = if sub == "new" { base } else { base + ":2," };
             let tmp = maildir.join("tmp").join(&name);
             fs::write(&tmp, raw).unwrap();
             chown(&tmp, Some(uid), Some(gid)).unwrap();
-            fs::rename(&tmp, maildir.join("cur").join(&name)).unwrap();
+            fs::rename(&tmp, maildir.join(sub).join(&name)).unwrap();
         }
-        self.doveadm(&["force-resync", "-u", USER, "INBOX"]);
-        self.doveadm(&["index", "-u", USER, "INBOX"]);
     }
 
     /// Every message in `folder` ("INBOX", "Drafts", "Sent", ...) in UID order, read with one
@@ -412,6 +426,32 @@ impl MailServers {
                     listener: s("listener"),
                 }
             })
+            .collect()
+    }
+
+    /// From now on the sink answers every RCPT with `reply` (e.g. `"451 4.3.0 try again"`) and
+    /// accepts nothing; `None` makes it accept again.
+    pub fn smtp_refuse(&self, reply: Option<&str>) {
+        let path = self.path.join("sink/refuse");
+        match reply {
+            Some(reply) => {
+                // Written whole, then renamed: the sink never reads half a line.
+                let tmp = self.path.join("sink/refuse.tmp");
+                fs::write(&tmp, format!("{reply}\n")).unwrap();
+                fs::rename(&tmp, &path).unwrap();
+            }
+            None => {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+
+    /// Every refusal the sink gave so far (`smtp_refuse`), one reply per refused RCPT.
+    pub fn smtp_refusals(&self) -> Vec<String> {
+        fs::read_to_string(self.path.join("sink/refused.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
             .collect()
     }
 

@@ -41,6 +41,24 @@ pub fn rfp(n: u32) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Everyday mail that is not procurement, numbered so each has its own Message-ID.
+pub fn ordinary(n: u32) -> Vec<u8> {
+    let (subject, body) = match n % 3 {
+        0 => ("Lunch?", "Ramen on Thursday?"),
+        1 => (
+            "Weekly product newsletter",
+            "Five things we shipped this week.",
+        ),
+        _ => ("Re: slides for Tuesday", "Looks good, one typo on slide 4."),
+    };
+    format!(
+        "From: Sam <sam@northwind.example>\r\nTo: alice@northwind.example\r\n\
+         Subject: {subject}\r\nDate: Mon, 22 Feb 2027 10:00:00 -0500\r\n\
+         Message-ID: <drill-note-{n}@northwind.example>\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
 /// How `config_text` logs in, what it trusts and where it sends.
 pub struct Login<'a> {
     pub password: &'a str,
@@ -90,6 +108,17 @@ path = "{state}"
 
 /// `config_text` with the right password and the CA trusted, written to `dir/config.toml`.
 pub fn write_config(servers: &MailServers, dir: &Path) -> PathBuf {
+    write_config_with(servers, dir, "", "")
+}
+
+/// `write_config` with `mailbox_keys` (lines such as `fetch-max-bytes = 8192`) added to
+/// `[mailbox]` and `tables` (whole TOML tables, e.g. `[templates]`) appended.
+pub fn write_config_with(
+    servers: &MailServers,
+    dir: &Path,
+    mailbox_keys: &str,
+    tables: &str,
+) -> PathBuf {
     let (_, password) = servers.user();
     let path = dir.join("config.toml");
     let login = Login {
@@ -97,7 +126,12 @@ pub fn write_config(servers: &MailServers, dir: &Path) -> PathBuf {
         trust_ca: true,
         smtp_port: servers.smtp_port(),
     };
-    std::fs::write(&path, config_text(servers, dir, login)).unwrap();
+    let text = config_text(servers, dir, login).replacen(
+        "\n[smtp]\n",
+        &format!("{mailbox_keys}\n[smtp]\n"),
+        1,
+    ) + tables;
+    std::fs::write(&path, text).unwrap();
     path
 }
 
@@ -182,13 +216,19 @@ pub fn wait_logged<T>(
     }
 }
 
-/// Runs the `pushback` binary with `config` and `args`, asserting it succeeds; its stdout.
-pub fn pushback_cli(config: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pushback"))
+/// Runs the `pushback` binary with `config` and `args` and returns how it ended.
+pub fn pushback_output(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pushback"))
         .args(args)
         .env("PUSHBACK_CONFIG", config)
+        .stdin(std::process::Stdio::null())
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs the `pushback` binary with `config` and `args`, asserting it succeeds; its stdout.
+pub fn pushback_cli(config: &Path, args: &[&str]) -> String {
+    let out = pushback_output(config, args);
     assert!(
         out.status.success(),
         "pushback {args:?}: {}",
@@ -245,4 +285,22 @@ pub fn stop(child: &mut std::process::Child) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.wait();
+}
+
+/// SIGKILL: no signal handler, no shutdown path, no flush.
+pub fn kill_9(child: &mut std::process::Child) {
+    child.kill().expect("cannot SIGKILL the daemon");
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the daemon was killed, not stopped");
+}
+
+/// The peak resident set size of a live process so far (VmHWM), in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read the status of process {pid}: {e}"));
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
 }

@@ -9,6 +9,8 @@ python3-aiosmtpd; never run by hand in CI. It listens on loopback only:
   --oauth-port   HTTP; Dovecot's oauth2 passdb posts "token=..." here (introspection_mode
                  = post) and gets {"active": true, "username": USER} only for a known token
 
+A test can script a refusal: while <spool>/refuse holds a reply line, every RCPT gets it.
+
 Every accepted message is stored unchanged as <spool>/<n>.eml, then one JSON line is
 appended to <spool>/messages.jsonl, before the client gets its 250: a test that saw its
 send succeed can read the record at once.
@@ -113,6 +115,13 @@ class Recorder:
         recorder = self
 
         class Handler:
+            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+                refusal = recorder.refusal()
+                if refusal:
+                    return refusal
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
             async def handle_DATA(self, server, session, envelope):
                 data = envelope.original_content or envelope.content
                 if isinstance(data, str):
@@ -121,6 +130,20 @@ class Recorder:
                 return "250 2.0.0 OK stored"
 
         return Handler()
+
+    def refusal(self):
+        """The reply a test scripted in <spool>/refuse ("451 4.3.0 try again"), if any: every
+        RCPT gets it, and it is logged to <spool>/refused.log, until the file is removed."""
+        try:
+            with open(os.path.join(self.spool, "refuse")) as f:
+                reply = f.readline().strip()
+        except FileNotFoundError:
+            return None
+        if reply:
+            with self.lock, open(os.path.join(self.spool, "refused.log"), "a") as f:
+                f.write(reply + "\n")
+            log.info("refused RCPT: %s", reply)
+        return reply or None
 
     def record(self, listener, server, session, envelope, data):
         with self.lock:

@@ -12,13 +12,6 @@ pub struct Backoff {
     failures: u32,
 }
 
-impl Default for Backoff {
-    /// 1 s doubling to 5 min.
-    fn default() -> Backoff {
-        Backoff::new(Duration::from_secs(1), Duration::from_secs(5 * 60))
-    }
-}
-
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Backoff {
         Backoff {
@@ -48,16 +41,21 @@ impl Backoff {
 mod tests {
     use super::*;
 
+    /// 1 s doubling to 5 min, the watcher's default.
+    fn default() -> Backoff {
+        Backoff::new(Duration::from_secs(1), Duration::from_secs(5 * 60))
+    }
+
     #[test]
     fn the_ceiling_doubles_up_to_the_cap() {
-        let mut backoff = Backoff::default();
+        let mut backoff = default();
         let ceilings: Vec<u64> = (0..12).map(|_| backoff.next_delay(1.0).as_secs()).collect();
         assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
     }
 
     #[test]
     fn the_delay_is_the_random_share_of_the_ceiling() {
-        let mut backoff = Backoff::default();
+        let mut backoff = default();
         backoff.next_delay(0.5);
         backoff.next_delay(0.5);
         assert_eq!(backoff.next_delay(0.25), Duration::from_secs(1));
@@ -67,7 +65,7 @@ mod tests {
 
     #[test]
     fn reset_starts_over_and_many_failures_do_not_overflow() {
-        let mut backoff = Backoff::default();
+        let mut backoff = default();
         for _ in 0..10_000 {
             backoff.next_delay(1.0);
         }

@@ -116,6 +116,34 @@ impl Store {
             .map_err(sql("list unplaced drafts"))
     }
 
+    /// Sent drafts whose copy may still be in the Drafts folder (id, folder name, Message-ID):
+    /// the process stopped between the send and the removal, or the rep confirmed a send.
+    pub fn sent_still_placed(&self) -> Result<Vec<(i64, String, String)>, Error> {
+        let action = "list sent drafts still in Drafts";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, folder_name, message_id FROM drafts
+                 WHERE placed_uid IS NOT NULL AND status = 'sent' ORDER BY id",
+            )
+            .map_err(sql(action))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(sql(action))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql(action))
+    }
+
+    /// The draft's copy is gone from the Drafts folder (a sent draft stays sent).
+    pub fn mark_removed(&mut self, draft_id: i64) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "UPDATE drafts SET placed_uid = NULL WHERE id = ?1",
+                [draft_id],
+            )
+            .map_err(sql(format!("record draft {draft_id} as out of Drafts")))?;
+        Ok(())
+    }
+
     /// Remembers where a draft landed in the server's Drafts folder (0 when the server gave no
     /// UID, e.g. without UIDPLUS: placed, position unknown).
     pub fn mark_placed(&mut self, draft_id: i64, uid: u32) -> Result<(), Error> {
