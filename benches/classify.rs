@@ -1,8 +1,9 @@
 //! Classification throughput on one core: parse + classify + extract (`Pipeline::analyse`, what
 //! every scanned message costs before a draft), against mail-parser parsing alone on the same
-//! bytes in the same run. Two inputs: a seeded synthetic corpus with a realistic spread of sizes
-//! and kinds (generated here, so the bench needs nothing outside the repo), and optionally a
-//! folder of real `.eml` files (`PUSHBACK_BENCH_CORPUS=../shared/corpus/dev`).
+//! bytes in the same run. Inputs: a seeded synthetic corpus with a realistic spread of sizes and
+//! kinds (generated here, so the bench needs nothing outside the repo), the project's own labelled
+//! mail (`tests/fixtures/**/*.eml`), and optionally a folder of real `.eml` files
+//! (`PUSHBACK_BENCH_CORPUS=../shared/corpus/dev`).
 //!
 //! `cargo bench --bench classify`; `PUSHBACK_BENCH_MESSAGES=N` sets the synthetic corpus size
 //! (default 100,000), `PUSHBACK_BENCH_SECONDS=S` the minimum time per measurement (default 3).
@@ -24,9 +25,13 @@ fn main() {
     let config = Config::demo(&dir.path().join("Maildir"), &dir.path().join("state"));
     let pipeline = pushback::app::pipeline_for(&config).unwrap();
 
-    let mut corpora = vec![("synthetic", synthetic(messages, 20_27))];
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut corpora = vec![
+        ("synthetic", synthetic(messages, 20_27)),
+        ("fixtures", read_eml(&fixtures)),
+    ];
     if let Ok(path) = std::env::var("PUSHBACK_BENCH_CORPUS") {
-        corpora.push(("real", read_eml(Path::new(&path))));
+        corpora.push(("PUSHBACK_BENCH_CORPUS", read_eml(Path::new(&path))));
     }
     println!(
         "## Classification throughput ({} UTC)\n",
@@ -79,9 +84,10 @@ fn read_eml(dir: &Path) -> Vec<Vec<u8>> {
     out
 }
 
-/// `n` messages from `seed`: mostly short plain-text mail, some HTML newsletters, some with
-/// base64 attachments, a few large ones; about one in twenty a procurement request (RFP, portal
-/// registration, questionnaire, "just send pricing"), the rest everyday business mail.
+/// `n` messages from `seed`: short replies and plain-text mail of a few KiB, replies on top of a
+/// quoted thread, some HTML newsletters, some with base64 attachments, a few large ones; about one
+/// in twenty a procurement request (RFP, portal registration, questionnaire, "just send
+/// pricing"), the rest everyday business mail.
 fn synthetic(n: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut rng = fastrand::Rng::with_seed(seed);
     (0..n).map(|i| message(&mut rng, i)).collect()
@@ -139,6 +145,26 @@ fn paragraphs(rng: &mut fastrand::Rng, bytes: usize) -> String {
     out
 }
 
+/// `text` as a mail client quotes it in a reply: wrapped at 76 columns, each line behind "> ".
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 11 / 10);
+    for paragraph in text.split("\r\n") {
+        let mut line = String::new();
+        for word in paragraph.split(' ').filter(|w| !w.is_empty()) {
+            if !line.is_empty() && line.len() + word.len() > 74 {
+                out.push_str(&format!("> {line}\r\n"));
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        out.push_str(&format!("> {line}\r\n"));
+    }
+    out
+}
+
 fn message(rng: &mut fastrand::Rng, i: usize) -> Vec<u8> {
     let procurement = rng.usize(..20) == 0;
     let (subject, lead) = if procurement {
@@ -148,9 +174,10 @@ fn message(rng: &mut fastrand::Rng, i: usize) -> Vec<u8> {
     } else {
         (sentence(rng, 3, 8), String::new())
     };
-    // Sizes: most mail is a few KiB; a tail of long threads and large newsletters.
+    // Sizes: short replies, mostly a few KiB, a tail of long threads and large newsletters.
     let body_bytes = match rng.usize(..100) {
-        0..=69 => rng.usize(300..3_000),
+        0..=24 => rng.usize(80..600),
+        25..=69 => rng.usize(600..3_000),
         70..=94 => rng.usize(3_000..20_000),
         _ => rng.usize(20_000..120_000),
     };
@@ -169,10 +196,20 @@ fn message(rng: &mut fastrand::Rng, i: usize) -> Vec<u8> {
          MIME-Version: 1.0\r\n",
         i % 60
     );
-    let text = format!(
-        "Hello,\r\n\r\n{lead}\r\n\r\n{}Regards\r\n",
-        paragraphs(rng, body_bytes)
-    );
+    let text = if rng.usize(..10) < 3 {
+        // A reply on top of the quoted thread, which makes up most of its size.
+        format!(
+            "{lead}\r\n{}\r\n\r\nSam\r\n\r\nOn Fri, 26 Feb 2027 at 16:{:02}, Kim <kim@partner.example> wrote:\r\n{}",
+            sentence(rng, 4, 12),
+            i % 60,
+            quoted(&paragraphs(rng, body_bytes))
+        )
+    } else {
+        format!(
+            "Hello,\r\n\r\n{lead}\r\n\r\n{}Regards\r\n",
+            paragraphs(rng, body_bytes)
+        )
+    };
     let raw = match rng.usize(..10) {
         // A newsletter: HTML with a plain alternative.
         0 | 1 => format!(

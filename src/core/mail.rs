@@ -142,6 +142,11 @@ pub fn clean_header_value(value: &str) -> String {
 }
 
 fn truncate_chars(text: &mut String, max_chars: usize) {
+    // A text of no more bytes than that has no more characters either: most bodies end here
+    // instead of being walked character by character.
+    if text.len() <= max_chars {
+        return;
+    }
     if let Some((byte_index, _)) = text.char_indices().nth(max_chars) {
         text.truncate(byte_index);
     }

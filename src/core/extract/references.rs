@@ -64,16 +64,22 @@ fn solicitation_names(text: &str, found: &mut References) {
         {
             continue;
         }
-        if start >= reference_end {
-            let window = window(text, start, REFERENCE_WINDOW);
-            if let Some(end) = REFERENCE
-                .captures(window)
-                .and_then(|caps| push_reference(&mut found.references, window, &caps))
-            {
-                reference_end = start + end;
-            }
+        // An identifier needs a digit: without one in reach the costly pattern cannot yield
+        // a reference, and most hits ("project", "contract") are ordinary words like that.
+        let reference_window = window(text, start, REFERENCE_WINDOW);
+        if start >= reference_end
+            && reference_window.bytes().any(|b| b.is_ascii_digit())
+            && let Some(end) = REFERENCE
+                .captures(reference_window)
+                .and_then(|caps| push_reference(&mut found.references, reference_window, &caps))
+        {
+            reference_end = start + end;
         }
-        if start >= title_end {
+        if start >= title_end
+            && TITLE_WORDS
+                .iter()
+                .any(|w| hit.as_str().eq_ignore_ascii_case(w))
+        {
             let window = window(text, start, TITLE_WINDOW);
             if let Some(title) = TITLE.captures(window).and_then(|c| c.name("title")) {
                 title_end = start + title.end();
@@ -270,6 +276,18 @@ static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
     ))
     .expect("reference regex")
 });
+
+/// The solicitation words `TITLE` can start with; the other hits are not tried.
+const TITLE_WORDS: [&str; 8] = [
+    "rfp",
+    "rfq",
+    "rfi",
+    "itb",
+    "ifb",
+    "tender",
+    "request for",
+    "invitation",
+];
 
 static TITLE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^(?:RFP|RFQ|RFI|ITB|IFB|request\s+for\s+(?:proposals?|quot(?:es?|ations?)|information|bids?)|invitation\s+to\s+(?:bid|tender)|tender)\s+(?:for|to\s+provide|regarding)\s+(?:the\s+)?(?P<title>[A-Z][^.\n;:()]{2,100}?)(?:\s+(?:is|are|will|due|by|on|from|that|which|must|to\s+be)(?-u:\b)|[.\n;:(]|,\s|$)")
