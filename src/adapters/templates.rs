@@ -11,10 +11,15 @@ use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// Enough for any sensible reply template; a template stuck in a runaway loop stops here.
 const FUEL: u64 = 50_000;
+
+/// Far longer than any reply. Fuel bounds a template's steps, not what one step writes
+/// (`{{ "x" * 100000000 }}` in a loop), so a draft growing past this stops with an error.
+const MAX_DRAFT_BYTES: usize = 1024 * 1024;
 
 /// Used for `Category::None` and, in a team lead's directory, for every category it lacks.
 const FALLBACK: &str = "fallback.txt";
@@ -169,6 +174,17 @@ impl Templates {
                 files.insert(name.to_string(), (source, path.display().to_string()));
             }
         }
+        Templates::from_files(dir, files)
+    }
+
+    /// A team lead's templates as `load` read them from `dir`: file name -> (source, where it came
+    /// from). No IO; the fuzz target `template` loads hostile template text through here.
+    pub fn from_files(
+        dir: &Path,
+        files: BTreeMap<String, (String, String)>,
+    ) -> Result<Templates, Error> {
+        let names: Vec<String> = files.keys().cloned().collect();
+        let dir_has = |name: &str| names.iter().any(|n| n == name);
         let mut templates = Templates::builtin();
         let known: Vec<String> = BUILTIN.iter().map(|(n, _)| n.to_string()).collect();
         for (name, (source, origin)) in files {
@@ -184,7 +200,6 @@ impl Templates {
             }
             templates.add(&name, source, origin)?;
         }
-        let dir_has = |name: &str| dir.join(name).is_file();
         for category in Category::PROCUREMENT {
             let file = template_file(category);
             if dir_has(&file) {
@@ -385,7 +400,40 @@ impl Templates {
             }
         };
         let template = self.env.get_template(name).map_err(render_error)?;
-        template.render(Serde(ctx)).map_err(render_error)
+        let mut draft = Capped::default();
+        match template.render_captured_to(Serde(ctx), &mut draft) {
+            Ok(_) => Ok(String::from_utf8(draft.bytes).expect("minijinja writes whole strings")),
+            Err(e) => match render_error(e) {
+                Error::Render { file, line, .. } if draft.full => Err(Error::Render {
+                    file,
+                    line,
+                    detail: format!("the draft grows past {} KiB", MAX_DRAFT_BYTES / 1024),
+                }),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+/// Where a draft is rendered: refuses to grow past `MAX_DRAFT_BYTES`, which stops the render.
+#[derive(Default)]
+struct Capped {
+    bytes: Vec<u8>,
+    full: bool,
+}
+
+impl io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_DRAFT_BYTES {
+            self.full = true;
+            return Err(io::Error::other("the draft is too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -941,6 +989,23 @@ mod tests {
             .render(Category::Rfp, &DraftContext::sample(Category::Rfp))
             .unwrap_err();
         assert!(err.to_string().contains("fuel"), "{err}");
+    }
+
+    #[test]
+    fn an_exploding_template_stops_at_the_draft_limit() {
+        let dir = dir_with(&[(
+            "rfp.txt",
+            "Hello\n{% for i in range(50) %}{{ \"x\" * 100000000 }}{% endfor %}",
+        )]);
+        let templates = Templates::load(dir.path()).unwrap();
+        let err = templates
+            .render(Category::Rfp, &DraftContext::sample(Category::Rfp))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rfp.txt line 2: the draft grows past 1024 KiB"),
+            "{err}"
+        );
     }
 
     // Guards the documentation: a context field added without a README entry fails here.

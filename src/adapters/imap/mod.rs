@@ -322,7 +322,24 @@ impl Session {
         if settings.security != Security::Starttls {
             greeting(&mut client, &target, t).await?;
         }
-        let (imap, caps) = login(client, &settings.auth, &target, t).await?;
+        let session = Session::log_in(client, &settings.auth, target, t).await?;
+        tracing::debug!(
+            "logged in to {} over {}; {:?}",
+            session.target,
+            settings.security.as_str(),
+            session.capabilities
+        );
+        Ok(session)
+    }
+
+    /// Logs in on a greeted connection and reads the capabilities.
+    async fn log_in(
+        client: async_imap::Client<Stream>,
+        auth: &Auth,
+        target: Target,
+        t: Duration,
+    ) -> Result<Session, Error> {
+        let (imap, caps) = login(client, auth, &target, t).await?;
         let mut session = Session {
             imap,
             target,
@@ -339,12 +356,6 @@ impl Session {
                 Capabilities::from_server(&session.settle("read the capabilities", result)?)
             }
         };
-        tracing::debug!(
-            "logged in to {} over {}; {:?}",
-            session.target,
-            settings.security.as_str(),
-            session.capabilities
-        );
         Ok(session)
     }
 
@@ -1291,6 +1302,112 @@ fn is_loopback(host: &str) -> bool {
             .trim_end_matches(']')
             .parse::<IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A whole session against `server`, the bytes a server sends (greeting, replies, untagged data),
+/// with every command the daemon uses, in the order it uses them; what the client writes is
+/// dropped. The fuzz target `imap_response` and its regression tests drive the adapter's own
+/// response handling through this, over a real async-imap client. Every command must end in a
+/// value or an error, never a panic or a hang: the input ends, so the connection does.
+pub(crate) fn replay(server: &[u8]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime builds");
+    runtime.block_on(converse(server.to_vec()));
+}
+
+async fn converse(server: Vec<u8>) {
+    let t = Duration::from_secs(30);
+    let target = Target {
+        host: "localhost".into(),
+        port: 143,
+        user: "rep".into(),
+    };
+    let auth = Auth::Password {
+        user: "rep".into(),
+        password: Secret::new("secret"),
+    };
+    let mut client = async_imap::Client::new(Box::new(Scripted::new(server)) as Stream);
+    if greeting(&mut client, &target, t).await.is_err() {
+        return;
+    }
+    let Ok(mut session) = Session::log_in(client, &auth, target, t).await else {
+        return;
+    };
+    let _ = session.special_folders("Drafts", "Sent").await;
+    let _ = session.select("INBOX").await;
+    let since = NaiveDate::from_ymd_opt(2027, 2, 1).expect("a valid date");
+    let mut uids = session.uids_since(since).await.unwrap_or_default();
+    uids.extend(session.uids_above(1).await.unwrap_or_default());
+    uids.extend([1, 2, 3]);
+    let _ = session
+        .fetch_heads(&uids, 4096, |message| {
+            assert!(uids.contains(&message.uid), "a UID we did not ask for");
+        })
+        .await;
+    let _ = session
+        .append("Entwürfe", &["\\Draft"], b"Subject: x\r\n\r\nx\r\n")
+        .await;
+    let found = session
+        .find_by_header("Entwürfe", "Message-ID", "<x@example.com>")
+        .await
+        .unwrap_or_default();
+    let _ = session.delete("Entwürfe", &found).await;
+    let _ = session.fetch_full("INBOX", 1).await;
+    let _ = session.select("INBOX").await;
+    if let Ok((session, _)) = session
+        .idle(Duration::from_secs(60), std::future::pending())
+        .await
+    {
+        let _ = session.logout().await;
+    }
+}
+
+/// A connection whose server side is a fixed script: reads come from it and then end; writes go
+/// nowhere.
+#[derive(Debug)]
+struct Scripted(io::Cursor<Vec<u8>>);
+
+impl Scripted {
+    fn new(server: Vec<u8>) -> Scripted {
+        Scripted(io::Cursor::new(server))
+    }
+}
+
+impl AsyncRead for Scripted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Scripted {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 #[cfg(test)]

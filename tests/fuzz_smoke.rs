@@ -1,0 +1,88 @@
+//! A short run of every fuzz target (`fuzz/`, cargo-fuzz on libFuzzer) from its committed corpus:
+//! a new crash, hang or out-of-memory in the code the targets reach fails the test suite. The long
+//! runs and their figures are in docs/reliability.md, "Fuzzing".
+//!
+//! Needs cargo-fuzz (`cargo install cargo-fuzz --locked`, which .ci/run does). Without it the
+//! test fails in CI (CI=true) and is skipped, with a notice, elsewhere. cargo-fuzz needs nightly
+//! flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain take them.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+const TARGETS: [&str; 4] = ["pipeline", "template", "config", "imap_response"];
+/// Seconds of fuzzing per target, after the corpus has been replayed.
+const SECONDS: u32 = 15;
+/// No AddressSanitizer (the code is safe Rust; the long runs use it) and a debug build: the
+/// instrumented build of the whole dependency tree is most of this test's time.
+const BUILD_FLAGS: [&str; 3] = ["--sanitizer=none", "--dev", "--debug-assertions"];
+
+fn cargo_fuzz(fuzz_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO"));
+    command
+        .arg("fuzz")
+        .current_dir(fuzz_dir)
+        .env("RUSTC_BOOTSTRAP", "1")
+        // This test's own build settings are not the fuzz build's.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS");
+    command
+}
+
+#[test]
+fn every_fuzz_target_survives_a_short_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fuzz_dir = root.join("fuzz");
+    let installed = cargo_fuzz(&fuzz_dir)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        let why = "cargo-fuzz is not installed; install it with `cargo install cargo-fuzz --locked` \
+                   (.ci/run does)";
+        assert!(std::env::var_os("CI").is_none_or(|v| v != "true"), "{why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let started = Instant::now();
+    let status = cargo_fuzz(&fuzz_dir)
+        .arg("build")
+        .args(BUILD_FLAGS)
+        .status()
+        .expect("cargo fuzz build runs");
+    assert!(status.success(), "cargo fuzz build failed: {status}");
+    eprintln!("fuzz targets built in {:.0?}", started.elapsed());
+    for target in TARGETS {
+        // New inputs go to a scratch directory; the committed corpus is only read.
+        let scratch = tempfile::tempdir().unwrap();
+        let output = cargo_fuzz(&fuzz_dir)
+            .arg("run")
+            .args(BUILD_FLAGS)
+            .arg(target)
+            .arg(scratch.path())
+            .arg(fuzz_dir.join("corpus").join(target))
+            .arg("--")
+            .arg(format!("-max_total_time={SECONDS}"))
+            .arg("-timeout=10")
+            .arg("-rss_limit_mb=2048")
+            .output()
+            .expect("cargo fuzz run runs");
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "fuzz target {target} failed ({}):\n{}",
+            output.status,
+            log.lines()
+                .rev()
+                .take(60)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let last = log.lines().rfind(|l| l.contains("cov:")).unwrap_or("");
+        eprintln!("{target}: {last}");
+    }
+    eprintln!("fuzz smoke run took {:.0?}", started.elapsed());
+}
