@@ -71,7 +71,7 @@ pub fn pipeline(raw: &[u8]) {
 /// U+001F: the first part, when not empty, is a team lead's `rfp.txt` (and the second, a
 /// `_signature.txt` it may include); the rest are the values a mail carries into the context
 /// (subject, names, addresses, body, reference, title, portal, the no-contact clause, the rep's
-/// own name and company), used in turn. Every category renders, or fails with an error that names
+/// own name and company), used in turn. The template renders, or fails with an error that names
 /// its file, and the draft composed around it carries each header once.
 pub fn template(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
@@ -147,10 +147,17 @@ pub fn template(data: &[u8]) {
             }
         }
     };
-    for problem in templates.check() {
-        assert!(!problem.file.is_empty(), "unlocated: {problem}");
-    }
-    for category in Category::PROCUREMENT.into_iter().chain([Category::None]) {
+    // The built-in set renders every category; a lead's text is rendered as rfp.txt (every
+    // category takes the same path through it).
+    let categories: Vec<Category> = if template.is_empty() {
+        Category::PROCUREMENT
+            .into_iter()
+            .chain([Category::None])
+            .collect()
+    } else {
+        vec![Category::Rfp]
+    };
+    for category in categories {
         let classification = Classification {
             label: Label::Procurement,
             category,
