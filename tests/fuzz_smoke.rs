@@ -23,11 +23,29 @@ fn cargo_fuzz(fuzz_dir: &Path) -> Command {
         .arg("fuzz")
         .current_dir(fuzz_dir)
         .env("RUSTC_BOOTSTRAP", "1")
-        // This test's own build settings are not the fuzz build's.
-        .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS");
+    // What cargo set for this test is not the fuzz build's: build scripts (ring's) rerun when
+    // CARGO_PKG_NAME and the like change, which rebuilt the TLS stack on every run.
+    for (name, _) in std::env::vars_os() {
+        if let Some(name) = name.to_str()
+            && (CARGO_SET.iter().any(|prefix| name.starts_with(prefix)) || name == "OUT_DIR")
+        {
+            command.env_remove(name);
+        }
+    }
     command
 }
+
+/// The prefixes of the variables cargo sets for a test run.
+const CARGO_SET: [&str; 7] = [
+    "CARGO_PKG_",
+    "CARGO_MANIFEST_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_",
+    "CARGO_TARGET_",
+    "CARGO_RUSTC_",
+];
 
 #[test]
 fn every_fuzz_target_survives_a_short_run() {

@@ -833,11 +833,7 @@ async fn guarded<T>(exchange: impl Future<Output = Result<T, Failure>>) -> Resul
     AssertUnwindSafe(exchange)
         .catch_unwind()
         .await
-        .unwrap_or_else(|_| {
-            Err(Failure::Unexpected(
-                "the reply could not be parsed (the IMAP parser failed on it)".into(),
-            ))
-        })
+        .unwrap_or_else(|_| Err(Failure::Unexpected("the IMAP parser failed on it".into())))
 }
 
 fn timeout_error(target: &Target, action: &str, after: Duration) -> Error {
