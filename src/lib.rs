@@ -11,3 +11,6 @@ pub mod app;
 pub mod config;
 /// Pure domain logic: parse, classify, extract, draft (no IO, no clock).
 pub mod core;
+/// What each fuzz target does with one input; shared with the regression tests.
+#[doc(hidden)]
+pub mod fuzzing;
