@@ -81,7 +81,7 @@ pub async fn scan_once(
         pipeline,
         &running,
         None,
-        &mut report,
+        Some(&mut report),
     )
     .await?;
     work.logout().await.ok();
@@ -185,7 +185,6 @@ async fn cycle(
     health.connected(Utc::now());
     loop {
         let pipeline = pipelines.borrow().clone();
-        let mut report = ScanReport::default();
         health.alive_for(busy_window(settings));
         catch_up(
             &mut work,
@@ -195,7 +194,8 @@ async fn cycle(
             &pipeline,
             shutdown,
             Some((health, busy_window(settings))),
-            &mut report,
+            // Nothing kept per message: a backfill of any size runs in the same memory.
+            None,
         )
         .await?;
         if *shutdown.borrow() {
@@ -243,9 +243,9 @@ async fn cycle(
     }
 }
 
-/// Handles every inbox message not handled yet, then places any unplaced draft. `lease`, when
-/// given, is renewed by its window for every message handled: a backfill may take long, and is
-/// not stuck.
+/// Handles every inbox message not handled yet, then places any unplaced draft; `report`, when
+/// given (`pushback scan`), lists what was found. `lease`, when given, is renewed by its window
+/// for every message handled: a backfill may take long, and is not stuck.
 #[allow(clippy::too_many_arguments)]
 async fn catch_up(
     work: &mut Session,
@@ -255,7 +255,7 @@ async fn catch_up(
     pipeline: &Pipeline,
     shutdown: &watch::Receiver<bool>,
     lease: Option<(&Health, Duration)>,
-    report: &mut ScanReport,
+    mut report: Option<&mut ScanReport>,
 ) -> Result<()> {
     place_drafts(work, drafts_folder, store).await?;
     let folder = work.select(INBOX).await?;
@@ -296,7 +296,6 @@ async fn catch_up(
             };
             let key = format!("{}:{}", folder.uid_validity, message.uid);
             let now = Utc::now();
-            report.examined += 1;
             if let Some((health, window)) = lease {
                 health.alive_for(window);
             }
@@ -314,9 +313,17 @@ async fn catch_up(
                     if found.draft_id.is_some() {
                         tracing::info!(uid = message.uid, category = %found.category, "drafted a reply");
                     }
-                    report.findings.push(found);
+                    if let Some(report) = report.as_deref_mut() {
+                        report.examined += 1;
+                        report.findings.push(found);
+                    }
                 }
-                Ok(Processed::Skipped(skipped)) => report.skipped.push(skipped),
+                Ok(Processed::Skipped(skipped)) => {
+                    if let Some(report) = report.as_deref_mut() {
+                        report.examined += 1;
+                        report.skipped.push(skipped);
+                    }
+                }
                 Err(error) => failure = Some((message.uid, error)),
             }
             stopped = *shutdown.borrow();
@@ -332,10 +339,13 @@ async fn catch_up(
             // Left unrecorded, so it is tried again on the next wake (a template the lead
             // fixes, say); the messages after it wait rather than overtake it.
             tracing::warn!(uid, "cannot process message: {error:#}");
-            report.deferred.push(Skipped {
-                key: format!("{}:{uid}", folder.uid_validity),
-                reason: format!("{error:#}"),
-            });
+            if let Some(report) = report {
+                report.examined += 1;
+                report.deferred.push(Skipped {
+                    key: format!("{}:{uid}", folder.uid_validity),
+                    reason: format!("{error:#}"),
+                });
+            }
             return Ok(());
         }
         if stopped {
