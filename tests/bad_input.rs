@@ -15,8 +15,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::MailServers;
 use support::pushback::{
-    BUYER, IDENTITY, original_id, peak_rss_kib, pushback_cli, pushback_output, rfp, spawn_daemon,
-    stop, wait_logged, write_config_with,
+    BUYER, maildir_config_text, original_id, peak_rss_kib, pushback_cli, pushback_output, rfp,
+    spawn_daemon, stop, wait_logged, write_config_with, write_maildir_config,
 };
 
 const RFP_TEXT: &str = "Dear Supplier,\r\n\r\nThe City of Springfield is soliciting proposals \
@@ -295,16 +295,7 @@ fn hostile_messages_in_a_maildir_are_each_reported_and_none_is_lost() {
         )
         .unwrap();
     }
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{IDENTITY}\n[mailbox]\nkind = \"maildir\"\npath = \"{}\"\n\n[state]\npath = \"{}\"\n",
-            maildir.display(),
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
+    let config = write_maildir_config(dir.path(), &maildir);
     let started = Instant::now();
     let report: serde_json::Value =
         serde_json::from_str(&pushback_cli(&config, &["scan", "--json"])).unwrap();
@@ -467,11 +458,7 @@ fn refused(dir: &Path, name: &str, text: &str) -> String {
 #[test]
 fn every_kind_of_config_mistake_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let good = format!(
-        "{IDENTITY}\n[mailbox]\nkind = \"maildir\"\npath = \"{}\"\n\n[state]\npath = \"{}\"\n",
-        dir.path().join("Mail").display(),
-        dir.path().join("state").display()
-    );
+    let good = maildir_config_text(dir.path(), &dir.path().join("Mail"));
     let out = {
         let path = dir.path().join("good.toml");
         std::fs::write(&path, &good).unwrap();

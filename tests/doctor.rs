@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::MailServers;
-use support::pushback::{IDENTITY, Login, config_text};
+use support::pushback::{Login, config_text, write_maildir_config};
 
 struct Run {
     stdout: String,
@@ -238,16 +238,7 @@ fn a_maildir_config_checks_the_folders_and_says_nothing_leaves() {
             std::fs::create_dir_all(maildir.join(folder).join(sub)).unwrap();
         }
     }
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{IDENTITY}\n[mailbox]\nkind = \"maildir\"\npath = \"{}\"\n\n[state]\npath = \"{}\"\n",
-            maildir.display(),
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
+    let config = write_maildir_config(dir.path(), &maildir);
 
     let run = doctor(&config, true);
     assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);

@@ -107,6 +107,22 @@ path = "{state}"
 }
 
 /// `config_text` with the right password and the CA trusted, written to `dir/config.toml`.
+/// A config for a local Maildir at `maildir`, with the state under `dir`.
+pub fn maildir_config_text(dir: &Path, maildir: &Path) -> String {
+    format!(
+        "{IDENTITY}\n[mailbox]\nkind = \"maildir\"\npath = \"{}\"\n\n[state]\npath = \"{}\"\n",
+        maildir.display(),
+        dir.join("state").display()
+    )
+}
+
+/// `maildir_config_text` written to `dir/config.toml`.
+pub fn write_maildir_config(dir: &Path, maildir: &Path) -> PathBuf {
+    let config = dir.join("config.toml");
+    std::fs::write(&config, maildir_config_text(dir, maildir)).unwrap();
+    config
+}
+
 pub fn write_config(servers: &MailServers, dir: &Path) -> PathBuf {
     write_config_with(servers, dir, "", "")
 }
