@@ -363,13 +363,15 @@ pub(crate) async fn place_drafts(
     drafts_folder: &str,
     store: &mut Store,
 ) -> Result<bool> {
-    // The watcher, the reminder task and a `pushback scan` may each find the same unplaced
-    // draft: two at once would both append it.
-    let _placing = take_turn(store.lock_file("placing")?).await?;
-    let unplaced = store.unplaced_drafts()?;
-    if unplaced.is_empty() {
+    // Most wakes have nothing to place: no lock file for them.
+    if store.unplaced_drafts()?.is_empty() {
         return Ok(false);
     }
+    // The watcher, the reminder task and a `pushback scan` may each find the same unplaced
+    // draft: two at once would both append it. Read again under the lock: another placer may
+    // have placed some meanwhile.
+    let _placing = take_turn(store.lock_file("placing")?).await?;
+    let unplaced = store.unplaced_drafts()?;
     let tried_before = store.start_placing(&unplaced)?;
     for &id in &unplaced {
         let Some(draft) = store.draft(id)? else {
