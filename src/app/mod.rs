@@ -91,6 +91,25 @@ pub fn scan_once(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<
     }
 }
 
+/// Waits, without blocking the thread, for the lock on `file` (a store's
+/// [`Store::lock_file`], named for the activity); held until the returned file is dropped.
+pub(crate) async fn take_turn(file: Option<std::fs::File>) -> Result<Option<std::fs::File>> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(anyhow::Error::from(error).context("cannot take a state lock"));
+            }
+        }
+    }
+}
+
 /// Runs one async operation to completion from the synchronous commands.
 pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -222,8 +222,8 @@ pub struct Recovery {
     pub unknown: Vec<i64>,
 }
 
-/// Run once at startup, before any delivery and while no other sender runs: settles every draft
-/// left in `sending` without sending anything.
+/// Run once at startup, before any delivery, with the state's sending lock held (so no other
+/// sender is mid-send): settles every draft left in `sending` without sending anything.
 pub async fn recover_in_flight(
     store: &mut Store,
     folder: &mut dyn SentFolder,
@@ -258,7 +258,7 @@ pub async fn recover_in_flight(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::adapters::store::{
         ApprovedVia, DraftStatus, NewDraft, RecordOutcome, ScannedMessage,
@@ -268,7 +268,7 @@ mod tests {
     use futures::executor::block_on;
     use std::sync::Mutex;
 
-    fn at(minute: u32) -> DateTime<Utc> {
+    pub(crate) fn at(minute: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2027, 3, 1, 10, minute, 0).unwrap()
     }
 
@@ -282,7 +282,7 @@ mod tests {
     }
 
     /// An approved draft for `key`, also written to the Maildir's Drafts folder.
-    fn approved(store: &mut Store, maildir: &Maildir, key: &str) -> i64 {
+    pub(crate) fn approved(store: &mut Store, maildir: &Maildir, key: &str) -> i64 {
         approved_message(store, maildir, key, raw(key))
     }
 
@@ -376,7 +376,7 @@ mod tests {
         (dir, maildir, store)
     }
 
-    fn status(store: &Store, id: i64) -> DraftStatus {
+    pub(crate) fn status(store: &Store, id: i64) -> DraftStatus {
         store.draft(id).unwrap().unwrap().status
     }
 

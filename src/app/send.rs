@@ -154,7 +154,8 @@ impl SentFolder for ImapFolders {
 }
 
 /// Sends every due approved draft and files it; `recover` first settles sends a crash
-/// interrupted (only the daemon at start-up may: a running daemon's sends look the same).
+/// interrupted (the daemon at start-up). Deliveries sharing a state take turns, so a send in
+/// flight in another process is finished, not settled.
 pub async fn deliver(
     config: &Config,
     store: &mut Store,
@@ -167,6 +168,9 @@ pub async fn deliver(
     if !in_flight && !tidy && store.outbox_due(now)?.is_empty() {
         return Ok((Recovery::default(), Delivery::default()));
     }
+    // The daemon and a `drafts approve` may deliver at once: each claim is atomic, but a send
+    // in flight elsewhere looks interrupted to a recovery that does not wait for it.
+    let _sending = crate::app::take_turn(store.lock_file("sending")?).await?;
     let transport = transport(config)?;
     match &config.mailbox.access {
         MailboxAccess::Maildir { path } => {
@@ -210,4 +214,43 @@ async fn deliver_with(
     };
     outbox::remove_sent_drafts(store, folder).await?;
     Ok((recovery, delivery))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::store::DraftStatus;
+    use crate::app::outbox::tests::{approved, at, status};
+
+    /// `drafts approve` in another process claimed the draft and is mid-send when the daemon
+    /// starts: its recovery waits for that send instead of calling it interrupted.
+    #[tokio::test(start_paused = true)]
+    async fn recovery_waits_for_a_send_in_flight_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::demo(&dir.path().join("Mail"), &dir.path().join("state"));
+        let maildir = crate::adapters::maildir::Maildir::create(&dir.path().join("Mail")).unwrap();
+        let mut store = Store::open(&config.state_dir).unwrap();
+        let id = approved(&mut store, &maildir, "a");
+        store.claim_for_sending(id, at(1)).unwrap();
+        let elsewhere = store.lock_file("sending").unwrap().unwrap();
+        elsewhere.lock().unwrap();
+
+        let daemon_config = config.clone();
+        let daemon = tokio::spawn(async move {
+            let mut store = Store::open(&daemon_config.state_dir).unwrap();
+            deliver(&daemon_config, &mut store, true, at(2))
+                .await
+                .unwrap()
+        });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!daemon.is_finished(), "recovery ran during the other send");
+        assert_eq!(status(&store, id), DraftStatus::Sending);
+
+        store.mark_sent(id, at(1)).unwrap();
+        drop(elsewhere);
+        let (recovery, delivery) = daemon.await.unwrap();
+        assert_eq!(recovery, Recovery::default());
+        assert!(delivery.sent.is_empty());
+        assert_eq!(status(&store, id), DraftStatus::Sent);
+    }
 }

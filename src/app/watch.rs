@@ -370,7 +370,7 @@ pub(crate) async fn place_drafts(
     // The watcher, the reminder task and a `pushback scan` may each find the same unplaced
     // draft: two at once would both append it. Read again under the lock: another placer may
     // have placed some meanwhile.
-    let _placing = take_turn(store.lock_file("placing")?).await?;
+    let _placing = crate::app::take_turn(store.lock_file("placing")?).await?;
     let unplaced = store.unplaced_drafts()?;
     let tried_before = store.start_placing(&unplaced)?;
     for &id in &unplaced {
@@ -395,23 +395,4 @@ pub(crate) async fn place_drafts(
         store.mark_placed(id, uid)?;
     }
     Ok(!tried_before.is_empty())
-}
-
-/// Waits, without blocking the thread, for the lock on `file` (a store's `lock_file`); held
-/// until the file is dropped.
-async fn take_turn(file: Option<std::fs::File>) -> Result<Option<std::fs::File>> {
-    let Some(file) = file else {
-        return Ok(None);
-    };
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(Some(file)),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            Err(std::fs::TryLockError::Error(error)) => {
-                return Err(anyhow::Error::from(error).context("cannot take the placing lock"));
-            }
-        }
-    }
 }
