@@ -1214,18 +1214,7 @@ async fn append_literal(
         stream.flush().await
     })
     .await??;
-    read_until(imap, t, new_data, |response| match response {
-        Response::Done {
-            tag,
-            status,
-            outcome,
-        } if *tag == id => Some(
-            check_done(status, outcome.information.as_deref())
-                .map(|()| appended_uids(outcome.code.as_ref(), 1)[0]),
-        ),
-        _ => None,
-    })
-    .await
+    Ok(appended_reply(imap, &id, 1, t, new_data).await?[0])
 }
 
 /// APPEND of several messages (MULTIAPPEND) as non-synchronising literals (LITERAL+): the whole
@@ -1260,14 +1249,25 @@ async fn append_non_synchronising(
         stream.flush().await
     })
     .await??;
+    appended_reply(imap, &id, raws.len(), t, new_data).await
+}
+
+/// Reads up to APPEND's tagged reply: where its `count` messages landed.
+async fn appended_reply(
+    imap: &mut async_imap::Session<Stream>,
+    id: &RequestId,
+    count: usize,
+    t: Duration,
+    new_data: &mut bool,
+) -> Result<Vec<Option<AppendedUid>>, Failure> {
     read_until(imap, t, new_data, |response| match response {
         Response::Done {
             tag,
             status,
             outcome,
-        } if *tag == id => Some(
+        } if tag == id => Some(
             check_done(status, outcome.information.as_deref())
-                .map(|()| appended_uids(outcome.code.as_ref(), raws.len())),
+                .map(|()| appended_uids(outcome.code.as_ref(), count)),
         ),
         _ => None,
     })
