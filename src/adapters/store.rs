@@ -466,18 +466,19 @@ impl Store {
         let action = || format!("look up drafts for message-id {message_id} in {mailbox}");
         let row = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT d.id, m.sender, m.date FROM drafts d JOIN messages m ON m.id = d.message
                  WHERE m.mailbox = ?1 AND m.message_id = ?2 AND d.follow_up = 0",
-                params![mailbox, message_id],
-                |r| {
+            )
+            .and_then(|mut drafted| {
+                drafted.query_row(params![mailbox, message_id], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
                         r.get::<_, Option<String>>(1)?,
                         r.get::<_, Option<String>>(2)?,
                     ))
-                },
-            )
+                })
+            })
             .optional()
             .map_err(sql(action()))?;
         row.map(|(draft_id, sender, date)| {

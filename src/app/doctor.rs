@@ -1492,6 +1492,8 @@ mod tests {
             special_use: true,
             move_command: true,
             condstore: true,
+            multiappend: true,
+            literal_plus: true,
         };
         let step = capabilities_step(&all, &config);
         assert_eq!(step.status, Status::Ok);

@@ -355,6 +355,10 @@ async fn catch_up(
     Ok(())
 }
 
+/// Drafts appended in one command (with MULTIAPPEND): one round trip for a backfill batch's
+/// drafts, and a bound on what is held in memory when many wait.
+const PLACE_BATCH: usize = 50;
+
 /// Appends every recorded but unplaced draft to the server's Drafts folder with `\Draft`. Only
 /// a draft an earlier attempt may have appended is first looked for there by Message-ID. Returns
 /// whether any was, which leaves the Drafts folder selected.
@@ -371,28 +375,38 @@ pub(crate) async fn place_drafts(
     // draft: two at once would both append it. Read again under the lock: another placer may
     // have placed some meanwhile.
     let _placing = crate::app::take_turn(store.lock_file("placing")?).await?;
-    let unplaced = store.unplaced_drafts()?;
-    let tried_before = store.start_placing(&unplaced)?;
-    for &id in &unplaced {
-        let Some(draft) = store.draft(id)? else {
-            continue;
-        };
-        let found = if tried_before.contains(&id) {
-            work.find_by_header(drafts_folder, "Message-ID", &draft.message_id)
-                .await?
-                .first()
-                .copied()
-        } else {
-            None
-        };
-        let uid = match found {
-            Some(uid) => uid,
-            None => work
-                .append(drafts_folder, &["\\Draft"], &draft.raw)
-                .await?
-                .map_or(0, |appended| appended.uid),
-        };
-        store.mark_placed(id, uid)?;
+    let mut searched = false;
+    for unplaced in store.unplaced_drafts()?.chunks(PLACE_BATCH) {
+        let tried_before = store.start_placing(unplaced)?;
+        searched |= !tried_before.is_empty();
+        let mut placed = Vec::with_capacity(unplaced.len());
+        let mut to_append = Vec::with_capacity(unplaced.len());
+        for &id in unplaced {
+            let Some(draft) = store.draft(id)? else {
+                continue;
+            };
+            let found = if tried_before.contains(&id) {
+                work.find_by_header(drafts_folder, "Message-ID", &draft.message_id)
+                    .await?
+                    .first()
+                    .copied()
+            } else {
+                None
+            };
+            match found {
+                Some(uid) => placed.push((id, uid)),
+                None => to_append.push((id, draft.raw)),
+            }
+        }
+        let raws: Vec<&[u8]> = to_append.iter().map(|(_, raw)| raw.as_slice()).collect();
+        let landed = work.append_all(drafts_folder, &["\\Draft"], &raws).await?;
+        placed.extend(
+            to_append
+                .iter()
+                .zip(landed)
+                .map(|((id, _), appended)| (*id, appended.map_or(0, |a| a.uid))),
+        );
+        store.mark_all_placed(&placed)?;
     }
-    Ok(!tried_before.is_empty())
+    Ok(searched)
 }

@@ -180,6 +180,10 @@ pub struct Capabilities {
     /// MOVE (RFC 6851).
     pub move_command: bool,
     pub condstore: bool,
+    /// Several messages in one APPEND (RFC 3502).
+    pub multiappend: bool,
+    /// Literals sent without waiting for the server's go-ahead (RFC 7888).
+    pub literal_plus: bool,
 }
 
 impl Capabilities {
@@ -192,6 +196,8 @@ impl Capabilities {
                 "SPECIAL-USE" => &mut caps.special_use,
                 "MOVE" => &mut caps.move_command,
                 "CONDSTORE" => &mut caps.condstore,
+                "MULTIAPPEND" => &mut caps.multiappend,
+                "LITERAL+" => &mut caps.literal_plus,
                 _ => continue,
             };
             *flag = true;
@@ -497,6 +503,40 @@ impl Session {
             &mut self.imap,
             &command,
             raw,
+            self.timeout,
+            &mut self.new_data,
+        ))
+        .await;
+        self.settle(&action, result)
+    }
+
+    /// Appends each of `raws` to `folder` with `flags`, in order, and returns where each landed
+    /// when the server says. With LITERAL+ and MULTIAPPEND that is one command and one round
+    /// trip for all of them, all or none; otherwise one APPEND, two round trips, each.
+    pub async fn append_all(
+        &mut self,
+        folder: &str,
+        flags: &[&str],
+        raws: &[&[u8]],
+    ) -> Result<Vec<Option<AppendedUid>>, Error> {
+        let caps = &self.capabilities;
+        let one_command = caps.literal_plus && (caps.multiappend || raws.len() == 1);
+        if raws.is_empty() || !one_command {
+            let mut landed = Vec::with_capacity(raws.len());
+            for raw in raws {
+                landed.push(self.append(folder, flags, raw).await?);
+            }
+            return Ok(landed);
+        }
+        let action = format!("append {} messages to {folder:?}", raws.len());
+        self.usable(&action)?;
+        let mailbox = quoted_folder(folder, &action)?;
+        let flags = flag_list(flags, &action)?;
+        let result = guarded(append_non_synchronising(
+            &mut self.imap,
+            &format!("APPEND {mailbox}"),
+            &flags,
+            raws,
             self.timeout,
             &mut self.new_data,
         ))
@@ -1174,26 +1214,91 @@ async fn append_literal(
         stream.flush().await
     })
     .await??;
+    Ok(appended_reply(imap, &id, 1, t, new_data).await?[0])
+}
+
+/// APPEND of several messages (MULTIAPPEND) as non-synchronising literals (LITERAL+): the whole
+/// command is written at once and only the tagged reply is waited for.
+async fn append_non_synchronising(
+    imap: &mut async_imap::Session<Stream>,
+    command: &str,
+    flags: &str,
+    raws: &[&[u8]],
+    t: Duration,
+    new_data: &mut bool,
+) -> Result<Vec<Option<AppendedUid>>, Failure> {
+    let Some((first, rest)) = raws.split_first() else {
+        return Ok(Vec::new());
+    };
+    let id = tokio::time::timeout(
+        t,
+        imap.run_command(format!("{command} {flags} {{{}+}}", first.len())),
+    )
+    .await??;
+    // One buffer, so the literals go out as a few large writes rather than one per piece.
+    let mut literals = Vec::with_capacity(raws.iter().map(|raw| raw.len() + 32).sum());
+    literals.extend_from_slice(first);
+    for raw in rest {
+        literals.extend_from_slice(format!(" {flags} {{{}+}}\r\n", raw.len()).as_bytes());
+        literals.extend_from_slice(raw);
+    }
+    literals.extend_from_slice(b"\r\n");
+    tokio::time::timeout(t, async {
+        let stream = imap.get_mut();
+        stream.write_all(&literals).await?;
+        stream.flush().await
+    })
+    .await??;
+    appended_reply(imap, &id, raws.len(), t, new_data).await
+}
+
+/// Reads up to APPEND's tagged reply: where its `count` messages landed.
+async fn appended_reply(
+    imap: &mut async_imap::Session<Stream>,
+    id: &RequestId,
+    count: usize,
+    t: Duration,
+    new_data: &mut bool,
+) -> Result<Vec<Option<AppendedUid>>, Failure> {
     read_until(imap, t, new_data, |response| match response {
         Response::Done {
             tag,
             status,
             outcome,
-        } if *tag == id => Some(
-            check_done(status, outcome.information.as_deref()).map(|()| match &outcome.code {
-                Some(ResponseCode::AppendUid(uid_validity, uids)) => match uids.as_slice() {
-                    [UidSetMember::Uid(uid)] => Some(AppendedUid {
-                        uid_validity: *uid_validity,
-                        uid: *uid,
-                    }),
-                    _ => None,
-                },
-                _ => None,
-            }),
+        } if tag == id => Some(
+            check_done(status, outcome.information.as_deref())
+                .map(|()| appended_uids(outcome.code.as_ref(), count)),
         ),
         _ => None,
     })
     .await
+}
+
+/// Where each of `count` appended messages landed, from the tagged OK's APPENDUID (RFC 4315: a
+/// UID set, in the order appended); all `None` when the server said nothing that fits.
+fn appended_uids(code: Option<&ResponseCode<'_>>, count: usize) -> Vec<Option<AppendedUid>> {
+    let Some(ResponseCode::AppendUid(uid_validity, members)) = code else {
+        return vec![None; count];
+    };
+    let uids: Vec<u32> = members
+        .iter()
+        .flat_map(|member| match member {
+            UidSetMember::Uid(uid) => *uid..=*uid,
+            UidSetMember::UidRange(range) => range.clone(),
+        })
+        .take(count + 1)
+        .collect();
+    if uids.len() != count {
+        return vec![None; count];
+    }
+    uids.into_iter()
+        .map(|uid| {
+            Some(AppendedUid {
+                uid_validity: *uid_validity,
+                uid,
+            })
+        })
+        .collect()
 }
 
 /// Reads responses, handing each to `visit`, until `visit` has a result. Unasked-for EXISTS,
@@ -1364,6 +1469,13 @@ async fn converse(server: Vec<u8>) {
     let _ = session
         .append("Entwürfe", &["\\Draft"], b"Subject: x\r\n\r\nx\r\n")
         .await;
+    let _ = session
+        .append_all(
+            "Entwürfe",
+            &["\\Draft"],
+            &[b"Subject: y\r\n\r\ny\r\n", b"z\r\n"],
+        )
+        .await;
     let found = session
         .find_by_header("Entwürfe", "Message-ID", "<x@example.com>")
         .await
@@ -1444,6 +1556,26 @@ mod tests {
     }
 
     #[test]
+    fn appended_uids_follow_the_uid_set_in_order_or_are_all_unknown() {
+        let code = ResponseCode::AppendUid(
+            7,
+            vec![UidSetMember::UidRange(40..=42), UidSetMember::Uid(45)],
+        );
+        let uids: Vec<_> = appended_uids(Some(&code), 4)
+            .into_iter()
+            .map(|a| a.map(|a| (a.uid_validity, a.uid)))
+            .collect();
+        assert_eq!(
+            uids,
+            [Some((7, 40)), Some((7, 41)), Some((7, 42)), Some((7, 45))]
+        );
+        // A set that does not match the count tells nothing about which landed where.
+        assert_eq!(appended_uids(Some(&code), 3), vec![None; 3]);
+        assert_eq!(appended_uids(Some(&code), 5), vec![None; 5]);
+        assert_eq!(appended_uids(None, 2), vec![None; 2]);
+    }
+
+    #[test]
     fn only_loopback_hosts_count_as_loopback() {
         for host in [
             "localhost",
@@ -1505,7 +1637,15 @@ mod tests {
 
     #[test]
     fn capabilities_are_read_case_insensitively() {
-        let caps = Capabilities::from_names(["IMAP4rev1", "idle", "UIDPLUS", "MOVE", "X-FOO"]);
+        let caps = Capabilities::from_names([
+            "IMAP4rev1",
+            "idle",
+            "UIDPLUS",
+            "MOVE",
+            "X-FOO",
+            "MultiAppend",
+            "LITERAL+",
+        ]);
         assert_eq!(
             caps,
             Capabilities {
@@ -1514,6 +1654,8 @@ mod tests {
                 special_use: false,
                 move_command: true,
                 condstore: false,
+                multiappend: true,
+                literal_plus: true,
             }
         );
     }

@@ -792,9 +792,10 @@ impl super::Store {
     /// every Message-ID we sent there.
     pub fn sent_threads(&self) -> Result<Vec<ThreadRecord>, Error> {
         let action = "list pushback threads";
+        // Asked once per scanned message: cached, not parsed again each time.
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare_cached(
                 "SELECT m.id, m.message_id, COALESCE(m.subject, ''), m.sender, d.message_id
                  FROM messages m JOIN drafts d ON d.message = m.id
                  WHERE m.id IN (SELECT message FROM drafts WHERE status = 'sent')

@@ -147,13 +147,22 @@ impl Store {
     /// Remembers where a draft landed in the server's Drafts folder (0 when the server gave no
     /// UID, e.g. without UIDPLUS: placed, position unknown).
     pub fn mark_placed(&mut self, draft_id: i64, uid: u32) -> Result<(), Error> {
-        execute(
-            &self.conn,
-            "UPDATE drafts SET placed_uid = ?2 WHERE id = ?1",
-            params![draft_id, uid],
-        )
-        .map_err(sql(format!("record where draft {draft_id} was placed")))?;
-        Ok(())
+        self.mark_all_placed(&[(draft_id, uid)])
+    }
+
+    /// [`Store::mark_placed`] for each (draft id, UID) pair, in one transaction.
+    pub fn mark_all_placed(&mut self, placed: &[(i64, u32)]) -> Result<(), Error> {
+        let action = "record where drafts were placed";
+        let tx = begin(&mut self.conn)?;
+        for &(draft_id, uid) in placed {
+            execute(
+                &tx,
+                "UPDATE drafts SET placed_uid = ?2 WHERE id = ?1",
+                params![draft_id, uid],
+            )
+            .map_err(sql(format!("record where draft {draft_id} was placed")))?;
+        }
+        tx.commit().map_err(sql(action))
     }
 }
 
