@@ -393,8 +393,8 @@ fn calendar_item(r: &Reminder) -> Option<CalendarItem> {
         r.about,
         id = r.id
     );
-    let (kind, summary, start, alarm_before) = match (r.kind, r.deadline_at) {
-        (ReminderKind::FollowUp, _) => (
+    let (kind, summary, start, alarm_before) = match r.kind {
+        ReminderKind::FollowUp => (
             ItemKind::Todo,
             format!(
                 "Follow up: {}",
@@ -403,26 +403,17 @@ fn calendar_item(r: &Reminder) -> Option<CalendarItem> {
             due,
             None,
         ),
-        (kind, Some(deadline)) => (
-            ItemKind::Event,
-            format!(
+        kind => {
+            let summary = format!(
                 "{}: {}",
                 capitalised(kind.label()),
                 r.subject.as_deref().unwrap_or("RFP")
-            ),
-            deadline,
-            Some(deadline - due),
-        ),
-        (kind, None) => (
-            ItemKind::Event,
-            format!(
-                "{}: {}",
-                capitalised(kind.label()),
-                r.subject.as_deref().unwrap_or("RFP")
-            ),
-            due,
-            None,
-        ),
+            );
+            match r.deadline_at {
+                Some(deadline) => (ItemKind::Event, summary, deadline, Some(deadline - due)),
+                None => (ItemKind::Event, summary, due, None),
+            }
+        }
     };
     Some(CalendarItem {
         uid: format!("reminder-{}@pushback", r.id),
