@@ -17,7 +17,7 @@ use crate::adapters::imap::tls;
 
 pub use busy::busy_from_ics;
 pub use caldav::CalDav;
-pub use ics::{feed, invite, item_ics};
+pub use ics::{FeedWriter, invite, item_ics};
 
 /// One follow-up or deadline, as the calendar shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,10 +251,14 @@ fn is_certificate_error(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Writes the whole feed (`feed`'s text) so that a calendar app polling the file never reads half of it: a
-/// temp file in the same directory, fsynced, renamed over `path`, then the directory fsynced so
-/// the rename survives a crash. The file is private to the rep (mode 0600): it quotes threads.
-pub fn write_feed(path: &Path, text: &str) -> Result<(), Error> {
+/// Replaces the feed at `path` with what `write` writes into it, so that a calendar app polling
+/// the file never reads half of it: a temp file in the same directory, buffered, fsynced,
+/// renamed over `path`, then the directory fsynced so the rename survives a crash. Nothing is
+/// replaced when `write` fails. The file is private to the rep (mode 0600): it quotes threads.
+pub fn write_feed<T, E: From<Error>>(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<T, E>,
+) -> Result<T, E> {
     let write_error = |cause| Error::WriteFeed {
         path: path.to_path_buf(),
         cause,
@@ -263,17 +267,22 @@ pub fn write_feed(path: &Path, text: &str) -> Result<(), Error> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let mut temp = tempfile::Builder::new()
+    let temp = tempfile::Builder::new()
         .prefix(".pushback-feed.")
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(write_error)?;
-    temp.write_all(text.as_bytes()).map_err(write_error)?;
+    let mut buffered = std::io::BufWriter::new(temp);
+    let written = write(&mut buffered)?;
+    let temp = buffered
+        .into_inner()
+        .map_err(|e| write_error(e.into_error()))?;
     temp.as_file().sync_all().map_err(write_error)?;
     temp.persist(path).map_err(|e| write_error(e.error))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(write_error)
+        .map_err(write_error)?;
+    Ok(written)
 }
 
 /// Busy times in `[from, to)` from a file or an http(s) URL; see [`busy_from_ics`].
@@ -375,15 +384,35 @@ mod tests {
         }
     }
 
+    /// Writes the feed of `items` to `path`.
+    fn write_items(path: &Path, items: &[CalendarItem]) -> Result<(), Error> {
+        write_feed(path, |out| {
+            let mut feed = FeedWriter::start(out, "Pushback").map_err(io_error)?;
+            for item in items {
+                feed.item(item).map_err(io_error)?;
+            }
+            feed.finish().map_err(io_error)?;
+            Ok(())
+        })
+    }
+
+    fn io_error(cause: std::io::Error) -> Error {
+        Error::WriteFeed {
+            path: PathBuf::from("(test)"),
+            cause,
+        }
+    }
+
     #[test]
     fn write_feed_replaces_the_file_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pushback.ics");
-        write_feed(&path, &feed(&[todo("a@pushback")], "Pushback")).unwrap();
-        write_feed(&path, &feed(&[todo("b@pushback")], "Pushback")).unwrap();
+        write_items(&path, &[todo("a@pushback")]).unwrap();
+        write_items(&path, &[todo("b@pushback")]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("UID:b@pushback"), "{text}");
         assert!(!text.contains("UID:a@pushback"), "{text}");
+        assert!(text.ends_with("END:VCALENDAR\r\n"), "{text}");
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -392,9 +421,23 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_leaves_the_feed_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pushback.ics");
+        write_items(&path, &[todo("a@pushback")]).unwrap();
+        let before = std::fs::read_to_string(&path).unwrap();
+        let failed = write_feed(&path, |out| {
+            out.write_all(b"BEGIN:VCALENDAR\r\n").map_err(io_error)?;
+            Err::<(), _>(io_error(std::io::Error::other("the store went away")))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
     fn write_feed_names_the_file_it_cannot_write() {
-        let error =
-            write_feed(Path::new("/nonexistent/dir/feed.ics"), &feed(&[], "x")).unwrap_err();
+        let error = write_items(Path::new("/nonexistent/dir/feed.ics"), &[]).unwrap_err();
         assert!(matches!(error, Error::WriteFeed { .. }), "{error}");
         assert!(error.to_string().contains("/nonexistent/dir/feed.ics"));
     }

@@ -142,6 +142,8 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
                     health.set_phase(Phase::Running);
                     said = status_line(&health.snapshot());
                     systemd::ready(&said);
+                    // Start-up's scratch memory is free now; an idle daemon should not hold it.
+                    crate::app::heap::give_back_freed_memory();
                 } else {
                     let line = status_line(&health.snapshot());
                     if line != said {

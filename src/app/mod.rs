@@ -8,6 +8,7 @@ pub mod demo;
 pub mod doctor;
 pub mod eval;
 pub mod followups;
+pub mod heap;
 pub mod inspect;
 pub mod install;
 pub mod logging;

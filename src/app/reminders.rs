@@ -11,7 +11,7 @@
 //! never longer than a minute: tokio's timers stop while a laptop sleeps and the wall clock does
 //! not, so after a lid is opened every missed reminder fires, once.
 
-use crate::adapters::calendar::{self, CalDav, CalendarItem, ItemKind, ItemStatus};
+use crate::adapters::calendar::{self, CalDav, CalendarItem, FeedWriter, ItemKind, ItemStatus};
 use crate::adapters::imap::{ImapSettings, Session as ImapSession};
 use crate::adapters::maildir::Maildir;
 use crate::adapters::store::{
@@ -26,6 +26,9 @@ use crate::core::notice::{self, Notice, NoticeDraft};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hasher};
+use std::io::{self, Write};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -136,8 +139,7 @@ impl ReminderDesk {
             }
         }
         // The calendars follow the store; one that cannot be reached now catches up later.
-        let all = self.store.reminders(false)?;
-        if let Err(error) = self.calendars.sync(&all).await {
+        if let Err(error) = self.calendars.sync(&mut self.store).await {
             tracing::warn!("cannot bring the reminder calendar up to date now: {error:#}");
         }
         if slots::refresh_due(&self.config, &self.store, now)?
@@ -371,64 +373,61 @@ impl ReminderDesk {
     }
 }
 
-/// The reminders as calendar items: follow-ups as to-dos due when they fire, deadlines as events
-/// at the deadline with an alarm at the reminder's time. Dates still to confirm have no place yet.
-pub fn calendar_items(reminders: &[Reminder]) -> Vec<CalendarItem> {
-    reminders
-        .iter()
-        .filter_map(|r| {
-            let due = r.due_at?;
-            let status = match r.status {
-                ReminderStatus::Done => ItemStatus::Done,
-                ReminderStatus::Cancelled => ItemStatus::Cancelled,
-                _ => ItemStatus::Open,
-            };
-            let thread = match (&r.subject, &r.sender) {
-                (Some(subject), Some(buyer)) => format!("\"{subject}\" from {buyer}"),
-                (Some(subject), None) => format!("\"{subject}\""),
-                (None, Some(buyer)) => buyer.clone(),
-                (None, None) => String::new(),
-            };
-            let description = format!(
-                "{}\nThread: {thread}\nDone: pushback reminders done {id}\nLater: pushback reminders snooze {id} 1d",
-                r.about,
-                id = r.id
+/// A reminder as a calendar item: a follow-up as a to-do due when it fires, a deadline as an event
+/// at the deadline with an alarm at the reminder's time. A date still to confirm has no place yet.
+fn calendar_item(r: &Reminder) -> Option<CalendarItem> {
+    let due = r.due_at?;
+    let status = match r.status {
+        ReminderStatus::Done => ItemStatus::Done,
+        ReminderStatus::Cancelled => ItemStatus::Cancelled,
+        _ => ItemStatus::Open,
+    };
+    let thread = match (&r.subject, &r.sender) {
+        (Some(subject), Some(buyer)) => format!("\"{subject}\" from {buyer}"),
+        (Some(subject), None) => format!("\"{subject}\""),
+        (None, Some(buyer)) => buyer.clone(),
+        (None, None) => String::new(),
+    };
+    let description = format!(
+        "{}\nThread: {thread}\nDone: pushback reminders done {id}\nLater: pushback reminders snooze {id} 1d",
+        r.about,
+        id = r.id
+    );
+    let (kind, summary, start, alarm_before) = match r.kind {
+        ReminderKind::FollowUp => (
+            ItemKind::Todo,
+            format!(
+                "Follow up: {}",
+                r.subject.as_deref().unwrap_or("pushback thread")
+            ),
+            due,
+            None,
+        ),
+        kind => {
+            let summary = format!(
+                "{}: {}",
+                capitalised(kind.label()),
+                r.subject.as_deref().unwrap_or("RFP")
             );
-            let (kind, summary, start, alarm_before) = match (r.kind, r.deadline_at) {
-                (ReminderKind::FollowUp, _) => (
-                    ItemKind::Todo,
-                    format!("Follow up: {}", r.subject.as_deref().unwrap_or("pushback thread")),
-                    due,
-                    None,
-                ),
-                (kind, Some(deadline)) => (
-                    ItemKind::Event,
-                    format!("{}: {}", capitalised(kind.label()), r.subject.as_deref().unwrap_or("RFP")),
-                    deadline,
-                    Some(deadline - due),
-                ),
-                (kind, None) => (
-                    ItemKind::Event,
-                    format!("{}: {}", capitalised(kind.label()), r.subject.as_deref().unwrap_or("RFP")),
-                    due,
-                    None,
-                ),
-            };
-            Some(CalendarItem {
-                uid: format!("reminder-{}@pushback", r.id),
-                kind,
-                summary,
-                description,
-                due: start,
-                end: None,
-                alarm_before,
-                status,
-                url: r.in_reply_to.as_ref().map(|id| format!("mid:{id}")),
-                sequence: r.revision,
-                stamp: r.updated_at,
-            })
-        })
-        .collect()
+            match r.deadline_at {
+                Some(deadline) => (ItemKind::Event, summary, deadline, Some(deadline - due)),
+                None => (ItemKind::Event, summary, due, None),
+            }
+        }
+    };
+    Some(CalendarItem {
+        uid: format!("reminder-{}@pushback", r.id),
+        kind,
+        summary,
+        description,
+        due: start,
+        end: None,
+        alarm_before,
+        status,
+        url: r.in_reply_to.as_ref().map(|id| format!("mid:{id}")),
+        sequence: r.revision,
+        stamp: r.updated_at,
+    })
 }
 
 fn capitalised(text: &str) -> String {
@@ -440,17 +439,21 @@ fn capitalised(text: &str) -> String {
 }
 
 /// The reminders' calendars: the feed file, written at start and again whenever its content
-/// changes (compared with what this process last wrote, not read back every round), and the CalDAV
-/// collection, where each item is PUT again when its revision changed since the last PUT (every
-/// item once after a start: a PUT of an unchanged item changes nothing).
+/// changes (told by a hash of the text this process last wrote, not by holding that text nor by
+/// reading the file back), and the CalDAV collection, where each item is PUT again when its
+/// revision changed since the last PUT (every item once after a start: a PUT of an unchanged item
+/// changes nothing). Both read the store one reminder at a time: a backfill can plan 10,000.
 struct Calendars {
     feed: std::path::PathBuf,
-    /// The feed text last written, `None` before the first write.
-    written: Option<String>,
+    /// The hash of the feed text last written, `None` before the first write.
+    written: Option<u64>,
     caldav: Option<CalDav>,
     pushed: HashMap<String, u32>,
     ensured: bool,
 }
+
+/// How many items are read from the store for one run of CalDAV PUTs.
+const CALDAV_PAGE: usize = 200;
 
 impl Calendars {
     fn open(config: &Config) -> Result<Calendars> {
@@ -464,12 +467,14 @@ impl Calendars {
         })
     }
 
-    async fn sync(&mut self, reminders: &[Reminder]) -> Result<()> {
-        let items = calendar_items(reminders);
-        let text = calendar::feed(&items, FEED_NAME);
-        if self.written.as_ref() != Some(&text) {
-            calendar::write_feed(&self.feed, &text)?;
-            self.written = Some(text);
+    /// `store` is taken `&mut` only because a `&Store` cannot be held across an await (a SQLite
+    /// connection is not `Sync`).
+    async fn sync(&mut self, store: &mut Store) -> Result<()> {
+        // Formatting the feed twice when it changed is cheaper than holding it between rounds.
+        let current = stream_feed(store, io::sink())?;
+        if self.written != Some(current) {
+            let written = calendar::write_feed(&self.feed, |file| stream_feed(store, file))?;
+            self.written = Some(written);
         }
         let Some(caldav) = &self.caldav else {
             return Ok(());
@@ -478,13 +483,68 @@ impl Calendars {
             caldav.ensure_calendar().await?;
             self.ensured = true;
         }
-        for item in &items {
-            if self.pushed.get(&item.uid) != Some(&item.sequence) {
+        loop {
+            let mut page = Vec::new();
+            store.each_dated_reminder(|reminder| {
+                if let Some(item) = calendar_item(&reminder)
+                    && self.pushed.get(&item.uid) != Some(&item.sequence)
+                {
+                    page.push(item);
+                }
+                anyhow::Ok(if page.len() == CALDAV_PAGE {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            })?;
+            for item in &page {
                 caldav.put(item).await?;
                 self.pushed.insert(item.uid.clone(), item.sequence);
             }
+            if page.len() < CALDAV_PAGE {
+                return Ok(());
+            }
         }
-        Ok(())
+    }
+}
+
+/// Writes the feed of every dated reminder to `out`, one at a time, and returns the text's hash.
+fn stream_feed(store: &Store, out: impl Write) -> Result<u64> {
+    let mut feed = FeedWriter::start(Hashing::new(out), FEED_NAME)?;
+    store.each_dated_reminder(|reminder| {
+        if let Some(item) = calendar_item(&reminder) {
+            feed.item(&item)?;
+        }
+        anyhow::Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(feed.finish()?.hasher.finish())
+}
+
+/// Passes bytes on and hashes them on the way.
+struct Hashing<W> {
+    out: W,
+    /// `DefaultHasher::new` is the same in every call, so equal texts hash equal.
+    hasher: DefaultHasher,
+}
+
+impl<W> Hashing<W> {
+    fn new(out: W) -> Hashing<W> {
+        Hashing {
+            out,
+            hasher: DefaultHasher::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let taken = self.out.write(bytes)?;
+        self.hasher.write(&bytes[..taken]);
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 
@@ -699,6 +759,44 @@ mod tests {
             let error = parse_duration(bad).unwrap_err().to_string();
             assert!(error.contains("90m, 4h, 2d, 1w"), "{bad:?}: {error}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_feed_is_written_again_only_when_its_text_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_in_memory().unwrap();
+        let mut calendars = Calendars {
+            feed: dir.path().join("reminders.ics"),
+            written: None,
+            caldav: None,
+            pushed: HashMap::new(),
+            ensured: false,
+        };
+        calendars.sync(&mut store).await.unwrap();
+        let text = std::fs::read_to_string(&calendars.feed).unwrap();
+        assert!(text.starts_with("BEGIN:VCALENDAR\r\n"), "{text}");
+        assert!(text.ends_with("END:VCALENDAR\r\n"), "{text}");
+        // Unchanged: not written again (a file removed behind our back stays removed until then).
+        std::fs::remove_file(&calendars.feed).unwrap();
+        calendars.sync(&mut store).await.unwrap();
+        assert!(!calendars.feed.exists());
+        calendars.written = calendars.written.map(|hash| hash ^ 1);
+        calendars.sync(&mut store).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&calendars.feed).unwrap(), text);
+    }
+
+    #[test]
+    fn the_hash_does_not_depend_on_how_the_text_was_cut() {
+        let mut whole = Hashing::new(io::sink());
+        whole
+            .write_all(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
+            .unwrap();
+        let mut pieces = Hashing::new(Vec::new());
+        for piece in [&b"BEGIN:VCAL"[..], b"ENDAR\r\nEND:", b"VCALENDAR\r\n"] {
+            pieces.write_all(piece).unwrap();
+        }
+        assert_eq!(whole.hasher.finish(), pieces.hasher.finish());
+        assert_eq!(pieces.out, b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n");
     }
 
     #[test]

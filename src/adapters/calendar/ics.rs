@@ -3,11 +3,11 @@
 //! time comes from the caller, so the same input always gives the same bytes.
 
 use std::fmt::Write as _;
+use std::io;
 
 use chrono::Duration;
 use icalendar::{
-    Alarm, Calendar, CalendarComponent, Component, Event, EventLike, EventStatus, Property, Todo,
-    TodoStatus, Trigger,
+    Alarm, Calendar, Component, Event, EventLike, EventStatus, Property, Todo, TodoStatus, Trigger,
 };
 
 use super::{CalendarItem, DEFAULT_EVENT_LENGTH, Invite, ItemKind, ItemStatus};
@@ -15,20 +15,61 @@ use super::{CalendarItem, DEFAULT_EVENT_LENGTH, Invite, ItemKind, ItemStatus};
 const PRODID: &str = concat!("-//pushback//pushback ", env!("CARGO_PKG_VERSION"), "//EN");
 /// Content lines longer than this many octets are folded (RFC 5545 section 3.1).
 const LINE_LIMIT: usize = 75;
+/// The calendar's last line.
+const CLOSING: &str = "END:VCALENDAR\r\n";
 
-pub fn feed(items: &[CalendarItem], calendar_name: &str) -> String {
-    let mut calendar = calendar();
-    calendar.append_property(Property::new("X-WR-CALNAME", escape(calendar_name)));
-    // Subscribed calendars refresh daily by default; a follow-up moved today should show today.
-    calendar.append_property(Property::new("X-PUBLISHED-TTL", "PT1H"));
-    calendar.extend(items.iter().map(component));
-    text(&calendar)
+/// A calendar written item by item as the caller hands them over, so that only one item's text
+/// is ever held: built as one `Calendar` and one text, the feed of a 100,000-message backfill
+/// (10,000 reminders) took about 70 MiB at once.
+pub struct FeedWriter<W: io::Write> {
+    out: W,
+    /// One item's text, reused from item to item.
+    scratch: String,
+}
+
+impl<W: io::Write> FeedWriter<W> {
+    /// The feed's opening: its name in the rep's calendar app and how often to refresh it.
+    pub fn start(out: W, calendar_name: &str) -> io::Result<FeedWriter<W>> {
+        let mut calendar = calendar();
+        calendar.append_property(Property::new("X-WR-CALNAME", escape(calendar_name)));
+        // Subscribed calendars refresh daily by default; a follow-up moved today should show today.
+        calendar.append_property(Property::new("X-PUBLISHED-TTL", "PT1H"));
+        FeedWriter::opening(out, &calendar)
+    }
+
+    /// Writes `calendar`'s properties; its components are the items to come.
+    fn opening(mut out: W, calendar: &Calendar) -> io::Result<FeedWriter<W>> {
+        let whole = text(calendar);
+        let opening = whole
+            .strip_suffix(CLOSING)
+            .expect("a calendar's text ends with its closing line");
+        out.write_all(opening.as_bytes())?;
+        Ok(FeedWriter {
+            out,
+            scratch: String::new(),
+        })
+    }
+
+    pub fn item(&mut self, item: &CalendarItem) -> io::Result<()> {
+        self.scratch.clear();
+        refold_into(&mut self.scratch, &component_text(item));
+        self.out.write_all(self.scratch.as_bytes())
+    }
+
+    /// Writes the closing line and hands back the writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.out.write_all(CLOSING.as_bytes())?;
+        Ok(self.out)
+    }
 }
 
 pub fn item_ics(item: &CalendarItem) -> String {
-    let mut calendar = calendar();
-    calendar.push(component(item));
-    text(&calendar)
+    let mut bytes = Vec::new();
+    let mut writer =
+        FeedWriter::opening(&mut bytes, &calendar()).expect("memory takes every write");
+    writer.item(item).expect("memory takes every write");
+    writer.finish().expect("memory takes every write");
+    String::from_utf8(bytes).expect("the crate writes UTF-8")
 }
 
 pub fn invite(invite: &Invite) -> String {
@@ -74,41 +115,46 @@ fn calendar() -> Calendar {
     calendar
 }
 
-fn component(item: &CalendarItem) -> CalendarComponent {
+/// One item as a VTODO or VEVENT, as the crate writes it (folded its way).
+fn component_text(item: &CalendarItem) -> String {
     match item.kind {
-        ItemKind::Todo => {
-            let mut todo = Todo::new();
-            common(&mut todo, item);
-            todo.due(item.due);
-            match item.status {
-                ItemStatus::Open => todo.status(TodoStatus::NeedsAction),
-                ItemStatus::Done => todo
-                    .status(TodoStatus::Completed)
-                    .completed(item.stamp)
-                    .percent_complete(100),
-                ItemStatus::Cancelled => todo.status(TodoStatus::Cancelled),
-            };
-            // For a VTODO, RELATED=END means relative to DUE.
-            alarm(&mut todo, item, "END");
-            todo.done().into()
-        }
-        ItemKind::Event => {
-            let mut event = Event::new();
-            common(&mut event, item);
-            event
-                .starts(item.due)
-                .ends(item.end.unwrap_or(item.due + DEFAULT_EVENT_LENGTH))
-                // A deadline is a marker, not a meeting: it must not block the rep's free/busy
-                // (nor pushback's own slot finder, when the feed is read back as busy time).
-                .add_property("TRANSP", "TRANSPARENT")
-                .status(match item.status {
-                    ItemStatus::Open | ItemStatus::Done => EventStatus::Confirmed,
-                    ItemStatus::Cancelled => EventStatus::Cancelled,
-                });
-            alarm(&mut event, item, "START");
-            event.done().into()
-        }
+        ItemKind::Todo => Component::to_string(&todo(item)),
+        ItemKind::Event => Component::to_string(&event(item)),
     }
+}
+
+fn todo(item: &CalendarItem) -> Todo {
+    let mut todo = Todo::new();
+    common(&mut todo, item);
+    todo.due(item.due);
+    match item.status {
+        ItemStatus::Open => todo.status(TodoStatus::NeedsAction),
+        ItemStatus::Done => todo
+            .status(TodoStatus::Completed)
+            .completed(item.stamp)
+            .percent_complete(100),
+        ItemStatus::Cancelled => todo.status(TodoStatus::Cancelled),
+    };
+    // For a VTODO, RELATED=END means relative to DUE.
+    alarm(&mut todo, item, "END");
+    todo
+}
+
+fn event(item: &CalendarItem) -> Event {
+    let mut event = Event::new();
+    common(&mut event, item);
+    event
+        .starts(item.due)
+        .ends(item.end.unwrap_or(item.due + DEFAULT_EVENT_LENGTH))
+        // A deadline is a marker, not a meeting: it must not block the rep's free/busy
+        // (nor pushback's own slot finder, when the feed is read back as busy time).
+        .add_property("TRANSP", "TRANSPARENT")
+        .status(match item.status {
+            ItemStatus::Open | ItemStatus::Done => EventStatus::Confirmed,
+            ItemStatus::Cancelled => EventStatus::Cancelled,
+        });
+    alarm(&mut event, item, "START");
+    event
 }
 
 fn common(component: &mut impl Component, item: &CalendarItem) {
@@ -204,23 +250,29 @@ fn mailto(email: &str) -> String {
     format!("mailto:{}", email.trim())
 }
 
-/// The calendar as text, its content lines folded at 75 octets. The crate folds too, but its
-/// last continuation line can be 76 octets long, so its lines are joined and folded again.
+/// The calendar as text, its content lines folded at 75 octets (see [`refold_into`]).
 fn text(calendar: &Calendar) -> String {
-    let written = calendar.to_string();
-    let mut out = String::with_capacity(written.len() + written.len() / 64);
+    let mut out = String::new();
+    refold_into(&mut out, &calendar.to_string());
+    out
+}
+
+/// Appends iCalendar text the crate wrote, its content lines folded again at 75 octets: the
+/// crate folds too, but its last continuation line can be 76 octets long, so its lines are joined
+/// and folded again.
+fn refold_into(out: &mut String, written: &str) {
+    out.reserve(written.len() + written.len() / 64);
     let mut logical = String::new();
     for line in written.split("\r\n") {
         if let Some(continued) = line.strip_prefix(' ') {
             logical.push_str(continued);
             continue;
         }
-        fold_into(&mut out, &logical);
+        fold_into(out, &logical);
         logical.clear();
         logical.push_str(line);
     }
-    fold_into(&mut out, &logical);
-    out
+    fold_into(out, &logical);
 }
 
 /// Appends `line` and CRLF, breaking it before any char that would take a physical line past
@@ -389,6 +441,68 @@ mod tests {
         assert!(text.contains("STATUS:CANCELLED\r\n"), "{text}");
         assert!(text.contains("DTEND:20250314T120000Z\r\n"), "{text}");
         assert!(!text.contains("VALARM"), "{text}");
+    }
+
+    /// The feed of `items`, streamed into memory.
+    fn feed(items: &[CalendarItem], calendar_name: &str) -> String {
+        let mut writer = FeedWriter::start(Vec::new(), calendar_name).unwrap();
+        for item in items {
+            writer.item(item).unwrap();
+        }
+        String::from_utf8(writer.finish().unwrap()).unwrap()
+    }
+
+    /// The feed as it was built before it was streamed: one `Calendar` holding every item,
+    /// written out at once.
+    fn whole_calendar_feed(items: &[CalendarItem], calendar_name: &str) -> String {
+        let mut calendar = calendar();
+        calendar.append_property(Property::new("X-WR-CALNAME", escape(calendar_name)));
+        calendar.append_property(Property::new("X-PUBLISHED-TTL", "PT1H"));
+        calendar.extend(items.iter().map(component));
+        text(&calendar)
+    }
+
+    fn component(item: &CalendarItem) -> icalendar::CalendarComponent {
+        match item.kind {
+            ItemKind::Todo => todo(item).into(),
+            ItemKind::Event => event(item).into(),
+        }
+    }
+
+    #[test]
+    fn the_streamed_feed_is_the_calendar_built_whole() {
+        let mut done = item(ItemKind::Todo);
+        done.uid = "reminder-43@pushback".to_string();
+        done.status = ItemStatus::Done;
+        let mut cancelled = deadline();
+        cancelled.status = ItemStatus::Cancelled;
+        cancelled.end = Some(at(14, 12));
+        let mut bare = item(ItemKind::Event);
+        bare.uid = "reminder-44@pushback".to_string();
+        bare.description = String::new();
+        bare.url = None;
+        bare.alarm_before = None;
+        let mut long = item(ItemKind::Todo);
+        long.uid = "reminder-45@pushback".to_string();
+        long.summary = "Follow up: ".to_string() + &"日本語 and ümläuts, ".repeat(12);
+        let items = [
+            item(ItemKind::Todo),
+            deadline(),
+            done,
+            cancelled,
+            bare,
+            long,
+        ];
+        let name = "Pushback, ACME; follow-ups";
+        let streamed = feed(&items, name);
+        assert_eq!(streamed, whole_calendar_feed(&items, name));
+        assert_eq!(feed(&[], name), whole_calendar_feed(&[], name));
+        assert_eq!(streamed.matches("BEGIN:VCALENDAR").count(), 1, "{streamed}");
+        for one in &items {
+            let mut calendar = calendar();
+            calendar.push(component(one));
+            assert_eq!(item_ics(one), text(&calendar));
+        }
     }
 
     #[test]

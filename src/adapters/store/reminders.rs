@@ -13,6 +13,7 @@ use crate::core::model::{Category, DeadlineKind, Reason};
 use crate::core::reply::ReplyKind;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
+use std::ops::ControlFlow;
 
 /// What a reminder is about: the next follow-up in a pushback thread, or an RFP date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -415,6 +416,26 @@ impl super::Store {
             "1"
         };
         reminders_where(&self.conn, condition, [], "list reminders")
+    }
+
+    /// Hands `visit` every reminder with a due date, due first, one row at a time until it
+    /// breaks: the calendar feed after a big backfill (10,000 reminders) is written without
+    /// holding them all. One statement, so one consistent snapshot of the table.
+    pub fn each_dated_reminder<E: From<Error>>(
+        &self,
+        mut visit: impl FnMut(Reminder) -> Result<ControlFlow<()>, E>,
+    ) -> Result<(), E> {
+        let action = "list dated reminders";
+        let query = format!("{REMINDER_SELECT} WHERE r.due_at IS NOT NULL ORDER BY r.due_at, r.id");
+        let mut stmt = self.conn.prepare(&query).map_err(sql(action))?;
+        let mut rows = stmt.query([]).map_err(sql(action))?;
+        while let Some(row) = rows.next().map_err(sql(action))? {
+            let reminder = ReminderRow::read(row).map_err(sql(action))?;
+            if visit(reminder.into_reminder()?)?.is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub fn reminder(&self, id: i64) -> Result<Option<Reminder>, Error> {
@@ -866,6 +887,48 @@ mod tests {
             RecordOutcome::Recorded { draft_id } => draft_id.unwrap(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn dated_reminders_come_one_at_a_time_in_due_order_until_the_visitor_stops() {
+        let mut store = Store::open_in_memory().unwrap();
+        scanned(&mut store);
+        let undated = store
+            .reminders(false)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.due_at.is_none())
+            .unwrap();
+        store
+            .reschedule_reminder(undated.id, at(2, 9), at(1, 10))
+            .unwrap();
+        let dated: Vec<_> = store
+            .reminders(false)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.due_at.is_some())
+            .collect();
+        assert_eq!(dated.len(), 2);
+        let mut seen = Vec::new();
+        store
+            .each_dated_reminder(|r| {
+                seen.push(r);
+                Ok::<_, Error>(ControlFlow::Continue(()))
+            })
+            .unwrap();
+        assert_eq!(
+            seen, dated,
+            "the order `reminders` lists them in, due first"
+        );
+        assert_eq!(seen[0].due_at, Some(at(2, 9)));
+        let mut first = Vec::new();
+        store
+            .each_dated_reminder(|r| {
+                first.push(r.id);
+                Ok::<_, Error>(ControlFlow::Break(()))
+            })
+            .unwrap();
+        assert_eq!(first, [dated[0].id]);
     }
 
     #[test]
