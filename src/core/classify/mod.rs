@@ -12,7 +12,6 @@
 //! with the largest vote (ties go to the earlier one in `Category::PROCUREMENT`).
 
 mod feedback;
-mod literals;
 mod rules;
 
 pub use feedback::{FeedbackModel, feedback_tokens};
@@ -23,8 +22,7 @@ pub use rules::{
 
 use crate::core::mail::{Address, Mail};
 use crate::core::model::{Category, Classification, Label, Reason};
-use aho_corasick::{AhoCorasick, AhoCorasickKind};
-use regex::bytes::{Regex, RegexBuilder};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 /// Matched text in a reason is cut to about this many characters.
 const MAX_MATCHED_CHARS: usize = 80;
@@ -32,10 +30,9 @@ const MAX_MATCHED_CHARS: usize = 80;
 /// long phrase families, and a cache that fills up makes the regex engine fall back to a slower one.
 const REGEX_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 
-/// The rules, compiled once: one regex per signal, and per text (subject, body, ...) one literal
-/// search that tells in a single pass which signals can fire there: the regex of a signal runs
-/// only when the text holds one of the literals every match of it contains (see `literals`).
-/// Most signals need a word most mail lacks, so most regexes never run.
+/// The rules, compiled once: one regex per signal, and per text (subject, body, ...) one set that
+/// tells in a single pass which signals can fire there, so each text is scanned once, not once per
+/// signal; the regex of a signal runs only when the set says it matches, to find what matched.
 #[derive(Debug, Clone)]
 pub struct Classifier {
     signals: Vec<CompiledSignal>,
@@ -63,79 +60,9 @@ struct CompiledSignal {
 struct FieldScan {
     /// The text scanned: `Subject`, `Body`, `Sender`, `SenderName` or `Attachments`.
     field: Field,
-    /// Index into `Classifier::signals` of each signal that reads this text, in rules order.
-    signals: Vec<usize>,
-    /// The required literals of those signals.
-    literals: AhoCorasick,
-    /// For each pattern of `literals`, the signals (indexes into `Classifier::signals`) that
-    /// need it, with how far before it their match can start (`None`: anywhere).
-    signals_needing: Vec<Vec<(usize, Option<usize>)>>,
-    /// Signals with no required literals: their regex always runs.
-    unfiltered: Vec<usize>,
-}
-
-impl FieldScan {
-    fn new(field: Field, signals: &[CompiledSignal]) -> Result<Option<FieldScan>, Error> {
-        let mut reading = Vec::new();
-        let mut unfiltered = Vec::new();
-        let mut literals: Vec<Vec<u8>> = Vec::new();
-        let mut signals_needing: Vec<Vec<(usize, Option<usize>)>> = Vec::new();
-        for (i, signal) in signals.iter().enumerate() {
-            let Some(regex) = signal.regex.as_ref().filter(|_| signal.field.reads(field)) else {
-                continue;
-            };
-            reading.push(i);
-            let Some(required) = literals::required_literals(regex.as_str()) else {
-                unfiltered.push(i);
-                continue;
-            };
-            for literal in required.literals {
-                let pattern = literals
-                    .iter()
-                    .position(|l| *l == literal)
-                    .unwrap_or_else(|| {
-                        literals.push(literal);
-                        signals_needing.push(Vec::new());
-                        literals.len() - 1
-                    });
-                signals_needing[pattern].push((i, required.lead));
-            }
-        }
-        if reading.is_empty() {
-            return Ok(None);
-        }
-        // A DFA: the literal search runs over every body, and costs a few instructions a byte.
-        let literals = AhoCorasick::builder()
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&literals)
-            .map_err(|e| Error::BadPattern {
-                signal: format!("{field:?} field literals"),
-                message: e.to_string(),
-            })?;
-        Ok(Some(FieldScan {
-            field,
-            signals: reading,
-            literals,
-            signals_needing,
-            unfiltered,
-        }))
-    }
-
-    /// Sets in `search_from` (indexed like `Classifier::signals`) where the regex of each signal
-    /// of this text must start searching `haystack` to find its leftmost match: `None` for a
-    /// signal that cannot match, the start for one with no literals, and otherwise the first
-    /// literal found less the signal's lead (no match can start before that).
-    fn search_starts(&self, haystack: &[u8], search_from: &mut [Option<usize>]) {
-        for &i in &self.unfiltered {
-            search_from[i] = Some(0);
-        }
-        for hit in self.literals.find_overlapping_iter(haystack) {
-            for &(i, lead) in &self.signals_needing[hit.pattern().as_usize()] {
-                let start = lead.map_or(0, |lead| hit.start().saturating_sub(lead));
-                search_from[i] = Some(search_from[i].map_or(start, |s| s.min(start)));
-            }
-        }
-    }
+    set: RegexSet,
+    /// Index into `Classifier::signals` for each pattern of `set`.
+    signal_of: Vec<usize>,
 }
 
 /// The text of one message as signals read it (lower-cased, whitespace runs collapsed), made
@@ -201,7 +128,31 @@ impl Classifier {
             .collect::<Result<Vec<_>, Error>>()?;
         let scans = TEXT_FIELDS
             .into_iter()
-            .map(|field| FieldScan::new(field, &signals))
+            .map(|field| {
+                let signal_of: Vec<usize> = signals
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.field.reads(field) && s.regex.is_some())
+                    .map(|(i, _)| i)
+                    .collect();
+                let patterns = signal_of
+                    .iter()
+                    .filter_map(|&i| signals[i].regex.as_ref().map(Regex::as_str));
+                let set = RegexSetBuilder::new(patterns)
+                    .unicode(false)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .dfa_size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| Error::BadPattern {
+                        signal: format!("{field:?} field set"),
+                        message: e.to_string(),
+                    })?;
+                Ok((!signal_of.is_empty()).then_some(FieldScan {
+                    field,
+                    set,
+                    signal_of,
+                }))
+            })
             .filter_map(Result::transpose)
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Classifier {
@@ -228,18 +179,15 @@ impl Classifier {
             };
             fired[i] = flag.map(str::to_string);
         }
-        let mut search_from = vec![None; self.signals.len()];
         for scan in &self.scans {
             let haystack = text.of(scan.field).as_bytes();
-            search_from.fill(None);
-            scan.search_starts(haystack, &mut search_from);
-            for &i in &scan.signals {
-                let Some(start) = search_from[i].filter(|_| fired[i].is_none()) else {
+            for pattern in scan.set.matches(haystack).iter() {
+                let i = scan.signal_of[pattern];
+                if fired[i].is_some() {
                     continue;
-                };
-                // `find_at` still sees the bytes before `start` for `\b`.
+                }
                 let regex = self.signals[i].regex.as_ref();
-                if let Some(m) = regex.and_then(|r| r.find_at(haystack, start)) {
+                if let Some(m) = regex.and_then(|r| r.find(haystack)) {
                     fired[i] = Some(readable_match(m.as_bytes()));
                 }
             }
