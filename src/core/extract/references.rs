@@ -209,8 +209,8 @@ fn sentence_around(text: &str, start: usize, end: usize) -> String {
     joined.chars().take(MAX_CLAUSE_CHARS).collect()
 }
 
-/// Cheap literal prefilters (the regex engine turns a plain word list into a fast multi-literal
-/// search): the costly patterns below run only on mail that contains one of their words.
+/// Cheap literal prefilters (see `literal_words`): the costly patterns below run only on mail
+/// that contains one of their words.
 static SOLICITATION_WORD: LazyLock<AhoCorasick> = LazyLock::new(|| {
     literal_words(&[
         "rfp",
