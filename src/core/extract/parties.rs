@@ -5,6 +5,7 @@
 
 use crate::core::mail::{Address, Mail};
 use crate::core::model::{Stakeholder, StakeholderRole};
+use aho_corasick::{AhoCorasick, MatchKind};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -180,9 +181,32 @@ static UNIT_WORD: LazyLock<Regex> = LazyLock::new(|| {
 /// How far around a title word a "name, title" pair is looked for, in bytes.
 const NAMED_REACH: usize = 60;
 
-static TITLE_HINT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"Director|Manager|Head of|VP|Vice President|Chief|CIO|CFO|CEO|COO|CTO|CISO|President|Owner|Officer|Buyer|Superintendent|Controller")
-        .expect("title hint regex")
+/// A literal search, first listed word first where two start at one place (as the regex
+/// alternation it replaced): a regex costs far more per hit.
+static TITLE_HINT: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .build([
+            "Director",
+            "Manager",
+            "Head of",
+            "VP",
+            "Vice President",
+            "Chief",
+            "CIO",
+            "CFO",
+            "CEO",
+            "COO",
+            "CTO",
+            "CISO",
+            "President",
+            "Owner",
+            "Officer",
+            "Buyer",
+            "Superintendent",
+            "Controller",
+        ])
+        .expect("title hint search")
 });
 
 /// "our Head of Operations, Sarah Mills" / "Sarah Mills, our IT Manager" / "Tom Lee (CFO)".
