@@ -8,6 +8,7 @@ mod support;
 
 use mail_parser::MessageParser;
 use pushback::adapters::store::{ApprovedVia, DraftStatus, Store};
+use pushback::app::scan::SCAN_BATCH;
 use pushback::app::watch::IMAP_INBOX;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -59,8 +60,8 @@ fn in_reply_to(raw: &[u8]) -> String {
         .to_string()
 }
 
-/// Drill 1: the daemon works through a 300-message backfill and is SIGKILLed once while it
-/// places drafts and three times at random moments, restarted each time, then left to finish.
+/// Drill 1: the daemon works through a backfill of three scan batches and is SIGKILLed once
+/// while it places drafts and three times at random moments, restarted each time, then left to finish.
 /// Guards: a draft recorded but not yet placed, placed but not yet marked placed, or a message
 /// handled but its progress not yet recorded must neither be lost nor duplicated.
 #[test]
@@ -70,10 +71,13 @@ fn kill_9_during_backfill_leaves_exactly_one_draft_per_procurement_message() {
     let config = write_config(&servers, dir.path(), servers.smtp_port());
     let log = dir.path().join("daemon.log");
 
-    // 100 RFPs among 200 ordinary messages, interleaved so every fetch batch has both.
+    // A third RFPs, interleaved so every fetch batch has both; three scan batches, so progress is
+    // recorded in the middle of the backfill and each batch has drafts to place in several
+    // appends (a window the kill below can hit).
     let mut seed = Vec::new();
     let mut expected = Vec::new();
-    for n in 0..300u32 {
+    let messages = u32::try_from(3 * SCAN_BATCH).unwrap();
+    for n in 0..messages {
         if n % 3 == 0 {
             seed.push(rfp(n));
             expected.push(format!("drill-rfp-{n}@purchasing.springfield.example.gov"));
@@ -95,7 +99,7 @@ fn kill_9_during_backfill_leaves_exactly_one_draft_per_procurement_message() {
     // store): as soon as the store shows part of the first batch placed and part not.
     let mut daemon = spawn_daemon(&config, &log, true);
     let (placed, unplaced) =
-        wait_logged("drafts half placed", Duration::from_secs(20), &log, || {
+        wait_logged("drafts half placed", Duration::from_secs(90), &log, || {
             let store = Store::open(&state).ok()?;
             // Drafts first: one recorded in between counts as unplaced, never as placed.
             let recorded = store.drafts(None).ok()?.len();
@@ -137,7 +141,7 @@ fn kill_9_during_backfill_leaves_exactly_one_draft_per_procurement_message() {
     let mut daemon = spawn_daemon(&config, &log, true);
     wait_logged(
         "the backfill to finish",
-        Duration::from_secs(40),
+        Duration::from_secs(180),
         &log,
         || {
             let store = Store::open(&state).ok()?;

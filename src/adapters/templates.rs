@@ -341,6 +341,9 @@ impl Templates {
     fn empty() -> Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Debug mode keeps the template source on errors, which `describe` needs to name the
+        // undefined expression; its default is off in release builds, which the daemon runs.
+        env.set_debug(true);
         env.set_fuel(Some(FUEL));
         // Plain text: block tags on their own line leave no blank line behind, and nothing is
         // HTML-escaped.
