@@ -1,5 +1,6 @@
 //! Classification throughput on one core: parse + classify + extract (`Pipeline::analyse`, what
-//! every scanned message costs before a draft), against mail-parser parsing alone on the same
+//! every message costs when inspected), and `Pipeline::triage` (what a scan runs: facts extracted only
+//! from mail classified as procurement), against mail-parser parsing alone on the same
 //! bytes in the same run. Inputs: a seeded synthetic corpus with a realistic spread of sizes and
 //! kinds (generated here, so the bench needs nothing outside the repo), the project's own labelled
 //! mail (`tests/fixtures/**/*.eml`), and optionally a folder of real `.eml` files
@@ -38,9 +39,9 @@ fn main() {
         Utc::now().format("%Y-%m-%d %H:%M")
     );
     println!(
-        "| corpus | messages | mean size | parse only (msg/s) | parse + classify + extract (msg/s) | ratio |"
+        "| corpus | messages | mean size | procurement | parse only (msg/s) | parse + classify + extract (msg/s) | ratio | as a scan runs it: extract procurement only (msg/s) | ratio |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (name, corpus) in &corpora {
         let bytes: usize = corpus.iter().map(Vec::len).sum();
         let parse = rate(corpus, seconds, |raw| {
@@ -49,11 +50,20 @@ fn main() {
         let analyse = rate(corpus, seconds, |raw| {
             let _ = std::hint::black_box(pipeline.analyse(raw));
         });
+        let triage = rate(corpus, seconds, |raw| {
+            let _ = std::hint::black_box(pipeline.triage(raw));
+        });
+        let procurement = corpus
+            .iter()
+            .filter(|raw| pipeline.triage(raw).is_ok_and(|a| a.is_procurement()))
+            .count();
         println!(
-            "| {name} | {} | {:.1} KiB | {parse:.0} | {analyse:.0} | {:.2} |",
+            "| {name} | {} | {:.1} KiB | {:.0}% | {parse:.0} | {analyse:.0} | {:.2} | {triage:.0} | {:.2} |",
             corpus.len(),
             bytes as f64 / corpus.len() as f64 / 1024.0,
-            analyse / parse
+            100.0 * procurement as f64 / corpus.len() as f64,
+            analyse / parse,
+            triage / parse
         );
     }
 }

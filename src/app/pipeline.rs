@@ -121,20 +121,43 @@ impl Pipeline {
         self.timezone
     }
 
+    /// Parses, classifies and extracts the facts of `raw`, whatever its verdict (for inspecting
+    /// a message, or re-reading the original of a draft).
     pub fn analyse(&self, raw: &[u8]) -> Result<Analysis, mail::Error> {
+        let mut analysis = self.triage(raw)?;
+        if !analysis.is_procurement() {
+            analysis.facts = self.facts(&analysis.mail);
+        }
+        Ok(analysis)
+    }
+
+    /// `analyse` as a scan needs it: facts are extracted only from mail classified as procurement,
+    /// the only mail that gets a draft and deadline reminders; other mail is recorded with its
+    /// verdict and no facts. Most of an inbox is other mail, and extraction costs about as much
+    /// as classification.
+    pub fn triage(&self, raw: &[u8]) -> Result<Analysis, mail::Error> {
         let mail = Mail::parse_with_limit(raw, self.max_message_bytes)?;
         let classification = self.classifier.classify(&mail, self.feedback.as_ref());
-        let mut facts = extract::extract(&mail);
-        // The rep is on To/Cc of every mail they receive; they are never a stakeholder to invite.
-        let own_address = self.identity.email.to_ascii_lowercase();
-        facts
-            .stakeholders
-            .retain(|s| s.email.as_deref() != Some(own_address.as_str()));
+        let facts = if classification.label == Label::Procurement {
+            self.facts(&mail)
+        } else {
+            Facts::default()
+        };
         Ok(Analysis {
             mail,
             classification,
             facts,
         })
+    }
+
+    fn facts(&self, mail: &Mail) -> Facts {
+        let mut facts = extract::extract(mail);
+        // The rep is on To/Cc of every mail they receive; they are never a stakeholder to invite.
+        let own_address = self.identity.email.to_ascii_lowercase();
+        facts
+            .stakeholders
+            .retain(|s| s.email.as_deref() != Some(own_address.as_str()));
+        facts
     }
 
     /// The context the templates see for `analysis`, offering `slots` (described in the buyer's
@@ -309,6 +332,25 @@ mod tests {
             .attachments()
             .filter_map(|a| a.attachment_name().map(String::from))
             .collect()
+    }
+
+    #[test]
+    fn triage_extracts_facts_from_procurement_mail_only() {
+        let pipeline = pipeline();
+        let rfp = pipeline.triage(RFP).unwrap();
+        assert!(rfp.is_procurement());
+        assert_eq!(rfp.facts, pipeline.analyse(RFP).unwrap().facts);
+        assert!(!rfp.facts.deadlines.is_empty());
+
+        let lunch: &[u8] =
+            b"From: Sam Colleague <sam@seller.example>\r\nTo: rep@seller.example\r\n\
+            Subject: Lunch\r\n\r\nLunch with Ref. PO-4411 on Friday 12 March 2027 at noon?\r\n";
+        let full = pipeline.analyse(lunch).unwrap();
+        let triaged = pipeline.triage(lunch).unwrap();
+        assert!(!triaged.is_procurement());
+        assert_eq!(triaged.classification, full.classification);
+        assert_ne!(full.facts, Facts::default(), "analyse reads other mail too");
+        assert_eq!(triaged.facts, Facts::default());
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub fn process(
     progress: Option<SyncProgress>,
     now: DateTime<Utc>,
 ) -> Result<Processed> {
-    let analysis = match pipeline.analyse(raw) {
+    let analysis = match pipeline.triage(raw) {
         Ok(analysis) => analysis,
         Err(error) => {
             let reason = error.to_string();

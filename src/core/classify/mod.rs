@@ -30,9 +30,14 @@ const MAX_MATCHED_CHARS: usize = 80;
 /// long phrase families, and a cache that fills up makes the regex engine fall back to a slower one.
 const REGEX_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 
+/// In the field sets, a counted repetition allowing more than this many copies (the gap in
+/// `register[^.]{0,60}portal`) is searched open-ended; the signal's own regex checks the count.
+const WIDEST_COUNTED_IN_SETS: u32 = 8;
+
 /// The rules, compiled once: one regex per signal, and per text (subject, body, ...) one set that
 /// tells in a single pass which signals can fire there, so each text is scanned once, not once per
-/// signal; the regex of a signal runs only when the set says it matches, to find what matched.
+/// signal; the regex of a signal runs only when the set says it may match, to confirm it and find
+/// what matched.
 #[derive(Debug, Clone)]
 pub struct Classifier {
     signals: Vec<CompiledSignal>,
@@ -137,7 +142,8 @@ impl Classifier {
                     .collect();
                 let patterns = signal_of
                     .iter()
-                    .filter_map(|&i| signals[i].regex.as_ref().map(Regex::as_str));
+                    .filter_map(|&i| signals[i].regex.as_ref().map(Regex::as_str))
+                    .map(open_wide_gaps);
                 let set = RegexSetBuilder::new(patterns)
                     .unicode(false)
                     .size_limit(REGEX_SIZE_LIMIT)
@@ -373,6 +379,39 @@ fn compile_signal(signal: &Signal, group_caps: &[(String, f64)]) -> Result<Compi
     })
 }
 
+/// `pattern` with every counted repetition wider than `WIDEST_COUNTED_IN_SETS` made open-ended
+/// (`[^.]{0,60}` becomes `[^.]{0,}`). It matches everything `pattern` matches, so a set of such
+/// patterns still names every signal that can fire. Why: while a set's lazy DFA is inside a gap
+/// it needs a state for each position in the count, times the positions of every other gap open at
+/// the same time, so on real mail it kept building new states (most of the classifier's time) and
+/// its cache grew to megabytes; an open-ended gap is one state.
+fn open_wide_gaps(pattern: &str) -> String {
+    use regex_syntax::ast::{Ast, RepetitionKind, RepetitionRange, parse::Parser};
+    fn open(ast: &mut Ast) {
+        match ast {
+            Ast::Repetition(repetition) => {
+                if let RepetitionKind::Range(RepetitionRange::Bounded(min, max)) =
+                    repetition.op.kind
+                    && max > WIDEST_COUNTED_IN_SETS
+                {
+                    repetition.op.kind = RepetitionKind::Range(RepetitionRange::AtLeast(min));
+                }
+                open(&mut repetition.ast);
+            }
+            Ast::Group(group) => open(&mut group.ast),
+            Ast::Alternation(alternation) => alternation.asts.iter_mut().for_each(open),
+            Ast::Concat(concat) => concat.asts.iter_mut().for_each(open),
+            _ => {}
+        }
+    }
+    // The pattern compiled as a regex already, so it parses; unchanged is still correct if not.
+    let Ok(mut ast) = Parser::new().parse(pattern) else {
+        return pattern.to_string();
+    };
+    open(&mut ast);
+    ast.to_string()
+}
+
 /// Lower-cases `text` and collapses each whitespace run (line breaks included: mail wraps lines
 /// mid-sentence) to one space. Every signal reads text in this form.
 ///
@@ -467,6 +506,36 @@ fn readable_match(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sets_search_wide_counted_gaps_open_ended() {
+        assert_eq!(
+            open_wide_gaps(r"\bregister\b[^.\n]{0,60}\bportal(?:\w+\s+){0,3}x{2,9}"),
+            r"\bregister\b[^.\n]{0,}\bportal(?:\w+\s+){0,3}x{2,}"
+        );
+        assert_eq!(
+            open_wide_gaps(r"(?:a|b[^.]{1,40}(?:c[^.]{0,80}d)?)"),
+            r"(?:a|b[^.]{1,}(?:c[^.]{0,}d)?)"
+        );
+        // A set still names a signal whose gap is wider than `WIDEST_COUNTED_IN_SETS`; its own
+        // regex then rejects a gap that is too wide.
+        let rules = Rules::from_toml(
+            "version = 1\n[thresholds]\nprocurement = 1.0\n[[signal]]\nname = \"register-portal\"\nfield = \"body\"\n\
+             pattern = 'register[^.]{0,20}portal'\nweight = 2.0\ncategory = \"portal\"\n",
+            std::path::Path::new("gaps.toml"),
+        )
+        .unwrap();
+        let classifier = Classifier::new(&rules).unwrap();
+        let near = buyer_mail("x", "Please register on our supplier portal.");
+        let far = buyer_mail(
+            "x",
+            "Please register, and then at some later point, use the portal.",
+        );
+        assert_eq!(classifier.classify(&near, None).label, Label::Procurement);
+        let far = classifier.classify(&far, None);
+        assert_eq!(far.label, Label::Other);
+        assert!(far.reasons.is_empty(), "{:?}", far.reasons);
+    }
 
     fn mail(headers: &str, body: &str) -> Mail {
         let raw = format!("{headers}\r\n\r\n{body}\r\n");
