@@ -22,11 +22,14 @@ pub use rules::{
 
 use crate::core::mail::{Address, Mail};
 use crate::core::model::{Category, Classification, Label, Reason};
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::util::syntax;
+use regex_automata::{Input, MatchKind, PatternSet, meta};
+use std::sync::Mutex;
 
 /// Matched text in a reason is cut to about this many characters.
 const MAX_MATCHED_CHARS: usize = 80;
-/// Compiled programs and the lazy DFA's cache may grow this large. The defaults are too small for
+/// Compiled programs and the lazy DFAs' caches may grow this large. The defaults are too small for
 /// long phrase families, and a cache that fills up makes the regex engine fall back to a slower one.
 const REGEX_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 
@@ -52,8 +55,10 @@ pub struct Classifier {
 struct CompiledSignal {
     name: String,
     field: Field,
-    /// `None` for flag fields.
-    regex: Option<Regex>,
+    /// The pattern as written (or built from phrases); `None` for flag fields.
+    pattern: Option<String>,
+    /// Confirms what a field set found and finds the matched text; `None` for flag fields.
+    regex: Option<meta::Regex>,
     weight: f64,
     category: Option<Category>,
     vote: f64,
@@ -61,13 +66,43 @@ struct CompiledSignal {
     group: Option<usize>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct FieldScan {
     /// The text scanned: `Subject`, `Body`, `Sender`, `SenderName` or `Attachments`.
     field: Field,
-    set: RegexSet,
+    /// Which patterns match somewhere: one forward lazy DFA, with no reverse automaton, engine
+    /// choice or literal prefilters, since a set only answers "which", never "where".
+    set: DFA,
+    /// Caches of `set` not in use; a search takes one (or makes one) and puts it back.
+    caches: Mutex<Vec<Cache>>,
     /// Index into `Classifier::signals` for each pattern of `set`.
     signal_of: Vec<usize>,
+}
+
+impl Clone for FieldScan {
+    fn clone(&self) -> FieldScan {
+        FieldScan {
+            field: self.field,
+            set: self.set.clone(),
+            caches: Mutex::default(),
+            signal_of: self.signal_of.clone(),
+        }
+    }
+}
+
+impl FieldScan {
+    /// The patterns of the set that match somewhere in `haystack`.
+    fn matches(&self, haystack: &[u8]) -> PatternSet {
+        let cache = self.caches.lock().expect("cache list").pop();
+        let mut cache = cache.unwrap_or_else(|| self.set.create_cache());
+        let mut found = PatternSet::new(self.set.pattern_len());
+        self.set
+            .try_which_overlapping_matches(&mut cache, &Input::new(haystack), &mut found)
+            // Built never to give up and with no quit bytes, so the search cannot fail.
+            .expect("a field set never gives up");
+        self.caches.lock().expect("cache list").push(cache);
+        found
+    }
 }
 
 /// The text of one message as signals read it (lower-cased, whitespace runs collapsed), made
@@ -140,15 +175,24 @@ impl Classifier {
                     .filter(|(_, s)| s.field.reads(field) && s.regex.is_some())
                     .map(|(i, _)| i)
                     .collect();
-                let patterns = signal_of
+                let patterns: Vec<String> = signal_of
                     .iter()
-                    .filter_map(|&i| signals[i].regex.as_ref().map(Regex::as_str))
-                    .map(open_wide_gaps);
-                let set = RegexSetBuilder::new(patterns)
-                    .unicode(false)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .dfa_size_limit(REGEX_SIZE_LIMIT)
-                    .build()
+                    .filter_map(|&i| signals[i].pattern.as_deref())
+                    .map(open_wide_gaps)
+                    .collect();
+                let set = DFA::builder()
+                    .configure(
+                        DFA::config()
+                            .match_kind(MatchKind::All)
+                            .cache_capacity(REGEX_SIZE_LIMIT)
+                            .minimum_cache_clear_count(None),
+                    )
+                    .syntax(pattern_syntax())
+                    .thompson(
+                        regex_automata::nfa::thompson::Config::new()
+                            .nfa_size_limit(Some(REGEX_SIZE_LIMIT)),
+                    )
+                    .build_many(&patterns)
                     .map_err(|e| Error::BadPattern {
                         signal: format!("{field:?} field set"),
                         message: e.to_string(),
@@ -156,6 +200,7 @@ impl Classifier {
                 Ok((!signal_of.is_empty()).then_some(FieldScan {
                     field,
                     set,
+                    caches: Mutex::default(),
                     signal_of,
                 }))
             })
@@ -187,14 +232,14 @@ impl Classifier {
         }
         for scan in &self.scans {
             let haystack = text.of(scan.field).as_bytes();
-            for pattern in scan.set.matches(haystack).iter() {
-                let i = scan.signal_of[pattern];
+            for pattern in scan.matches(haystack).iter() {
+                let i = scan.signal_of[pattern.as_usize()];
                 if fired[i].is_some() {
                     continue;
                 }
                 let regex = self.signals[i].regex.as_ref();
                 if let Some(m) = regex.and_then(|r| r.find(haystack)) {
-                    fired[i] = Some(readable_match(m.as_bytes()));
+                    fired[i] = Some(readable_match(&haystack[m.range()]));
                 }
             }
         }
@@ -355,28 +400,43 @@ fn compile_signal(signal: &Signal, group_caps: &[(String, f64)]) -> Result<Compi
         (None, phrases) => Some(phrase_pattern(phrases)),
     };
     let regex = pattern
+        .as_deref()
         .map(|p| {
-            RegexBuilder::new(&p)
-                // Text is lower-cased already; ASCII classes keep every pattern on the fast DFA.
-                .unicode(false)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .dfa_size_limit(REGEX_SIZE_LIMIT)
-                .build()
+            meta::Regex::builder()
+                .configure(
+                    meta::Config::new()
+                        .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                        .hybrid_cache_capacity(REGEX_SIZE_LIMIT)
+                        // It runs only where its field set found a match, so skipping ahead to
+                        // literals saves little, and those searchers cost 0.5 MB for the rules.
+                        .auto_prefilter(false),
+                )
+                .syntax(pattern_syntax())
+                .build(p)
                 .map_err(|e| Error::BadPattern {
                     signal: signal.name.clone(),
-                    message: e.to_string(),
+                    message: e
+                        .syntax_error()
+                        .map_or_else(|| e.to_string(), ToString::to_string),
                 })
         })
         .transpose()?;
     Ok(CompiledSignal {
         name: signal.name.clone(),
         field: signal.field,
+        pattern,
         regex,
         weight: signal.weight,
         category: signal.category,
         vote: signal.category_vote(),
         group,
     })
+}
+
+/// How every pattern is read: text is lower-cased already, and ASCII classes and word boundaries
+/// keep every pattern on the fast lazy DFA; any byte may match, as in `regex::bytes`.
+fn pattern_syntax() -> syntax::Config {
+    syntax::Config::new().unicode(false).utf8(false)
 }
 
 /// `pattern` with every counted repetition wider than `WIDEST_COUNTED_IN_SETS` made open-ended
@@ -506,6 +566,22 @@ fn readable_match(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_pattern_is_named_with_the_parser_s_explanation() {
+        let rules = Rules::from_toml(
+            "version = 1\n[thresholds]\nprocurement = 1.0\n[[signal]]\nname = \"broken\"\n\
+             field = \"body\"\npattern = 'submit (your bid'\nweight = 1.0\n",
+            std::path::Path::new("bad.toml"),
+        )
+        .unwrap();
+        let error = Classifier::new(&rules).unwrap_err().to_string();
+        assert!(
+            error.starts_with("cannot compile signal `broken`: "),
+            "{error}"
+        );
+        assert!(error.contains("unclosed group"), "{error}");
+    }
 
     #[test]
     fn sets_search_wide_counted_gaps_open_ended() {
