@@ -394,6 +394,53 @@ async fn fetch_heads_walks_a_large_backfill_in_batches() {
 }
 
 #[tokio::test]
+async fn one_search_finds_messages_by_any_of_many_header_values() {
+    let servers = MailServers::start();
+    let mut session = connect(&servers).await;
+    let drafts = session
+        .special_folders("Drafts", "Sent")
+        .await
+        .unwrap()
+        .drafts;
+    let mut uids = Vec::new();
+    for n in [3, 77, 140] {
+        let raw = message(
+            &format!("many-{n}@pushback.test"),
+            "Re: RFQ",
+            "Happy to talk first.",
+        );
+        let appended = session.append(&drafts, &["\\Draft"], &raw).await.unwrap();
+        uids.push(appended.expect("Dovecot has UIDPLUS").uid);
+    }
+    // 150 values: three searches of up to 50 ORed keys, with a match in each.
+    let wanted: Vec<String> = (0..150)
+        .map(|n| format!("<many-{n}@pushback.test>"))
+        .collect();
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    assert_eq!(
+        session
+            .find_by_any_header(&drafts, "Message-ID", &wanted)
+            .await
+            .unwrap(),
+        uids
+    );
+    assert_eq!(
+        session
+            .find_by_any_header(&drafts, "Message-ID", &wanted[4..70])
+            .await
+            .unwrap(),
+        Vec::<u32>::new()
+    );
+    assert_eq!(
+        session
+            .find_by_any_header(&drafts, "Message-ID", &[])
+            .await
+            .unwrap(),
+        Vec::<u32>::new()
+    );
+}
+
+#[tokio::test]
 async fn a_draft_is_appended_found_by_message_id_and_deleted() {
     let servers = MailServers::start();
     let mut session = connect(&servers).await;

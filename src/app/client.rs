@@ -10,8 +10,10 @@
 //! - a placed draft with nothing left in Drafts was deleted by the rep: rejected, without
 //!   classifier feedback, and never placed again (only pending drafts are placed).
 //!
-//! Only the pending drafts are looked up (UID SEARCH HEADER, then headers of the few matches), so
-//! a wake never refetches whole folders. Reading the rep's Sent folder here is about our drafts
+//! Only the pending drafts are looked up, all at once: per folder one UID SEARCH for any of their
+//! originals (an OR of HEADER keys, in chunks), then the heads of the matches. A wake never
+//! refetches whole folders, and its round trips do not grow with the number of pending drafts
+//! (looking each draft up on its own took 8 s a wake after a 10,000-message backfill). Reading the rep's Sent folder here is about our drafts
 //! only: the rep's own messages found there are [`RepReply`]s, never the buyer's answer.
 
 use crate::adapters::imap::{Session, SpecialFolders};
@@ -36,15 +38,83 @@ pub async fn reconcile(
     identity: &Identity,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    for draft in store.pending_drafts()? {
-        if let Some(reply) = rep_reply_in_sent(work, &folders.sent, store, identity, &draft).await?
-        {
-            settle_sent_by_rep(work, &folders.drafts, store, &draft, &reply, now).await?;
+    let pending = store.pending_drafts()?;
+    let originals: Vec<String> = pending
+        .iter()
+        .filter_map(|draft| draft.in_reply_to.as_deref().map(angle))
+        .collect();
+    let originals: Vec<&str> = originals.iter().map(String::as_str).collect();
+    let sent = heads_matching(
+        work,
+        &folders.sent,
+        &[("In-Reply-To", &originals), ("References", &originals)],
+    )
+    .await?;
+    let ours: Vec<String> = pending
+        .iter()
+        .filter(|draft| draft.placed_uid.is_some())
+        .map(|draft| angle(&draft.message_id))
+        .collect();
+    let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
+    let in_drafts = if ours.is_empty() {
+        Vec::new()
+    } else {
+        heads_matching(
+            work,
+            &folders.drafts,
+            &[("In-Reply-To", &originals), ("Message-ID", &ours)],
+        )
+        .await?
+    };
+    for draft in &pending {
+        if let Some(reply) = rep_reply_in_sent(&sent, store, identity, draft)? {
+            settle_sent_by_rep(work, &folders.drafts, store, draft, &reply, now).await?;
         } else if draft.placed_uid.is_some() {
-            follow_drafts_folder(work, &folders.drafts, store, identity, &draft, now).await?;
+            follow_drafts_folder(
+                work,
+                &folders.drafts,
+                store,
+                identity,
+                draft,
+                &in_drafts,
+                now,
+            )
+            .await?;
         }
     }
     Ok(())
+}
+
+/// A message's head as read from a folder, with its UID there.
+struct Head {
+    uid: u32,
+    mail: Mail,
+}
+
+/// The heads of the messages in `folder` whose header contains one of the values given for it,
+/// for any of the (header, values) pairs; unreadable heads are left out.
+async fn heads_matching(
+    work: &mut Session,
+    folder: &str,
+    wanted: &[(&str, &[&str])],
+) -> Result<Vec<Head>> {
+    let mut uids = Vec::new();
+    for (header, values) in wanted {
+        uids.extend(work.find_by_any_header(folder, header, values).await?);
+    }
+    uids.sort_unstable();
+    uids.dedup();
+    let mut heads = Vec::new();
+    work.fetch_heads(&uids, HEAD_BYTES, |message| {
+        if let Ok(mail) = Mail::parse(&message.raw) {
+            heads.push(Head {
+                uid: message.uid,
+                mail,
+            });
+        }
+    })
+    .await?;
+    Ok(heads)
 }
 
 /// A reply the rep sent from their own client, found in the Sent folder: the rep's message, not
@@ -55,36 +125,33 @@ struct RepReply {
     sent_at: Option<DateTime<Utc>>,
 }
 
-/// The rep's reply to the draft's original in `sent`, if there is one.
-async fn rep_reply_in_sent(
-    work: &mut Session,
-    sent: &str,
-    // `&mut` only because a shared `&Store` is not `Send` across the awaits.
-    store: &mut Store,
+/// The rep's reply to the draft's original among `sent`, the Sent heads answering or referencing
+/// any pending draft's original.
+fn rep_reply_in_sent(
+    sent: &[Head],
+    store: &Store,
     identity: &Identity,
     draft: &PendingDraft,
 ) -> Result<Option<RepReply>> {
     let Some(original) = &draft.in_reply_to else {
         return Ok(None);
     };
-    let wanted = angle(original);
-    let mut uids = work.find_by_header(sent, "In-Reply-To", &wanted).await?;
-    let answers_original = !uids.is_empty();
-    if !answers_original {
-        uids = work.find_by_header(sent, "References", &wanted).await?;
-    }
-    if uids.is_empty() {
-        return Ok(None);
-    }
-    let mut heads = Vec::new();
-    work.fetch_heads(&uids, HEAD_BYTES, |message| {
-        if let Ok(mail) = Mail::parse(&message.raw) {
-            heads.push(mail);
-        }
-    })
-    .await?;
+    let answering: Vec<&Mail> = sent
+        .iter()
+        .map(|head| &head.mail)
+        .filter(|mail| names(&mail.in_reply_to, original))
+        .collect();
+    let answers_original = !answering.is_empty();
+    let candidates = if answers_original {
+        answering
+    } else {
+        sent.iter()
+            .map(|head| &head.mail)
+            .filter(|mail| names(&mail.references, original))
+            .collect()
+    };
     let mut found: Option<RepReply> = None;
-    for mail in heads {
+    for mail in candidates {
         // pushback's own Sent copies are replies too; only the rep's client counts here.
         if let Some(id) = &mail.message_id
             && store.in_pushback_outbox(id)?
@@ -92,7 +159,7 @@ async fn rep_reply_in_sent(
             continue;
         }
         // A later reply in the thread counts only when the rep wrote it.
-        if !answers_original && !from_rep(&mail, identity) {
+        if !answers_original && !from_rep(mail, identity) {
             continue;
         }
         let sent_at = mail.date.map(|date| date.with_timezone(&Utc));
@@ -158,46 +225,47 @@ struct DraftHead {
     message_id: Option<String>,
 }
 
-/// Adopts the rep's edit of `draft`, or rejects it when the rep deleted it.
+/// Adopts the rep's edit of `draft`, or rejects it when the rep deleted it. `in_drafts` holds
+/// the Drafts heads answering any pending draft's original or carrying a placed draft's id.
 async fn follow_drafts_folder(
     work: &mut Session,
     drafts: &str,
     store: &mut Store,
     identity: &Identity,
     draft: &PendingDraft,
+    in_drafts: &[Head],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let replies = match &draft.in_reply_to {
-        Some(original) => {
-            work.find_by_header(drafts, "In-Reply-To", &angle(original))
-                .await?
-        }
+    let replies: Vec<&Head> = match &draft.in_reply_to {
+        Some(original) => in_drafts
+            .iter()
+            .filter(|head| names(&head.mail.in_reply_to, original))
+            .collect(),
         None => Vec::new(),
     };
     if replies.is_empty() {
         // Checked by Message-ID as well: a draft without an original's id has no In-Reply-To.
-        let ours = work
-            .find_by_header(drafts, "Message-ID", &angle(&draft.message_id))
-            .await?;
-        if ours.is_empty() {
+        let ours = in_drafts
+            .iter()
+            .any(|head| names(head.mail.message_id.as_slice(), &draft.message_id));
+        if !ours {
             reject_deleted(store, draft.id, now)?;
         }
         return Ok(());
     }
     // Only our draft, where we put it: the rep has not touched it.
-    if draft.placed_uid.is_some_and(|uid| replies == [uid]) {
+    if let ([only], Some(placed)) = (replies.as_slice(), draft.placed_uid)
+        && only.uid == placed
+    {
         return Ok(());
     }
-    let mut heads = Vec::new();
-    work.fetch_heads(&replies, HEAD_BYTES, |message| {
-        heads.push(DraftHead {
-            uid: message.uid,
-            message_id: Mail::parse(&message.raw)
-                .ok()
-                .and_then(|mail| mail.message_id),
-        });
-    })
-    .await?;
+    let heads: Vec<DraftHead> = replies
+        .iter()
+        .map(|head| DraftHead {
+            uid: head.uid,
+            message_id: head.mail.message_id.clone(),
+        })
+        .collect();
     let own = own_message_ids(identity, draft);
     match client_edit(&heads, &draft.message_id, &own) {
         Some(edit) => adopt_edit(work, drafts, store, draft, edit, now).await,
@@ -301,6 +369,12 @@ async fn adopt_edit(
         .await?;
     work.delete(drafts, &previous).await?;
     Ok(())
+}
+
+/// Whether `ids` holds `id`, ignoring case as the server's HEADER search does.
+fn names(ids: &[String], id: &str) -> bool {
+    ids.iter()
+        .any(|candidate| candidate.eq_ignore_ascii_case(id))
 }
 
 /// A bare Message-ID as it appears in a header: the server matches substrings, and the angle

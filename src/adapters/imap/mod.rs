@@ -42,6 +42,9 @@ use tokio::time::{Instant, error::Elapsed};
 const FETCH_BATCH: usize = 200;
 /// UIDs per UID STORE / UID EXPUNGE, to keep command lines well under server limits.
 const STORE_BATCH: usize = 500;
+/// HEADER keys ORed in one UID SEARCH: about 6 KB of command line for Message-IDs, well under
+/// server limits (Dovecot's is 64 KB), and a shallow OR nesting.
+const SEARCH_OR_TERMS: usize = 50;
 
 #[derive(Debug, Clone)]
 pub struct ImapSettings {
@@ -553,17 +556,42 @@ impl Session {
         header: &str,
         value: &str,
     ) -> Result<Vec<u32>, Error> {
+        self.find_by_any_header(folder, header, &[value]).await
+    }
+
+    /// UIDs in `folder` whose `header` contains any of `values`, ascending: one search per
+    /// `SEARCH_OR_TERMS` values (an OR of HEADER keys), however many values there are.
+    pub async fn find_by_any_header(
+        &mut self,
+        folder: &str,
+        header: &str,
+        values: &[&str],
+    ) -> Result<Vec<u32>, Error> {
         let action = format!("search {folder:?} by {header}");
         self.usable(&action)?;
-        let query = format!(
-            "HEADER {} {}",
-            quoted(header, "header name", &action)?,
-            quoted(value, "header value", &action)?
-        );
+        let name = quoted(header, "header name", &action)?;
+        let keys = values
+            .iter()
+            .map(|value| {
+                Ok(format!(
+                    "HEADER {name} {}",
+                    quoted(value, "header value", &action)?
+                ))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let mut found = HashSet::new();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         self.open(folder, false).await?;
         self.sync(&action).await?;
-        let result = timed(self.timeout, self.imap.uid_search(query)).await;
-        Ok(sorted(self.settle(&action, result)?))
+        for keys in keys.chunks(SEARCH_OR_TERMS) {
+            // `OR OR a b c` is (a OR b) OR c: one OR before the keys for each key after the first.
+            let query = format!("{}{}", "OR ".repeat(keys.len() - 1), keys.join(" "));
+            let result = timed(self.timeout, self.imap.uid_search(query)).await;
+            found.extend(self.settle(&action, result)?);
+        }
+        Ok(sorted(found))
     }
 
     /// Marks `uids` in `folder` `\Deleted` and, with UIDPLUS, expunges exactly those. Without
