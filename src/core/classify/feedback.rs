@@ -79,11 +79,16 @@ impl FeedbackModel {
         model
     }
 
+    /// Whether the model has enough examples of both labels to nudge a verdict.
+    pub(super) fn is_ready(&self, limits: &FeedbackLimits) -> bool {
+        let min = limits.min_examples_per_label;
+        self.procurement_docs >= min && self.other_docs >= min
+    }
+
     /// The nudge for a message with these tokens, as a `feedback-bayes` reason, or `None` while
     /// the model has too few examples of either label.
     pub(super) fn nudge(&self, tokens: &[String], limits: &FeedbackLimits) -> Option<Reason> {
-        let min = limits.min_examples_per_label;
-        if self.procurement_docs < min || self.other_docs < min {
+        if !self.is_ready(limits) {
             return None;
         }
         let (p_docs, o_docs) = (f64::from(self.procurement_docs), f64::from(self.other_docs));

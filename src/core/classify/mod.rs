@@ -278,7 +278,10 @@ impl Classifier {
             }
         }
         if let Some(reason) =
-            feedback.and_then(|m| m.nudge(&feedback_tokens(mail), &self.feedback_limits))
+            // Tokenising is a quarter of a backfill's CPU: only for a model that can nudge.
+            feedback
+                .filter(|m| m.is_ready(&self.feedback_limits))
+                .and_then(|m| m.nudge(&feedback_tokens(mail), &self.feedback_limits))
         {
             score += reason.weight;
             reasons.push(reason);
