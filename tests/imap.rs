@@ -38,6 +38,14 @@ async fn connect(servers: &MailServers) -> Session {
         .unwrap_or_else(|e| panic!("{e}\n{}", servers.log_tail()))
 }
 
+async fn drafts_folder(session: &mut Session) -> String {
+    session
+        .special_folders("Drafts", "Sent")
+        .await
+        .unwrap()
+        .drafts
+}
+
 fn message(id: &str, subject: &str, body: &str) -> Vec<u8> {
     format!(
         "From: Buyer <buyer@acme.example>\r\nTo: alice@northwind.example\r\n\
@@ -397,11 +405,7 @@ async fn fetch_heads_walks_a_large_backfill_in_batches() {
 async fn one_search_finds_messages_by_any_of_many_header_values() {
     let servers = MailServers::start();
     let mut session = connect(&servers).await;
-    let drafts = session
-        .special_folders("Drafts", "Sent")
-        .await
-        .unwrap()
-        .drafts;
+    let drafts = drafts_folder(&mut session).await;
     let mut uids = Vec::new();
     for n in [3, 77, 140] {
         let raw = message(
@@ -444,11 +448,7 @@ async fn one_search_finds_messages_by_any_of_many_header_values() {
 async fn a_draft_is_appended_found_by_message_id_and_deleted() {
     let servers = MailServers::start();
     let mut session = connect(&servers).await;
-    let drafts = session
-        .special_folders("Drafts", "Sent")
-        .await
-        .unwrap()
-        .drafts;
+    let drafts = drafts_folder(&mut session).await;
     let raw = message("draft-1@pushback.test", "Re: RFQ", "Happy to talk first.");
 
     let appended = session
