@@ -402,6 +402,38 @@ async fn fetch_heads_walks_a_large_backfill_in_batches() {
 }
 
 #[tokio::test]
+async fn status_counts_change_with_every_message_added_or_removed() {
+    let servers = MailServers::start();
+    let mut session = connect(&servers).await;
+    let drafts = drafts_folder(&mut session).await;
+    session.select("INBOX").await.unwrap();
+    let empty = session.status(&drafts).await.unwrap();
+    assert_eq!(empty.exists, 0);
+    assert_eq!(empty.uid_validity, servers.uidvalidity("Drafts"));
+    assert_eq!(session.status(&drafts).await.unwrap(), empty, "unchanged");
+
+    let raw = message("status-1@pushback.test", "Re: RFQ", "Happy to talk first.");
+    let uid = session
+        .append(&drafts, &["\\Draft"], &raw)
+        .await
+        .unwrap()
+        .unwrap()
+        .uid;
+    let one = session.status(&drafts).await.unwrap();
+    assert_eq!(one.exists, 1);
+    assert_ne!(one.uid_next, empty.uid_next);
+
+    session.delete(&drafts, &[uid]).await.unwrap();
+    let gone = session.status(&drafts).await.unwrap();
+    assert_eq!(gone.exists, 0);
+    assert_ne!(
+        gone, empty,
+        "the next UID stays higher, so the folder still reads as changed"
+    );
+    assert!(session.status("No Such Folder").await.is_err());
+}
+
+#[tokio::test]
 async fn one_search_finds_messages_by_any_of_many_header_values() {
     let servers = MailServers::start();
     let mut session = connect(&servers).await;

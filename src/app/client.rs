@@ -16,7 +16,7 @@
 //! (looking each draft up on its own took 8 s a wake after a 10,000-message backfill). Reading the rep's Sent folder here is about our drafts
 //! only: the rep's own messages found there are [`RepReply`]s, never the buyer's answer.
 
-use crate::adapters::imap::{Session, SpecialFolders};
+use crate::adapters::imap::{FolderState, Session, SpecialFolders};
 use crate::adapters::store::{self, ClientEdit, PendingDraft, Store};
 use crate::core::classify::feedback_tokens;
 use crate::core::draft::reply_message_id;
@@ -29,16 +29,43 @@ use mail_parser::MessageParser;
 /// Bytes fetched of a message whose header is all that is needed.
 const HEAD_BYTES: u32 = 8 * 1024;
 
-/// Brings every pending draft in step with what the rep did to it in their own mail client.
-/// Leaves the session with another folder selected.
+/// What a reconcile reads: the pending drafts and the counts of the Sent and Drafts folders.
+/// Whatever the rep does in their client adds a message to one of those folders or removes one,
+/// so while none of it changes, another reconcile would find nothing new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientView {
+    pending: Vec<PendingDraft>,
+    sent: FolderState,
+    drafts: FolderState,
+}
+
+/// Brings every pending draft in step with what the rep did to it in their own mail client,
+/// unless nothing it reads changed since `last` (the view of the last reconcile that finished,
+/// which this one replaces). Leaves the session with another folder selected.
 pub async fn reconcile(
     work: &mut Session,
     folders: &SpecialFolders,
     store: &mut Store,
     identity: &Identity,
     now: DateTime<Utc>,
+    last: &mut Option<ClientView>,
 ) -> Result<()> {
     let pending = store.pending_drafts()?;
+    let view = match (
+        work.status(&folders.sent).await,
+        work.status(&folders.drafts).await,
+    ) {
+        (Ok(sent), Ok(drafts)) => Some(ClientView {
+            pending: pending.clone(),
+            sent,
+            drafts,
+        }),
+        // Counts the server will not give: look every time, as without them.
+        _ => None,
+    };
+    if view.is_some() && *last == view {
+        return Ok(());
+    }
     let originals: Vec<String> = pending
         .iter()
         .filter_map(|draft| draft.in_reply_to.as_deref().map(angle))
@@ -82,6 +109,7 @@ pub async fn reconcile(
             .await?;
         }
     }
+    *last = view;
     Ok(())
 }
 

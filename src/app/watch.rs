@@ -183,6 +183,8 @@ async fn cycle(
     }
     connection.backoff.reset();
     health.connected(Utc::now());
+    // What the last reconcile saw; a wake that changed none of it skips the next one.
+    let mut reconciled = None;
     loop {
         let pipeline = pipelines.borrow().clone();
         health.alive_for(busy_window(settings));
@@ -203,7 +205,15 @@ async fn cycle(
             return Ok(CycleEnd::Shutdown);
         }
         // What the rep did in their own mail client since the last wake: edits, deletions, sends.
-        client::reconcile(&mut work, &folders, store, pipeline.identity(), Utc::now()).await?;
+        client::reconcile(
+            &mut work,
+            &folders,
+            store,
+            pipeline.identity(),
+            Utc::now(),
+            &mut reconciled,
+        )
+        .await?;
         if let Some(handled) = &options.mail_handled {
             handled.notify_one();
         }

@@ -420,6 +420,32 @@ impl Session {
         Ok(state)
     }
 
+    /// The counts of `folder` (STATUS UIDVALIDITY UIDNEXT MESSAGES), without selecting it:
+    /// enough to tell that nothing was added to or removed from it since the last look.
+    pub async fn status(&mut self, folder: &str) -> Result<FolderState, Error> {
+        let action = format!("read the counts of {folder:?}");
+        self.usable(&action)?;
+        let wire = mutf7::encode(folder);
+        // async-imap quotes the name itself, without escaping.
+        if wire.contains(['"', '\\']) {
+            return Err(Error::InvalidArgument {
+                action,
+                reason: "the folder name holds a quote or backslash".into(),
+            });
+        }
+        let result = timed(
+            self.timeout,
+            self.imap.status(&wire, "(UIDVALIDITY UIDNEXT MESSAGES)"),
+        )
+        .await;
+        let mailbox = self.settle(&action, result)?;
+        Ok(FolderState {
+            uid_validity: mailbox.uid_validity.unwrap_or_default(),
+            uid_next: mailbox.uid_next,
+            exists: mailbox.exists,
+        })
+    }
+
     /// UIDs in the selected folder with an internal date on or after `date`, ascending.
     pub async fn uids_since(&mut self, date: NaiveDate) -> Result<Vec<u32>, Error> {
         let action = "search for mail by date";
