@@ -105,6 +105,12 @@ fn a_rep_edits_and_approves_a_draft_in_a_real_browser_and_the_buyer_gets_the_edi
             .click()
             .await
             .unwrap();
+        let textarea = client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css("textarea[name=body]"))
+            .await
+            .unwrap_or_else(|e| panic!("the draft page did not load ({e})"));
         let page = client.source().await.unwrap();
         assert!(page.contains("Why it was flagged"), "{page}");
         assert!(
@@ -112,10 +118,6 @@ fn a_rep_edits_and_approves_a_draft_in_a_real_browser_and_the_buyer_gets_the_edi
             "the original mail is beside the draft"
         );
 
-        let textarea = client
-            .find(Locator::Css("textarea[name=body]"))
-            .await
-            .unwrap();
         let composed = textarea.prop("value").await.unwrap().unwrap();
         assert!(composed.contains(OLD_SENTENCE), "{composed}");
         let edited = composed.replacen(OLD_SENTENCE, NEW_SENTENCE, 1);
@@ -128,7 +130,13 @@ fn a_rep_edits_and_approves_a_draft_in_a_real_browser_and_the_buyer_gets_the_edi
             .click()
             .await
             .unwrap();
-        let flash = client.find(Locator::Css("p.flash")).await.unwrap();
+        // A click returns before the form's answer has loaded: wait for it, as after approving.
+        let flash = client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css("p.flash"))
+            .await
+            .unwrap_or_else(|e| panic!("no message after saving ({e})"));
         assert_eq!(flash.text().await.unwrap(), "draft 1 saved as version 2");
         let png = client.screenshot().await.unwrap();
         std::fs::write(artifact("web-draft.png"), png).unwrap();
