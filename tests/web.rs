@@ -17,6 +17,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 use support::MailServers;
 use support::browser::ChromeDriver;
+
+/// The element `css` selects, once the page a click loads shows it (a click returns before the
+/// page it leads to has loaded); panics with `missing` after 30 s.
+async fn appears(
+    client: &fantoccini::Client,
+    css: &str,
+    missing: &str,
+) -> fantoccini::elements::Element {
+    client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{missing} ({e})"))
+}
 use support::pushback::{Daemon, IDENTITY, pushback_cli, rfp, wait_for, write_config};
 
 /// In the draft as composed (templates/rfp.txt), and what the rep writes instead.
@@ -105,12 +120,12 @@ fn a_rep_edits_and_approves_a_draft_in_a_real_browser_and_the_buyer_gets_the_edi
             .click()
             .await
             .unwrap();
-        let textarea = client
-            .wait()
-            .at_most(Duration::from_secs(30))
-            .for_element(Locator::Css("textarea[name=body]"))
-            .await
-            .unwrap_or_else(|e| panic!("the draft page did not load ({e})"));
+        let textarea = appears(
+            &client,
+            "textarea[name=body]",
+            "the draft page did not load",
+        )
+        .await;
         let page = client.source().await.unwrap();
         assert!(page.contains("Why it was flagged"), "{page}");
         assert!(
@@ -131,12 +146,7 @@ fn a_rep_edits_and_approves_a_draft_in_a_real_browser_and_the_buyer_gets_the_edi
             .await
             .unwrap();
         // A click returns before the form's answer has loaded: wait for it, as after approving.
-        let flash = client
-            .wait()
-            .at_most(Duration::from_secs(30))
-            .for_element(Locator::Css("p.flash"))
-            .await
-            .unwrap_or_else(|e| panic!("no message after saving ({e})"));
+        let flash = appears(&client, "p.flash", "no message after saving").await;
         assert_eq!(flash.text().await.unwrap(), "draft 1 saved as version 2");
         let png = client.screenshot().await.unwrap();
         std::fs::write(artifact("web-draft.png"), png).unwrap();
@@ -179,12 +189,7 @@ fn a_rep_edits_and_approves_a_draft_in_a_real_browser_and_the_buyer_gets_the_edi
             .await
             .unwrap();
         // Approving sends at once: the page comes back when the SMTP server has answered.
-        let flash = client
-            .wait()
-            .at_most(Duration::from_secs(30))
-            .for_element(Locator::Css("p.flash"))
-            .await
-            .unwrap_or_else(|e| panic!("no message after approving ({e})"));
+        let flash = appears(&client, "p.flash", "no message after approving").await;
         let said = flash.text().await.unwrap();
         assert_eq!(
             said,
