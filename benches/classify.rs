@@ -6,11 +6,21 @@
 //! mail (`tests/fixtures/**/*.eml`), and optionally a folder of real `.eml` files
 //! (`PUSHBACK_BENCH_CORPUS=../shared/corpus/dev`).
 //!
+//! A second table splits one message's cost into its stages, each alone on inputs prepared
+//! beforehand: mail-parser's parse, `Mail::parse` (that parse and the body text signals read),
+//! `Classifier::classify` and `extract`, in microseconds per message and as multiples of the parse.
+//!
 //! `cargo bench --bench classify`; `PUSHBACK_BENCH_MESSAGES=N` sets the synthetic corpus size
-//! (default 100,000), `PUSHBACK_BENCH_SECONDS=S` the minimum time per measurement (default 3).
+//! (default 100,000), `PUSHBACK_BENCH_SECONDS=S` the minimum time per measurement (default 3),
+//! `PUSHBACK_BENCH_PASSES=P` the minimum passes over each corpus per measurement (default 1):
+//! with `PUSHBACK_BENCH_SECONDS=0` a fixed amount of work, for counting instructions under
+//! callgrind (docs/benchmarks.md).
 
 use chrono::Utc;
 use pushback::config::Config;
+use pushback::core::classify::{BUILTIN_RULES, Classifier, Rules};
+use pushback::core::extract;
+use pushback::core::mail::Mail;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -22,6 +32,7 @@ fn main() {
     }
     let messages = env_usize("PUSHBACK_BENCH_MESSAGES", 100_000);
     let seconds = env_usize("PUSHBACK_BENCH_SECONDS", 3) as u64;
+    let passes = env_usize("PUSHBACK_BENCH_PASSES", 1);
     let dir = tempfile::tempdir().unwrap();
     let config = Config::demo(&dir.path().join("Maildir"), &dir.path().join("state"));
     let pipeline = pushback::app::pipeline_for(&config).unwrap();
@@ -44,13 +55,13 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|");
     for (name, corpus) in &corpora {
         let bytes: usize = corpus.iter().map(Vec::len).sum();
-        let parse = rate(corpus, seconds, |raw| {
+        let parse = rate(corpus, seconds, passes, |raw| {
             std::hint::black_box(mail_parser::MessageParser::default().parse(raw));
         });
-        let analyse = rate(corpus, seconds, |raw| {
+        let analyse = rate(corpus, seconds, passes, |raw| {
             let _ = std::hint::black_box(pipeline.analyse(raw));
         });
-        let triage = rate(corpus, seconds, |raw| {
+        let triage = rate(corpus, seconds, passes, |raw| {
             let _ = std::hint::black_box(pipeline.triage(raw));
         });
         let procurement = corpus
@@ -66,14 +77,47 @@ fn main() {
             triage / parse
         );
     }
+
+    let rules = Rules::from_toml(BUILTIN_RULES, Path::new("rules.toml")).unwrap();
+    let classifier = Classifier::new(&rules).unwrap();
+    println!(
+        "\n| corpus | parse (µs) | Mail::parse (µs) | classify (µs) | extract (µs) | Mail::parse / parse | classify / parse | extract / parse |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, corpus) in &corpora {
+        let mails: Vec<Mail> = corpus
+            .iter()
+            .filter_map(|raw| Mail::parse(raw).ok())
+            .collect();
+        let micros = |per_second: f64| 1e6 / per_second;
+        let parse = micros(rate(corpus, seconds, passes, |raw| {
+            std::hint::black_box(mail_parser::MessageParser::default().parse(raw));
+        }));
+        let mail = micros(rate(corpus, seconds, passes, |raw| {
+            let _ = std::hint::black_box(Mail::parse(raw));
+        }));
+        let classify = micros(rate(&mails, seconds, passes, |mail| {
+            std::hint::black_box(classifier.classify(mail, None));
+        }));
+        let extract = micros(rate(&mails, seconds, passes, |mail| {
+            std::hint::black_box(extract::extract(mail));
+        }));
+        println!(
+            "| {name} | {parse:.1} | {mail:.1} | {classify:.1} | {extract:.1} | {:.2} | {:.2} | {:.2} |",
+            mail / parse,
+            classify / parse,
+            extract / parse
+        );
+    }
 }
 
-/// Messages per second of `work` over `corpus`, cycling through it for at least `seconds`.
-fn rate(corpus: &[Vec<u8>], seconds: u64, mut work: impl FnMut(&[u8])) -> f64 {
+/// Messages per second of `work` over `corpus`, cycling through it for at least `seconds` and at
+/// least `passes` times.
+fn rate<T>(corpus: &[T], seconds: u64, passes: usize, mut work: impl FnMut(&T)) -> f64 {
     let budget = Duration::from_secs(seconds);
     let start = Instant::now();
     let mut done = 0usize;
-    while start.elapsed() < budget || done < corpus.len() {
+    while start.elapsed() < budget || done < corpus.len() * passes {
         work(&corpus[done % corpus.len()]);
         done += 1;
     }
