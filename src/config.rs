@@ -1206,15 +1206,16 @@ impl Parser<'_> {
     }
 
     fn log_filter(&self, filter: Spanned<String>) -> Result<String, Error> {
-        match tracing_subscriber::EnvFilter::builder().parse(filter.get_ref()) {
-            Ok(_) => Ok(filter.into_inner()),
+        let span = filter.span();
+        let filter = filter.into_inner();
+        match crate::app::logging::parse_filter(&filter) {
+            Ok(_) => Ok(filter.trim().to_string()),
             Err(error) => Err(self.invalid(
-                filter.span(),
+                span,
                 "[log] filter",
                 format!(
-                    "{:?} is not a log filter ({error}); write levels and targets as RUST_LOG \
-                     takes them, e.g. \"info\" or \"warn,pushback=debug\"",
-                    filter.get_ref()
+                    "{filter:?} is not a log filter ({error}); write levels and targets as \
+                     RUST_LOG takes them, e.g. \"info\" or \"warn,pushback=debug\""
                 ),
             )),
         }
@@ -2321,6 +2322,13 @@ timezone = "Europe/London"
         assert_eq!(parse(&minimal).unwrap().log_filter, "info");
         let set = minimal.clone() + "[log]\nfilter = \"warn,pushback=debug\"\n";
         assert_eq!(parse(&set).unwrap().log_filter, "warn,pushback=debug");
+        // tracing-subscriber's own parser panicked on this (found by the `config` fuzz target).
+        let non_ascii = minimal.clone() + "[log]\nfilter = \" à=1\"\n";
+        assert!(
+            err(&non_ascii).contains("only ASCII"),
+            "{}",
+            err(&non_ascii)
+        );
         let bad = minimal + "[log]\nfilter = \"pushback=loud\"\n";
         let line = line_of(&bad, "loud");
         let message = err(&bad);

@@ -23,9 +23,10 @@ static CONFIGURABLE: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::n
 
 /// Installs the global subscriber. `verbose` is the count of `-v` flags.
 pub fn init(verbose: u8) {
-    let (filter, configurable) = match EnvFilter::try_from_default_env() {
-        Ok(filter) => (filter, false),
-        Err(_) => match verbose {
+    let from_env = std::env::var("RUST_LOG").ok().map(|v| parse_filter(&v));
+    let (filter, configurable) = match from_env {
+        Some(Ok(filter)) => (filter, false),
+        _ => match verbose {
             0 => (EnvFilter::new("warn"), true),
             1 => (EnvFilter::new("info"), false),
             _ => (EnvFilter::new("debug"), false),
@@ -55,6 +56,20 @@ pub fn init(verbose: u8) {
     }
 }
 
+/// A filter as `RUST_LOG` writes it. Levels and targets (module paths) are ASCII; anything else
+/// is refused here, because tracing-subscriber's parser panics on some non-ASCII text (it slices
+/// the untrimmed string at offsets found in the trimmed one; found by the `config` fuzz target).
+pub fn parse_filter(filter: &str) -> Result<EnvFilter, String> {
+    if !filter.is_ascii() {
+        return Err(
+            "only ASCII letters, digits and punctuation can name levels and targets".into(),
+        );
+    }
+    EnvFilter::builder()
+        .parse(filter.trim())
+        .map_err(|e| e.to_string())
+}
+
 /// Applies a config's `[log] filter` (already validated by the config), unless `RUST_LOG` or
 /// `-v` chose the filter, or no subscriber was installed by `init` (the daemon run in-process by
 /// tests).
@@ -62,7 +77,7 @@ pub fn use_config_filter(filter: &str) {
     let Some(handle) = CONFIGURABLE.get() else {
         return;
     };
-    match EnvFilter::builder().parse(filter) {
+    match parse_filter(filter) {
         Ok(filter) => {
             if let Err(error) = handle.reload(filter) {
                 tracing::warn!("cannot change the log filter: {error}");
