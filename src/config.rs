@@ -79,6 +79,21 @@ pub const SLOT_COUNT_RANGE: RangeInclusive<u32> = 1..=10;
 pub const DEFAULT_ATTACH_INVITE: bool = false;
 /// `[web] listen`: the approval page's address when `[web]` is present without one.
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8025";
+
+/// A filter as `RUST_LOG` writes it. Levels and targets (module paths) are ASCII; anything else
+/// is refused here, because tracing-subscriber's parser panics on some non-ASCII text (it slices
+/// the untrimmed string at offsets found in the trimmed one; found by the `config` fuzz target).
+pub fn parse_log_filter(filter: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    if !filter.is_ascii() {
+        return Err(
+            "only ASCII letters, digits and punctuation can name levels and targets".into(),
+        );
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter.trim())
+        .map_err(|e| e.to_string())
+}
+
 /// `[log] filter`: what `pushback run` logs, in `RUST_LOG` syntax.
 pub const DEFAULT_LOG_FILTER: &str = "info";
 /// The status socket's file name, in `$XDG_RUNTIME_DIR/pushback/` or else the state directory.
@@ -1208,7 +1223,7 @@ impl Parser<'_> {
     fn log_filter(&self, filter: Spanned<String>) -> Result<String, Error> {
         let span = filter.span();
         let filter = filter.into_inner();
-        match crate::app::logging::parse_filter(&filter) {
+        match parse_log_filter(&filter) {
             Ok(_) => Ok(filter.trim().to_string()),
             Err(error) => Err(self.invalid(
                 span,

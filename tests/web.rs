@@ -18,6 +18,8 @@ use std::time::Duration;
 use support::MailServers;
 use support::browser::ChromeDriver;
 
+use support::pushback::{Daemon, IDENTITY, pushback_cli, rfp, wait_for, write_config};
+
 /// The element `css` selects, once the page a click loads shows it (a click returns before the
 /// page it leads to has loaded); panics with `missing` after 30 s.
 async fn appears(
@@ -32,7 +34,6 @@ async fn appears(
         .await
         .unwrap_or_else(|e| panic!("{missing} ({e})"))
 }
-use support::pushback::{Daemon, IDENTITY, pushback_cli, rfp, wait_for, write_config};
 
 /// In the draft as composed (templates/rfp.txt), and what the rep writes instead.
 const OLD_SENTENCE: &str = "Thank you for sending over";

@@ -14,8 +14,8 @@
 //! originals (an OR of HEADER keys, in chunks), then the heads of the matches. A wake never
 //! refetches whole folders, and its round trips do not grow with the number of pending drafts
 //! (looking each draft up on its own took 8 s a wake after a 10,000-message backfill). Reading
-//! the rep's Sent folder here is about our drafts
-//! only: the rep's own messages found there are [`RepReply`]s, never the buyer's answer.
+//! the rep's Sent folder here is about our drafts only: the rep's own messages found there are
+//! [`RepReply`]s, never the buyer's answer.
 
 use crate::adapters::imap::{FolderState, Session, SpecialFolders};
 use crate::adapters::store::{self, ClientEdit, PendingDraft, Store};

@@ -23,7 +23,9 @@ static CONFIGURABLE: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::n
 
 /// Installs the global subscriber. `verbose` is the count of `-v` flags.
 pub fn init(verbose: u8) {
-    let from_env = std::env::var("RUST_LOG").ok().map(|v| parse_filter(&v));
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .map(|v| crate::config::parse_log_filter(&v));
     let (filter, configurable) = match from_env {
         Some(Ok(filter)) => (filter, false),
         _ => match verbose {
@@ -56,20 +58,6 @@ pub fn init(verbose: u8) {
     }
 }
 
-/// A filter as `RUST_LOG` writes it. Levels and targets (module paths) are ASCII; anything else
-/// is refused here, because tracing-subscriber's parser panics on some non-ASCII text (it slices
-/// the untrimmed string at offsets found in the trimmed one; found by the `config` fuzz target).
-pub fn parse_filter(filter: &str) -> Result<EnvFilter, String> {
-    if !filter.is_ascii() {
-        return Err(
-            "only ASCII letters, digits and punctuation can name levels and targets".into(),
-        );
-    }
-    EnvFilter::builder()
-        .parse(filter.trim())
-        .map_err(|e| e.to_string())
-}
-
 /// Applies a config's `[log] filter` (already validated by the config), unless `RUST_LOG` or
 /// `-v` chose the filter, or no subscriber was installed by `init` (the daemon run in-process by
 /// tests).
@@ -77,7 +65,7 @@ pub fn use_config_filter(filter: &str) {
     let Some(handle) = CONFIGURABLE.get() else {
         return;
     };
-    match parse_filter(filter) {
+    match crate::config::parse_log_filter(filter) {
         Ok(filter) => {
             if let Err(error) = handle.reload(filter) {
                 tracing::warn!("cannot change the log filter: {error}");
