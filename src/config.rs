@@ -8,6 +8,7 @@
 //! are TLS and the login itself (this module only checks that a `ca-file` holds certificates and
 //! that a busy-times file can be read; what it holds is the calendar adapter's to parse).
 
+use crate::adapters::pack::{self, Pack};
 use crate::core::model::{Category, DeadlineKind, Identity};
 use crate::core::schedule::{self, BusinessCalendar, Schedule};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
@@ -154,6 +155,10 @@ pub struct Config {
     pub templates_dir: Option<PathBuf>,
     /// `None`: the built-in classifier rules.
     pub classifier_rules: Option<PathBuf>,
+    /// `[templates] pack`: a team's template pack directory, which holds the templates and the
+    /// rules (so `templates_dir` and `classifier_rules` are then `None`); read again whenever it
+    /// changes. Its `[follow-up]` defaults are already merged into `follow_up`.
+    pub templates_pack: Option<PathBuf>,
     pub max_message_bytes: u64,
     /// `[business]`: the working week, hours and holidays, in `timezone`.
     pub business: BusinessCalendar,
@@ -516,6 +521,7 @@ impl Config {
             state_dir: state_dir.to_path_buf(),
             templates_dir: None,
             classifier_rules: None,
+            templates_pack: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             business: BusinessCalendar::new(timezone),
             follow_up: FollowUpPolicy::default(),
@@ -527,8 +533,21 @@ impl Config {
         }
     }
 
+    /// Checks the `[follow-up]` table of a template pack, as `[templates] pack` would read it,
+    /// for `pushback pack check`.
+    pub fn check_pack_follow_up(pack: &Pack) -> Result<(), Error> {
+        let file = pack.manifest_file();
+        Parser {
+            text: &pack.manifest_text,
+            file: &file,
+            env: &|name| std::env::var_os(name),
+        }
+        .pack_follow_up(pack)
+        .map(drop)
+    }
+
     /// What a running service takes from `new` (the file read again on SIGHUP): the templates,
-    /// the classifier rules and the log filter. Every other table it keeps as it started with,
+    /// the classifier rules, the template pack and the log filter. Every other table it keeps as it started with,
     /// and names the ones that differ, for a "restart to apply" message.
     pub fn reloaded(&self, new: &Config) -> (Config, Vec<&'static str>) {
         // Spelled out field by field, so a new setting cannot be left out of this decision.
@@ -541,6 +560,7 @@ impl Config {
             state_dir,
             templates_dir,
             classifier_rules,
+            templates_pack,
             max_message_bytes,
             business,
             follow_up,
@@ -577,6 +597,7 @@ impl Config {
             file: file.clone(),
             templates_dir: templates_dir.clone(),
             classifier_rules: classifier_rules.clone(),
+            templates_pack: templates_pack.clone(),
             log_filter: log_filter.clone(),
             ..self.clone()
         };
@@ -715,6 +736,13 @@ impl fmt::Display for Config {
         match &self.classifier_rules {
             Some(path) => writeln!(f, "classifier rules: {}", path.display())?,
             None => writeln!(f, "classifier rules: built-in")?,
+        }
+        if let Some(pack) = &self.templates_pack {
+            writeln!(
+                f,
+                "template pack:    {} (its templates and rules)",
+                pack.display()
+            )?;
         }
         describe_time_keeping(self, f)?;
         match &self.web {
@@ -1034,6 +1062,15 @@ struct RawState {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawTemplates {
     dir: Option<Spanned<String>>,
+    pack: Option<Spanned<String>>,
+}
+
+/// What `config` reads of a template pack's `pack.toml`: its `[follow-up]` defaults (the rest is
+/// `adapters::pack`'s).
+#[derive(Deserialize)]
+struct RawPackPolicies {
+    #[serde(default, rename = "follow-up")]
+    follow_up: RawFollowUp,
 }
 
 #[derive(Deserialize, Default)]
@@ -1059,7 +1096,7 @@ struct RawBusiness {
     holidays_file: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawFollowUp {
     at: Option<Spanned<String>>,
@@ -1068,6 +1105,21 @@ struct RawFollowUp {
     #[serde(default)]
     after_business_days_by_category: BTreeMap<String, Spanned<u32>>,
     max_follow_ups: Option<Spanned<u32>>,
+}
+
+impl RawFollowUp {
+    /// The rep's own keys over a team pack's: each key the rep sets wins, the pack fills the rest
+    /// (by category too). `team` was already checked against its own file.
+    fn over(self, team: RawFollowUp) -> RawFollowUp {
+        let mut by_category = team.after_business_days_by_category;
+        by_category.extend(self.after_business_days_by_category);
+        RawFollowUp {
+            at: self.at.or(team.at),
+            after_business_days: self.after_business_days.or(team.after_business_days),
+            after_business_days_by_category: by_category,
+            max_follow_ups: self.max_follow_ups.or(team.max_follow_ups),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -1168,6 +1220,30 @@ impl Parser<'_> {
                     .into(),
             })?,
         };
+        let (templates_pack, team_follow_up) = match raw.templates.pack {
+            Some(pack) => {
+                // The pack holds the templates and the rules: naming them here as well would
+                // leave the rep guessing which one is used.
+                for (other, key) in [
+                    (raw.templates.dir.as_ref(), "[templates] dir"),
+                    (raw.classifier.rules.as_ref(), "[classifier] rules"),
+                ] {
+                    if let Some(other) = other {
+                        return Err(self.invalid(
+                            other.span(),
+                            key,
+                            "cannot be combined with [templates] pack, which holds the templates \
+                             and the classifier rules; remove one of them",
+                        ));
+                    }
+                }
+                let span = pack.span();
+                let dir = self.path("[templates] pack", pack)?;
+                let follow_up = self.pack_follow_up(&self.load_pack(&dir, span)?)?;
+                (Some(dir), Some(follow_up))
+            }
+            None => (None, None),
+        };
         let templates_dir = raw
             .templates
             .dir
@@ -1190,7 +1266,10 @@ impl Parser<'_> {
             None => DEFAULT_MAX_MESSAGE_BYTES,
         };
         let business = self.business(raw.business, timezone)?;
-        let follow_up = self.follow_up(raw.follow_up)?;
+        let follow_up = self.follow_up(match team_follow_up {
+            Some(team) => raw.follow_up.over(team),
+            None => raw.follow_up,
+        })?;
         let reminders = self.reminders(raw.reminders, &state_dir)?;
         let calendar = self.calendar(raw.calendar)?;
         let web = raw.web.map(|web| self.web(web)).transpose()?;
@@ -1209,6 +1288,7 @@ impl Parser<'_> {
             state_dir,
             templates_dir,
             classifier_rules,
+            templates_pack,
             max_message_bytes,
             business,
             follow_up,
@@ -1218,6 +1298,43 @@ impl Parser<'_> {
             log_filter,
             status_socket,
         })
+    }
+
+    /// The pack in `dir`; `span` is `[templates] pack`'s, for a pack that cannot be read.
+    fn load_pack(&self, dir: &Path, span: Range<usize>) -> Result<Pack, Error> {
+        Pack::load(dir).map_err(|error| match error {
+            pack::Error::Invalid {
+                file,
+                line,
+                key,
+                message,
+            } => Error::Invalid {
+                file,
+                line,
+                key,
+                message,
+            },
+            read @ pack::Error::Read { .. } => self.invalid(
+                span.clone(),
+                "[templates] pack",
+                format!("{read} (a pack is a directory with a pack.toml)"),
+            ),
+        })
+    }
+
+    /// The `[follow-up]` table of `pack`, checked against the pack's own file (so an error names
+    /// `pack.toml` and its line).
+    fn pack_follow_up(&self, pack: &Pack) -> Result<RawFollowUp, Error> {
+        let file = pack.manifest_file();
+        let in_pack = Parser {
+            text: &pack.manifest_text,
+            file: &file,
+            env: self.env,
+        };
+        let raw: RawPackPolicies =
+            toml::from_str(&pack.manifest_text).map_err(|e| in_pack.toml_error(&e))?;
+        in_pack.follow_up(raw.follow_up.clone())?;
+        Ok(raw.follow_up)
     }
 
     fn log_filter(&self, filter: Spanned<String>) -> Result<String, Error> {

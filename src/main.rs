@@ -90,6 +90,9 @@ enum Command {
     /// Validate or preview reply templates
     #[command(subcommand)]
     Templates(TemplatesCommand),
+    /// Team template packs: lint one, or see which wording works
+    #[command(subcommand)]
+    Pack(PackCommand),
     /// Configuration
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -167,6 +170,30 @@ enum TemplatesCommand {
     /// Render one template against a message (offering sample meeting times; `follow_up` as the
     /// first of two follow-ups)
     Preview { name: String, file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum PackCommand {
+    /// Lint a template pack: manifest, rules, follow-up policy, every category covered, every
+    /// variable known, every template rendered against the bundled sample mails without
+    /// placeholders and under the word limit (exit 1 on errors)
+    Check {
+        /// The pack directory (holding pack.toml)
+        dir: PathBuf,
+        /// Most words per rendered draft [default: the pack's [check] max-words, else 250]
+        #[arg(long)]
+        max_words: Option<usize>,
+        /// One JSON object instead of the list
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per template and pack version: drafts approved as is, edited then approved, rejected, and
+    /// how often the buyer agreed to a call
+    Stats {
+        /// One JSON array instead of the table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -365,6 +392,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             inspect::preview_template(&pipeline, &name, &raw, now)
                 .with_context(|| format!("cannot preview {name} against {}", file.display()))?
                 + "\n"
+        }
+        Command::Pack(PackCommand::Check {
+            dir,
+            max_words,
+            json,
+        }) => {
+            let report = app::pack::check(&dir, max_words);
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.render_text());
+            }
+            return Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::Pack(PackCommand::Stats { json }) => {
+            let config = required_config(&config_path)?;
+            app::pack::stats(&Store::open(&config.state_dir)?, json)?
         }
         Command::Config(ConfigCommand::Check) => {
             let config = required_config(&config_path)?;

@@ -86,6 +86,7 @@ impl Sandbox {
                 notes: Vec::new(),
                 folder_name: format!("pushback-{key}"),
                 proposed_slots: Vec::new(),
+                source: None,
             }),
             reminders: Vec::new(),
             reply: None,

@@ -1,9 +1,10 @@
 //! Thin adapters between the core and the outside world: the mailbox, the state store and the
-//! template files, the mail servers and the secrets that open them, and the rep's calendar.
+//! template files and packs, the mail servers and the secrets that open them, and the rep's calendar.
 
 pub mod calendar;
 pub mod imap;
 pub mod maildir;
+pub mod pack;
 pub mod secret;
 pub mod smtp;
 pub mod store;

@@ -5,6 +5,7 @@
 //! message impossible. The store never reads the clock: callers pass `now`. It does not render,
 //! classify or send anything; secrets never reach it.
 
+use crate::adapters::pack::{PackLabel, TemplateSource};
 use crate::core::model::{Category, Classification, Facts, Label, Reason};
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use rusqlite::{
@@ -38,6 +39,7 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("store/0004_follow_ups.sql")).foreign_key_check(),
     M::up(include_str!("store/0005_draft_slots.sql")),
     M::up(include_str!("store/0006_draft_placing.sql")),
+    M::up(include_str!("store/0007_draft_sources.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -253,6 +255,8 @@ pub struct NewDraft {
     pub folder_name: String,
     /// The call times the draft offers, as written in it.
     pub proposed_slots: Vec<String>,
+    /// The template (and pack) that wrote it; `None` for a text not rendered from one.
+    pub source: Option<TemplateSource>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,8 +303,21 @@ pub struct DraftRecord {
     pub folder_name: String,
     /// The call times the draft offers, as written in it.
     pub proposed_slots: Vec<String>,
+    /// The template (and pack) that wrote it; `None` for drafts recorded before pushback kept it.
+    pub source: Option<TemplateSource>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What became of one draft a template wrote, as `pushback pack stats` counts it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DraftOutcome {
+    pub source: TemplateSource,
+    pub status: DraftStatus,
+    /// The version the rep approved: 1 as written, more after edits. `None` until approved.
+    pub approved_version: Option<i64>,
+    /// The buyer's reply to this draft, once sent, agreed to a call.
+    pub call_agreed: bool,
 }
 
 /// An outbox row with its draft's status.
@@ -564,10 +581,11 @@ impl Store {
         let draft_id = match &scan.draft {
             None => None,
             Some(d) => {
+                let (template, pack_name, pack_version) = source_columns(d.source.as_ref());
                 execute(&tx, "INSERT INTO drafts (message, in_reply_to, message_id, subject, recipient, category,
                                          body, raw, original, notes, folder_name, created_at, updated_at,
-                                         proposed_slots)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
+                                         proposed_slots, template, pack_name, pack_version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16)",
                     params![
                         message,
                         d.in_reply_to,
@@ -582,6 +600,9 @@ impl Store {
                         d.folder_name,
                         timestamp(now),
                         to_json("proposed slots", &d.proposed_slots)?,
+                        template,
+                        pack_name,
+                        pack_version,
                     ],
                 )
                 .map_err(sql(format!("record the draft for {}", scan.key)))?;
@@ -755,6 +776,50 @@ impl Store {
         let record = draft(&tx, id)?.ok_or(Error::NoDraft { id })?;
         tx.commit().map_err(sql(action()))?;
         Ok(record)
+    }
+
+    /// Every draft that records its template, oldest first, with what became of it.
+    pub fn draft_outcomes(&self) -> Result<Vec<DraftOutcome>, Error> {
+        let action = || "read what became of the drafts".to_string();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT d.template, d.pack_name, d.pack_version, d.status, a.version,
+                        EXISTS (SELECT 1 FROM replies r
+                                WHERE r.answered_draft = d.id AND r.kind = 'agreed_to_call')
+                 FROM drafts d LEFT JOIN approvals a ON a.draft = d.id
+                 WHERE d.template IS NOT NULL ORDER BY d.id",
+            )
+            .map_err(sql(action()))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, bool>(5)?,
+                ))
+            })
+            .map_err(sql(action()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql(action()))?;
+        rows.into_iter()
+            .map(
+                |(template, name, version, status, approved_version, call_agreed)| {
+                    Ok(DraftOutcome {
+                        source: TemplateSource {
+                            template,
+                            pack: pack_label(name, version),
+                        },
+                        status: parse_status(&status)?,
+                        approved_version,
+                        call_agreed,
+                    })
+                },
+            )
+            .collect()
     }
 
     /// Every outbox row not sent yet (approved, sending, failed or unknown), in approval order.
@@ -1420,7 +1485,8 @@ impl OutboxRow {
 
 const DRAFT_SELECT: &str = "SELECT d.id, d.message, m.mailbox, m.key, d.in_reply_to, d.message_id,
         d.subject, d.recipient, d.category, d.status, d.body, d.raw, d.original, d.notes, d.version,
-        d.folder_name, d.created_at, d.updated_at, d.follow_up, d.proposed_slots
+        d.folder_name, d.created_at, d.updated_at, d.follow_up, d.proposed_slots, d.template,
+        d.pack_name, d.pack_version
     FROM drafts d JOIN messages m ON m.id = d.message";
 
 fn draft(conn: &Connection, id: i64) -> Result<Option<DraftRecord>, Error> {
@@ -1457,6 +1523,9 @@ struct DraftRow {
     updated_at: String,
     follow_up: u32,
     proposed_slots: String,
+    template: Option<String>,
+    pack_name: Option<String>,
+    pack_version: Option<String>,
 }
 
 impl DraftRow {
@@ -1482,6 +1551,9 @@ impl DraftRow {
             updated_at: r.get(17)?,
             follow_up: r.get(18)?,
             proposed_slots: r.get(19)?,
+            template: r.get(20)?,
+            pack_name: r.get(21)?,
+            pack_version: r.get(22)?,
         })
     }
 
@@ -1505,10 +1577,32 @@ impl DraftRow {
             version: self.version,
             folder_name: self.folder_name,
             proposed_slots: from_json("proposed slots", &self.proposed_slots)?,
+            source: self.template.map(|template| TemplateSource {
+                template,
+                pack: pack_label(self.pack_name, self.pack_version),
+            }),
             created_at: parse_timestamp("draft created_at", &self.created_at)?,
             updated_at: parse_timestamp("draft updated_at", &self.updated_at)?,
         })
     }
+}
+
+/// The `template`, `pack_name` and `pack_version` columns of a draft.
+pub(crate) fn source_columns(
+    source: Option<&TemplateSource>,
+) -> (Option<&str>, Option<&str>, Option<&str>) {
+    let template = source.map(|s| s.template.as_str());
+    let pack = source.and_then(|s| s.pack.as_ref());
+    (
+        template,
+        pack.map(|p| p.name.as_str()),
+        pack.map(|p| p.version.as_str()),
+    )
+}
+
+fn pack_label(name: Option<String>, version: Option<String>) -> Option<PackLabel> {
+    name.zip(version)
+        .map(|(name, version)| PackLabel { name, version })
 }
 
 /// Fixed-width UTC text, so that comparing timestamps as text compares them as times.
@@ -1623,6 +1717,7 @@ mod tests {
                 notes: vec!["submission deadline is ambiguous".into()],
                 folder_name: format!("pushback-{key}"),
                 proposed_slots: Vec::new(),
+                source: None,
             }),
             reminders: Vec::new(),
             reply: None,

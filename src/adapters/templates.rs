@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -88,7 +88,8 @@ fn at(file: &str, line: Option<usize>) -> String {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// The template cannot produce a draft.
     Error,
@@ -97,7 +98,7 @@ pub enum Severity {
 }
 
 /// What `Templates::check` found, located at a file and, where known, a line.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct Problem {
     pub severity: Severity,
     pub file: String,
@@ -130,6 +131,8 @@ pub struct Templates {
     assigned: BTreeMap<Category, String>,
     /// What loading decided that a team lead should hear about (fallbacks, unused files).
     notices: Vec<Problem>,
+    /// The names read from a team lead's directory (the rest are built in).
+    from_dir: BTreeSet<String>,
 }
 
 impl Templates {
@@ -194,6 +197,7 @@ impl Templates {
                 });
             }
             templates.add(&name, source, origin)?;
+            templates.from_dir.insert(name);
         }
         for category in Category::PROCUREMENT {
             let file = template_file(category);
@@ -224,14 +228,25 @@ impl Templates {
         Ok(templates)
     }
 
+    /// The follow-up template's file name.
+    pub const FOLLOW_UP: &'static str = FOLLOW_UP;
+
     /// The draft body for a mail of `category`.
     pub fn render(&self, category: Category, ctx: &DraftContext) -> Result<String, Error> {
-        let name = self
-            .assigned
+        self.render_template(self.template_for(category), ctx)
+    }
+
+    /// The file name of the template that renders mail of `category` ("rfp.txt", or
+    /// "fallback.txt" for a category a directory lacks).
+    pub fn template_for(&self, category: Category) -> &str {
+        self.assigned
             .get(&category)
-            .cloned()
-            .unwrap_or_else(|| FALLBACK.to_string());
-        self.render_template(&name, ctx)
+            .map_or(FALLBACK, String::as_str)
+    }
+
+    /// Whether template `name` was read from a directory rather than built in.
+    pub fn is_from_dir(&self, name: &str) -> bool {
+        self.from_dir.contains(name)
     }
 
     /// The body of a follow-up: `ctx` must carry its `follow_up` (`DraftContext::with_follow_up`).
@@ -249,6 +264,18 @@ impl Templates {
     /// order: what the team lead's view lists.
     pub fn origins(&self) -> impl Iterator<Item = (&str, &str)> {
         self.origins.iter().map(|(n, o)| (n.as_str(), o.as_str()))
+    }
+
+    /// The dotted variables template `name` reads without setting them ("buyer.contact.name"),
+    /// in every branch, rendered or not.
+    pub fn undeclared_variables(&self, name: &str) -> Vec<String> {
+        let mut variables: Vec<String> = self
+            .env
+            .get_template(name)
+            .map(|t| t.undeclared_variables(true).into_iter().collect())
+            .unwrap_or_default();
+        variables.sort();
+        variables
     }
 
     /// The text of template file `name` as loaded.
@@ -360,6 +387,7 @@ impl Templates {
             origins: BTreeMap::new(),
             assigned: BTreeMap::new(),
             notices: Vec::new(),
+            from_dir: BTreeSet::new(),
         }
     }
 
@@ -375,7 +403,8 @@ impl Templates {
         Ok(())
     }
 
-    fn origin(&self, name: &str) -> String {
+    /// Where template `name` came from: the team lead's file, or `templates/NAME` built in.
+    pub fn origin(&self, name: &str) -> String {
         self.origins
             .get(name)
             .cloned()

@@ -50,8 +50,9 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
     let health = Arc::new(Health::new(&config, STARTUP, Utc::now()));
     let status_socket = StatusSocket::bind(&config.status_socket)?;
     let store = Store::open(&config.state_dir)?;
-    let (pipelines, pipeline) =
-        watch::channel(Arc::new(crate::app::trained_pipeline(&config, &store)?));
+    let first = crate::app::trained_pipeline(&config, &store)?;
+    health.drafting_with(first.pack(), config.templates_pack.clone());
+    let (pipelines, pipeline) = watch::channel(Arc::new(first));
     let mut reloader = Reloader::new(config.clone(), store, pipelines, health.clone())?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     // A sent reply starts its follow-up clock and a buyer's answer stops it: the sender and the

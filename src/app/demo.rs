@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// Sample inbound mail: procurement mail of different kinds plus ordinary mail.
-const SAMPLES: [&[u8]; 9] = [
+/// Sample inbound mail: procurement mail of different kinds plus ordinary mail (`pack check`
+/// renders every template against them too).
+pub(crate) const SAMPLES: [&[u8]; 9] = [
     include_bytes!("demo/01-rfp-city-tender.eml"),
     include_bytes!("demo/02-rfq-just-pricing.eml"),
     include_bytes!("demo/03-portal-registration.eml"),

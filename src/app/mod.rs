@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod install;
 pub mod logging;
 pub mod outbox;
+pub mod pack;
 pub mod pipeline;
 pub mod reload;
 pub mod reminders;
@@ -27,6 +28,7 @@ pub mod web;
 use crate::adapters::calendar::CalDav;
 use crate::adapters::imap::ImapSettings;
 use crate::adapters::maildir::{Folders, Maildir};
+use crate::adapters::pack::{Manifest, Pack};
 use crate::adapters::secret::{self, Auth};
 use crate::adapters::store::Store;
 use crate::config::{Config, Credential, Login, MailboxAccess, PasswordSource, Server};
@@ -136,14 +138,35 @@ pub fn trained_pipeline(config: &Config, store: &Store) -> Result<Pipeline> {
     Ok(pipeline_for(config)?.with_feedback(feedback))
 }
 
-/// The analysis pipeline a config describes (identity, rules, templates, limits).
+/// The analysis pipeline a config describes (identity, rules, templates, limits): a team pack's
+/// templates and rules, read now; else the configured directory and rules file; else the built-in
+/// pack.
 pub fn pipeline_for(config: &Config) -> Result<Pipeline> {
-    Pipeline::new(
-        config.identity.clone(),
-        config.timezone,
+    let build = |rules: Option<&std::path::Path>, templates: Option<&std::path::Path>| {
+        Pipeline::new(
+            config.identity.clone(),
+            config.timezone,
+            rules,
+            templates,
+            usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX),
+        )
+    };
+    if let Some(dir) = &config.templates_pack {
+        let pack = Pack::load(dir)?;
+        let pipeline = build(pack.rules.as_deref(), Some(&pack.templates_dir))
+            .with_context(|| format!("cannot load template pack {}", dir.display()))?;
+        return Ok(pipeline.from_pack(pack.manifest.label));
+    }
+    let pipeline = build(
         config.classifier_rules.as_deref(),
         config.templates_dir.as_deref(),
-        usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX),
+    )?;
+    Ok(
+        if config.templates_dir.is_none() && config.classifier_rules.is_none() {
+            pipeline.from_pack(Manifest::builtin().label)
+        } else {
+            pipeline
+        },
     )
 }
 

@@ -313,6 +313,7 @@ pub(crate) mod tests {
                 notes: Vec::new(),
                 folder_name: format!("pushback-{key}"),
                 proposed_slots: Vec::new(),
+                source: None,
             }),
             reminders: Vec::new(),
             reply: None,

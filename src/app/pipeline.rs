@@ -2,6 +2,7 @@
 //! rendered, composed draft with the rep's notes. Built once from the config, then reused for every
 //! message, so `classify`, `draft`, `scan` and `demo` can never disagree about a mail.
 
+use crate::adapters::pack::{PackLabel, TemplateSource};
 use crate::adapters::templates::Templates;
 use crate::core::classify::{Classifier, FeedbackModel, Rules};
 use crate::core::draft::{self, Attachment, DraftContext, FollowUpInfo, Reply};
@@ -49,16 +50,25 @@ pub struct ComposedDraft {
     pub notes: Vec<String>,
     /// The call times the body offers, as written in it.
     pub slots: Vec<String>,
+    /// The template (and pack) it was rendered from.
+    pub source: TemplateSource,
 }
 
 impl ComposedDraft {
     /// The draft rendered from `context`, which also says which call times it offers.
-    fn new(body: String, reply: Reply, notes: Vec<String>, context: DraftContext) -> ComposedDraft {
+    fn new(
+        body: String,
+        reply: Reply,
+        notes: Vec<String>,
+        context: DraftContext,
+        source: TemplateSource,
+    ) -> ComposedDraft {
         ComposedDraft {
             body,
             reply,
             notes,
             slots: context.proposed_slots.into_iter().map(|s| s.text).collect(),
+            source,
         }
     }
 }
@@ -70,6 +80,9 @@ pub struct Pipeline {
     timezone: Tz,
     feedback: Option<FeedbackModel>,
     max_message_bytes: usize,
+    /// The template pack the templates and rules came from; `None` for a templates directory or
+    /// rules file of the rep's own.
+    pack: Option<PackLabel>,
 }
 
 impl Pipeline {
@@ -99,7 +112,26 @@ impl Pipeline {
             timezone,
             feedback: None,
             max_message_bytes,
+            pack: None,
         })
+    }
+
+    /// Marks the templates and rules as `pack`'s, which every draft then records.
+    pub fn from_pack(mut self, pack: PackLabel) -> Pipeline {
+        self.pack = Some(pack);
+        self
+    }
+
+    /// The template pack in use, if the templates and rules are one.
+    pub fn pack(&self) -> Option<&PackLabel> {
+        self.pack.as_ref()
+    }
+
+    fn source(&self, template: &str) -> TemplateSource {
+        TemplateSource {
+            template: template.to_string(),
+            pack: self.pack.clone(),
+        }
     }
 
     /// Lets the rep's own approvals and rejections nudge the score (explainably).
@@ -182,9 +214,8 @@ impl Pipeline {
         version: u32,
     ) -> Result<ComposedDraft> {
         let context = self.context(analysis, options.slots);
-        let body = self
-            .templates
-            .render(analysis.classification.category, &context)?;
+        let category = analysis.classification.category;
+        let body = self.templates.render(category, &context)?;
         let reply = self.compose_with_body(analysis, &body, options.invite, now, version)?;
         let notes = draft::rep_notes(
             &analysis.mail,
@@ -192,7 +223,8 @@ impl Pipeline {
             &analysis.facts,
             now,
         );
-        Ok(ComposedDraft::new(body, reply, notes, context))
+        let source = self.source(self.templates.template_for(category));
+        Ok(ComposedDraft::new(body, reply, notes, context, source))
     }
 
     /// Composes the reply around a body the rep wrote or edited. The caller passes the invite
@@ -253,7 +285,8 @@ impl Pipeline {
             self.timezone,
             now,
         );
-        Ok(ComposedDraft::new(body, reply, notes, context))
+        let source = self.source(Templates::FOLLOW_UP);
+        Ok(ComposedDraft::new(body, reply, notes, context, source))
     }
 
     /// Composes a follow-up on `previous_sent_raw` around a body the rep wrote or edited.

@@ -1,11 +1,12 @@
 //! Reloading a running service without a restart: on SIGHUP the config file is read again and its
-//! templates, classifier rules and log filter taken; when a file in the templates directory
-//! changes, the templates are read again. Either way a new pipeline is built and checked first
+//! templates, classifier rules, template pack and log filter taken; when a file in the templates
+//! directory or the template pack changes (an edit, a `git pull`), they are read again. Either way a new pipeline is built and checked first
 //! (every template must render against the sample mail) and only then handed to the running
 //! tasks; a config or template that fails keeps the last good set, and the error goes to the log
 //! and to `pushback status`. Tables that cannot change under a running service (the mailbox, the
 //! state directory, ...) are named in a "restart to apply" warning.
 
+use crate::adapters::pack::is_pack_file;
 use crate::adapters::store::Store;
 use crate::adapters::templates::Severity;
 use crate::app::pipeline::Pipeline;
@@ -40,11 +41,7 @@ impl Reloader {
         pipelines: watch::Sender<Arc<Pipeline>>,
         health: Arc<Health>,
     ) -> Result<Reloader> {
-        let templates = config
-            .templates_dir
-            .as_deref()
-            .map(TemplatesWatch::start)
-            .transpose()?;
+        let templates = TemplatesWatch::of(&config)?;
         Ok(Reloader {
             config,
             store,
@@ -69,7 +66,8 @@ impl Reloader {
         self.record(ReloadTrigger::Signal, outcome);
     }
 
-    /// The templates directory changed: the running config's templates read again.
+    /// The templates directory or pack changed: the running config's templates (and the pack's
+    /// rules) read again.
     pub fn reload_templates(&mut self) {
         let outcome = self.install(self.config.clone()).map(|()| Vec::new());
         self.record(ReloadTrigger::Templates, outcome);
@@ -83,14 +81,8 @@ impl Reloader {
         let new = Config::load(&file)?;
         let (applied, restart_needed) = self.config.reloaded(&new);
         // Watching the new directory is part of taking it: it starts before anything is swapped.
-        let moved = (applied.templates_dir != self.config.templates_dir)
-            .then(|| {
-                applied
-                    .templates_dir
-                    .as_deref()
-                    .map(TemplatesWatch::start)
-                    .transpose()
-            })
+        let moved = (watched(&applied) != watched(&self.config))
+            .then(|| TemplatesWatch::of(&applied))
             .transpose()?;
         self.install(applied)?;
         if let Some(watch) = moved {
@@ -114,6 +106,8 @@ impl Reloader {
         if !errors.is_empty() {
             bail!("{}", errors.join("; "));
         }
+        self.health
+            .drafting_with(pipeline.pack(), config.templates_pack.clone());
         self.pipelines.send_replace(Arc::new(pipeline));
         self.config = config;
         Ok(())
@@ -129,6 +123,7 @@ impl Reloader {
                 tracing::info!(
                     config = ?self.config.file,
                     templates = ?self.config.templates_dir,
+                    pack = ?self.config.templates_pack,
                     "reloaded {what}"
                 );
                 if !restart_needed.is_empty() {
@@ -157,7 +152,18 @@ impl Reloader {
     }
 }
 
-/// Watches a templates directory for changes to its templates.
+/// The directory a running service watches: a template pack (its manifest, templates and rules,
+/// subdirectories included, since a `git pull` may replace any of them) or a templates directory
+/// (its `*.txt` files).
+fn watched(config: &Config) -> Option<(&Path, RecursiveMode)> {
+    match (&config.templates_pack, &config.templates_dir) {
+        (Some(pack), _) => Some((pack, RecursiveMode::Recursive)),
+        (None, Some(dir)) => Some((dir, RecursiveMode::NonRecursive)),
+        (None, None) => None,
+    }
+}
+
+/// Watches a templates directory or template pack for changes.
 struct TemplatesWatch {
     /// Told by the watcher's thread for every change.
     changed: Arc<Notify>,
@@ -169,9 +175,22 @@ struct TemplatesWatch {
 }
 
 impl TemplatesWatch {
-    fn start(dir: &Path) -> Result<TemplatesWatch> {
+    /// Watches what `config` drafts with; `None` for the built-in set, which cannot change.
+    fn of(config: &Config) -> Result<Option<TemplatesWatch>> {
+        watched(config)
+            .map(|(dir, mode)| TemplatesWatch::start(dir, mode))
+            .transpose()
+    }
+
+    fn start(dir: &Path, mode: RecursiveMode) -> Result<TemplatesWatch> {
         let changed = Arc::new(Notify::new());
         let tell = changed.clone();
+        let root = dir.to_path_buf();
+        // A pack's files are its manifest, rules and templates, not git's own bookkeeping.
+        let counts = move |path: &Path| match mode {
+            RecursiveMode::Recursive => is_pack_file(&root, path),
+            RecursiveMode::NonRecursive => is_template(path),
+        };
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 match event {
@@ -179,7 +198,7 @@ impl TemplatesWatch {
                     // templates count, not an editor's swap and backup files.
                     Ok(event)
                         if !matches!(event.kind, EventKind::Access(_))
-                            && event.paths.iter().any(|path| is_template(path)) =>
+                            && event.paths.iter().any(|path| counts(path)) =>
                     {
                         tell.notify_one()
                     }
@@ -189,7 +208,7 @@ impl TemplatesWatch {
             })
             .context("cannot watch the templates directory")?;
         watcher
-            .watch(dir, RecursiveMode::NonRecursive)
+            .watch(dir, mode)
             .with_context(|| format!("cannot watch the templates directory {}", dir.display()))?;
         Ok(TemplatesWatch {
             changed,

@@ -288,6 +288,7 @@ impl ReminderDesk {
             notes: composed.notes,
             folder_name: format!("{}.follow-up-{}", first.folder_name, reminder.number),
             proposed_slots: composed.slots,
+            source: Some(composed.source),
         };
         Ok(self
             .store

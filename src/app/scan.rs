@@ -289,6 +289,7 @@ fn new_draft(
         notes: composed.notes,
         folder_name: draft_file_name(key),
         proposed_slots: composed.slots,
+        source: Some(composed.source),
     })
 }
 

@@ -5,6 +5,7 @@
 //! JSON [`Status`] per connection, adding what the state store knows (pending drafts, the next
 //! reminder). `pushback status` reads it and prints a summary.
 
+use crate::adapters::pack::PackLabel;
 use crate::adapters::store::{DraftStatus, Store};
 use crate::config::{Config, MailboxAccess, STATUS_SOCKET_FILE};
 use anyhow::{Context, Result, bail};
@@ -64,6 +65,16 @@ pub struct ReloadOutcome {
     pub restart_needed: Vec<String>,
 }
 
+/// "team-emea 1.4.0 (/srv/packs/emea)", "pushback-default 1.0.0 (built-in)", or "none" for
+/// templates or rules of the rep's own.
+fn describe_pack(service: &ServiceState) -> String {
+    match (&service.pack, &service.pack_dir) {
+        (Some(pack), Some(dir)) => format!("{pack} ({})", dir.display()),
+        (Some(pack), None) => format!("{pack} (built-in)"),
+        (None, _) => "none (your own templates or rules)".to_owned(),
+    }
+}
+
 /// What the daemon itself knows about what it is doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceState {
@@ -75,6 +86,13 @@ pub struct ServiceState {
     pub config_file: Option<PathBuf>,
     /// `None`: the built-in templates.
     pub templates_dir: Option<PathBuf>,
+    /// The template pack drafts are written with (the built-in one unless the config names a
+    /// templates directory or rules file of its own); `None` before the first pipeline is built.
+    #[serde(default)]
+    pub pack: Option<PackLabel>,
+    /// `[templates] pack`; `None` for the built-in pack.
+    #[serde(default)]
+    pub pack_dir: Option<PathBuf>,
     pub last_reload: Option<ReloadOutcome>,
 }
 
@@ -116,6 +134,8 @@ impl Health {
             last_check: None,
             config_file: config.file.clone(),
             templates_dir: config.templates_dir.clone(),
+            pack: None,
+            pack_dir: config.templates_pack.clone(),
             last_reload: None,
         };
         Health {
@@ -179,6 +199,14 @@ impl Health {
         self.state.send_modify(|state| {
             state.last_reload = Some(outcome);
             state.templates_dir = templates_dir;
+        });
+    }
+
+    /// A pipeline was put in place: the pack (if any) its drafts now carry, and where it lives.
+    pub fn drafting_with(&self, pack: Option<&PackLabel>, pack_dir: Option<PathBuf>) {
+        self.state.send_modify(|state| {
+            state.pack = pack.cloned();
+            state.pack_dir = pack_dir;
         });
     }
 
@@ -418,6 +446,7 @@ pub fn render(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
                 .as_ref()
                 .map_or("built-in".to_owned(), |d| d.display().to_string()),
         ),
+        ("template pack", describe_pack(service)),
     ];
     for (label, value) in rows {
         out.push_str(&format!("{:<16}{value}\n", format!("{label}:")));

@@ -178,6 +178,7 @@ mod tests {
                 notes: Vec::new(),
                 folder_name: "pushback-1".into(),
                 proposed_slots: Vec::new(),
+                source: None,
             }),
             reminders: Vec::new(),
             reply: None,

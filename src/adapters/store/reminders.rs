@@ -6,8 +6,8 @@
 //! twice), and closed by the rep (`done`) or by the buyer's answer (`cancelled`).
 
 use super::{
-    Error, NewDraft, begin, corrupt, execute, parse_category, parse_timestamp, sql, timestamp,
-    to_json,
+    Error, NewDraft, begin, corrupt, execute, parse_category, parse_timestamp, source_columns, sql,
+    timestamp, to_json,
 };
 use crate::core::model::{Category, DeadlineKind, Reason};
 use crate::core::reply::ReplyKind;
@@ -259,8 +259,14 @@ pub(super) fn record_reply(
     };
     execute(
         tx,
-        "INSERT INTO replies (message, thread, kind, returns_on, reasons, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        // The reply answers our latest message in the thread that went out: the wording it
+        // judges, for `pushback pack stats`.
+        "INSERT INTO replies (message, thread, kind, returns_on, reasons, received_at,
+                              answered_draft)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6,
+                 (SELECT d.id FROM drafts d JOIN outbox o ON o.draft = d.id
+                  WHERE d.message = ?2 AND o.sent_at IS NOT NULL
+                  ORDER BY o.sent_at DESC, d.follow_up DESC LIMIT 1))",
         params![
             message,
             reply.thread,
@@ -716,13 +722,15 @@ impl super::Store {
         now: DateTime<Utc>,
     ) -> Result<i64, Error> {
         let action = || format!("record follow-up {step} in thread {message}");
+        let (template, pack_name, pack_version) = source_columns(draft.source.as_ref());
         let tx = begin(&mut self.conn)?;
         execute(
             &tx,
             "INSERT INTO drafts (message, follow_up, in_reply_to, message_id, subject, recipient,
                                  category, body, raw, original, notes, folder_name, created_at,
-                                 updated_at, proposed_slots)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)
+                                 updated_at, proposed_slots, template, pack_name, pack_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16,
+                     ?17)
              ON CONFLICT (message, follow_up) DO NOTHING",
             params![
                 message,
@@ -739,6 +747,9 @@ impl super::Store {
                 draft.folder_name,
                 timestamp(now),
                 to_json("proposed slots", &draft.proposed_slots)?,
+                template,
+                pack_name,
+                pack_version,
             ],
         )
         .map_err(sql(action()))?;
