@@ -5,6 +5,7 @@
 //! folder and a rejection removes it; rejection as "not procurement" becomes classifier feedback.
 
 use crate::adapters::maildir::Maildir;
+use crate::adapters::pack::TemplateSource;
 use crate::adapters::store::{ApprovedVia, DraftRecord, DraftStatus, Store};
 use crate::app::followups::{self, Timekeeping};
 use crate::app::outbox::SentFolder;
@@ -31,6 +32,8 @@ struct DraftLine<'a> {
     to: &'a str,
     message_id: &'a str,
     version: i64,
+    /// The template that wrote it, with its pack's name and version (`pushback pack stats`).
+    source: Option<&'a TemplateSource>,
     created_at: String,
     updated_at: String,
 }
@@ -46,6 +49,7 @@ impl<'a> From<&'a DraftRecord> for DraftLine<'a> {
             to: &d.recipient,
             message_id: &d.message_id,
             version: d.version,
+            source: d.source.as_ref(),
             created_at: d.created_at.to_rfc3339(),
             updated_at: d.updated_at.to_rfc3339(),
         }
@@ -95,6 +99,13 @@ pub fn show(store: &Store, id: i64) -> Result<String> {
         draft.version
     )?;
     writeln!(out, "category: {}", draft.category)?;
+    if let Some(source) = &draft.source {
+        let pack = source
+            .pack
+            .as_ref()
+            .map_or("your own templates".to_string(), |p| format!("pack {p}"));
+        writeln!(out, "template: {} ({pack})", source.template)?;
+    }
     if let Some(approval) = store.approval(id)? {
         writeln!(
             out,

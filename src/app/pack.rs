@@ -33,6 +33,10 @@ static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
         .expect("the placeholder pattern compiles")
 });
 
+/// The `push_once` key of a template that fails to render: one such problem per file and line,
+/// however many contexts fail on it (an unknown variable fails every one that reaches it).
+const RENDER: &str = "render";
+
 /// Names minijinja provides itself, never context variables.
 const GLOBALS: [&str; 4] = ["range", "dict", "namespace", "debug"];
 
@@ -116,8 +120,12 @@ pub fn check(dir: &Path, max_words: Option<usize>) -> CheckReport {
     // The synthetic contexts exercise every branch a real mail can take (no contact, no slots,
     // sparse facts); a category without its own file was reported above.
     for problem in templates.check() {
-        if !missing.contains(&problem.file) {
-            lint.push(problem);
+        if missing.contains(&problem.file) {
+            continue;
+        }
+        match problem.severity {
+            Severity::Error => lint.push_once(RENDER.into(), problem),
+            Severity::Notice => lint.push(problem),
         }
     }
     // Only the facts of the sample mails matter here (every category is rendered for each), so
@@ -329,11 +337,14 @@ fn check_variables(templates: &Templates, lint: &mut Lint) {
             if GLOBALS.contains(&variable.as_str()) || is_known(&known, &variable) {
                 continue;
             }
-            lint.push(error(
-                origin,
-                line_containing(&source, &variable),
-                format!("unknown variable `{variable}` (templates/README.md lists them)"),
-            ));
+            lint.push_once(
+                RENDER.into(),
+                error(
+                    origin,
+                    line_containing(&source, &variable),
+                    format!("unknown variable `{variable}` (templates/README.md lists them)"),
+                ),
+            );
         }
     }
 }
@@ -434,10 +445,14 @@ fn render_one(
     let text = match templates.render_named(name, context) {
         Ok(text) => text,
         Err(e) => {
-            lint.push(template_problem(e, Path::new(name)));
+            lint.push_once(RENDER.into(), template_problem(e, Path::new(name)));
             return 0;
         }
     };
+    // A built-in template standing in for a missing one was reported as missing.
+    if !templates.is_from_dir(name) {
+        return 1;
+    }
     let origin = templates.origin(name);
     if let Some(found) = PLACEHOLDER.find(&text) {
         let placeholder = found.as_str();
