@@ -3773,4 +3773,100 @@ attach-invite = true
         assert!(message.contains("holds no PEM private key"), "{message}");
         assert!(!message.contains("AAAA"), "{message}");
     }
+
+    // ---- [templates] pack ----
+
+    fn pack_dir(manifest: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        std::fs::write(dir.path().join("pack.toml"), manifest).unwrap();
+        dir
+    }
+
+    fn with_pack(pack: &Path, extra: &str) -> String {
+        with_mailbox("kind = \"maildir\"\npath = \"/m\"")
+            + &format!("[templates]\npack = \"{}\"\n{extra}", pack.display())
+    }
+
+    #[test]
+    fn a_pack_with_a_templates_dir_or_rules_file_is_refused_at_their_line() {
+        let pack = pack_dir("name = \"emea\"\nversion = \"1\"\n");
+        let config = parse(&with_pack(pack.path(), "")).unwrap();
+        assert_eq!(config.templates_pack, Some(pack.path().to_path_buf()));
+        assert_eq!(config.templates_dir, None);
+        for (extra, key) in [
+            ("dir = \"/t\"\n", "[templates] dir"),
+            ("[classifier]\nrules = \"/r.toml\"\n", "[classifier] rules"),
+        ] {
+            let text = with_pack(pack.path(), extra);
+            let needle = extra.lines().last().unwrap();
+            match parse(&text) {
+                Err(Error::Invalid {
+                    line,
+                    key: got,
+                    message,
+                    ..
+                }) => {
+                    assert_eq!(line, Some(line_of(&text, needle)), "{key}");
+                    assert_eq!(got, key);
+                    assert!(message.contains("[templates] pack"), "{message}");
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_packs_follow_up_policy_fills_in_what_the_rep_leaves_out() {
+        let pack = pack_dir(
+            "name = \"emea\"\nversion = \"1\"\n[follow-up]\nafter-business-days = 5\n\
+             max-follow-ups = 1\n[follow-up.after-business-days-by-category]\nrfp = 8\nrfq = 2\n",
+        );
+        let config = parse(&with_pack(pack.path(), "")).unwrap();
+        assert_eq!(config.follow_up.after_business_days, 5);
+        assert_eq!(config.follow_up.max_follow_ups, 1);
+        assert_eq!(config.follow_up.after_business_days(Category::Rfp), 8);
+
+        let own = "[follow-up]\nmax-follow-ups = 3\n\
+                   [follow-up.after-business-days-by-category]\nrfq = 4\n";
+        let config = parse(&with_pack(pack.path(), own)).unwrap();
+        assert_eq!(config.follow_up.max_follow_ups, 3, "the rep's own key wins");
+        assert_eq!(config.follow_up.after_business_days, 5);
+        assert_eq!(config.follow_up.after_business_days(Category::Rfp), 8);
+        assert_eq!(config.follow_up.after_business_days(Category::Rfq), 4);
+    }
+
+    #[test]
+    fn a_broken_pack_names_its_own_file_line_and_key() {
+        let pack = pack_dir("name = \"emea\"\nversion = \"1\"\n[follow-up]\nmax-follow-ups = 99\n");
+        let error = parse(&with_pack(pack.path(), "")).unwrap_err().to_string();
+        let manifest = pack.path().join("pack.toml");
+        assert!(
+            error.starts_with(&format!(
+                "{} line 4: [follow-up] max-follow-ups: ",
+                manifest.display()
+            )),
+            "{error}"
+        );
+        std::fs::write(&manifest, "name = \"emea\"\nversoin = \"1\"\n").unwrap();
+        let error = parse(&with_pack(pack.path(), "")).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!(
+                "{} line 2: unknown field `versoin`",
+                manifest.display()
+            )),
+            "{error}"
+        );
+
+        let text = with_pack(Path::new("/nowhere/pack"), "");
+        let error = parse(&text).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!(
+                "/etc/pb/config.toml line {}: [templates] pack: cannot read template pack file \
+                 /nowhere/pack/pack.toml",
+                line_of(&text, "pack =")
+            )),
+            "{error}"
+        );
+    }
 }

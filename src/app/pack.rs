@@ -555,3 +555,180 @@ pub fn stats(store: &Store, json: bool) -> Result<String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/packs")
+            .join(name)
+    }
+
+    #[test]
+    fn the_built_in_pack_passes_its_own_check() {
+        let report = check(Path::new(env!("CARGO_MANIFEST_DIR")), None);
+        assert!(report.passed(), "{}", report.render_text());
+        assert_eq!(report.pack.unwrap().name, "pushback-default");
+        // 9 sample mails x 2 (with and without times) x 10 categories x (reply + 2 follow-ups).
+        assert_eq!(report.rendered, 9 * 2 * 10 * 3);
+    }
+
+    #[test]
+    fn every_kind_of_problem_is_reported_at_its_file() {
+        let dir = fixture("broken");
+        let report = check(&dir, None);
+        assert!(!report.passed());
+        assert_eq!(report.max_words, 120, "the pack's [check] max-words");
+        let at = |file: &str, line: Option<usize>, says: &str| {
+            let file = dir.join(file).display().to_string();
+            assert!(
+                report.problems.iter().any(|p| p.severity == Severity::Error
+                    && p.file == file
+                    && p.line == line
+                    && p.message.contains(says)),
+                "{file} line {line:?}: {says:?} in\n{}",
+                report.render_text()
+            );
+        };
+        at("pack.toml", Some(9), "[follow-up] max-follow-ups");
+        at("rules.toml", Some(10), "weight");
+        at("templates/portal.txt", None, "missing: portal mail");
+        at("templates/fallback.txt", None, "missing: none mail");
+        at("templates/follow_up.txt", None, "missing: follow-up");
+        at("templates/rfp.txt", Some(6), "unknown variable `buyer.nme`");
+        at(
+            "templates/rfq.txt",
+            Some(1),
+            "placeholder `[CUSTOMER NAME]`",
+        );
+        at("templates/rfi.txt", Some(3), "placeholder `TODO`");
+        at("templates/tender.txt", None, "more than 120");
+        assert_eq!(
+            report.problems.len(),
+            9,
+            "each problem once:\n{}",
+            report.render_text()
+        );
+    }
+
+    #[test]
+    fn the_word_limit_flag_overrides_the_pack() {
+        let report = check(&fixture("broken"), Some(1000));
+        assert_eq!(report.max_words, 1000);
+        assert!(!report.problems.iter().any(|p| p.message.contains("words")));
+    }
+
+    #[test]
+    fn an_unreadable_manifest_is_the_only_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = check(dir.path(), None);
+        assert_eq!(report.problems.len(), 1);
+        assert_eq!(
+            report.problems[0].file,
+            dir.path().join("pack.toml").display().to_string()
+        );
+        assert!(report.pack.is_none());
+    }
+
+    #[test]
+    fn placeholders_are_caught_and_addresses_are_not() {
+        for text in [
+            "{{ x }}",
+            "{% if %}",
+            "TODO",
+            "TBD",
+            "XXX",
+            "[NAME]",
+            "<first name>",
+        ] {
+            assert!(PLACEHOLDER.is_match(text), "{text}");
+        }
+        for text in [
+            "Dana <dana@city.example>",
+            "today",
+            "[1]",
+            "Regards, Alex",
+            "<https://portal.example>",
+        ] {
+            assert!(!PLACEHOLDER.is_match(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn known_variables_are_paths_into_the_context() {
+        let known = known_variables();
+        for variable in [
+            "greeting",
+            "buyer.contact.first_name",
+            "follow_up.last",
+            "deadlines.all",
+            "stakeholders.business",
+        ] {
+            assert!(is_known(&known, variable), "{variable}");
+        }
+        for variable in ["buyer.nme", "gretting", "identity.phone"] {
+            assert!(!is_known(&known, variable), "{variable}");
+        }
+    }
+
+    fn outcome(
+        template: &str,
+        version: &str,
+        status: DraftStatus,
+        approved_version: Option<i64>,
+        call_agreed: bool,
+    ) -> DraftOutcome {
+        DraftOutcome {
+            source: TemplateSource {
+                template: template.into(),
+                pack: Some(PackLabel {
+                    name: "emea".into(),
+                    version: version.into(),
+                }),
+            },
+            status,
+            approved_version,
+            call_agreed,
+        }
+    }
+
+    #[test]
+    fn stats_count_each_template_of_each_pack_version() {
+        let rows = aggregate(&[
+            outcome("rfp.txt", "1", DraftStatus::Sent, Some(1), true),
+            outcome("rfp.txt", "1", DraftStatus::Sent, Some(3), false),
+            outcome("rfp.txt", "1", DraftStatus::Rejected, None, false),
+            outcome("rfp.txt", "1", DraftStatus::Pending, None, false),
+            outcome("rfp.txt", "2", DraftStatus::Approved, Some(1), false),
+            outcome("rfq.txt", "1", DraftStatus::Sent, Some(2), true),
+        ]);
+        let summary: Vec<(&str, &str, [usize; 6])> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.template.as_str(),
+                    r.pack.as_ref().unwrap().version.as_str(),
+                    [
+                        r.drafts,
+                        r.approved_as_is,
+                        r.edited_then_approved,
+                        r.rejected,
+                        r.pending,
+                        r.call_agreed,
+                    ],
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("rfp.txt", "1", [4, 1, 1, 1, 1, 1]),
+                ("rfq.txt", "1", [1, 0, 1, 0, 0, 1]),
+                ("rfp.txt", "2", [1, 1, 0, 0, 0, 0]),
+            ]
+        );
+    }
+}

@@ -571,6 +571,7 @@ mod tests {
              next reminder:  Fri 2027-03-05 09:00:00 GMT\n\
              config:         (built-in demo configuration)\n\
              templates:      /t\n\
+             template pack:  none (your own templates or rules)\n\
              last reload:    reload (SIGHUP) at Mon 2027-03-01 09:10:00 GMT: FAILED, the \
              running config and templates are kept: /t/rfp.txt line 2: syntax error\n\
              \x20               changed [mailbox] take effect after a restart\n",
@@ -596,5 +597,24 @@ mod tests {
                 PathBuf::from("/s/status.sock")
             ]
         );
+    }
+
+    #[test]
+    fn the_pack_line_names_the_pack_its_version_and_where_it_is() {
+        let config = Config::demo(Path::new("/m"), Path::new("/s"));
+        let health = Health::new(&config, Duration::from_secs(30), Utc::now());
+        let emea = PackLabel {
+            name: "emea".into(),
+            version: "1.4.0".into(),
+        };
+        health.drafting_with(Some(&emea), Some("/srv/packs/emea".into()));
+        assert_eq!(
+            describe_pack(&health.snapshot()),
+            "emea 1.4.0 (/srv/packs/emea)"
+        );
+        health.drafting_with(Some(&emea), None);
+        assert_eq!(describe_pack(&health.snapshot()), "emea 1.4.0 (built-in)");
+        let json = serde_json::to_value(health.snapshot()).unwrap();
+        assert_eq!(json["pack"]["version"], "1.4.0");
     }
 }
