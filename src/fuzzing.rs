@@ -98,6 +98,7 @@ pub fn template(data: &[u8]) {
         date: None,
         body: value(5).into(),
         attachment_names: vec![value(6).into()],
+        calendar_parts: Vec::new(),
         is_bulk: false,
         is_auto_submitted: false,
         size: 0,

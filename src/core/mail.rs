@@ -47,6 +47,9 @@ pub struct Mail {
     /// Plain text of the first text body (HTML converted to text when there is no plain part).
     pub body: String,
     pub attachment_names: Vec<String>,
+    /// The text of every `text/calendar` part, attached or inline: an invitation, or an answer
+    /// to ours (`METHOD:REPLY`).
+    pub calendar_parts: Vec<String>,
     /// List-Id, List-Unsubscribe or `Precedence: bulk/list`: a newsletter or mailing list.
     pub is_bulk: bool,
     /// `Auto-Submitted` other than `no`: an autoresponder or a system notification.
@@ -123,6 +126,19 @@ impl Mail {
             attachment_names: message
                 .attachments()
                 .filter_map(|part| part.attachment_name().map(clean_header_value))
+                .collect(),
+            calendar_parts: message
+                .parts
+                .iter()
+                .filter(|part| {
+                    part.content_type().is_some_and(|ct| {
+                        ct.ctype().eq_ignore_ascii_case("text")
+                            && ct
+                                .subtype()
+                                .is_some_and(|s| s.eq_ignore_ascii_case("calendar"))
+                    })
+                })
+                .map(|part| String::from_utf8_lossy(part.contents()).into_owned())
                 .collect(),
             is_bulk,
             is_auto_submitted,

@@ -176,8 +176,11 @@ enum Evidence {
     Subject(&'static str),
     /// The `Auto-Submitted` header: an autoresponder wrote this, not a person.
     AutoSubmitted,
-    /// An `.ics` attachment: the buyer sent a calendar invite.
+    /// A calendar invite from the buyer (an `.ics` attachment), or their calendar accepting ours
+    /// (`METHOD:REPLY`, `PARTSTAT=ACCEPTED` or `TENTATIVE`).
     CalendarInvite,
+    /// The buyer's calendar declining our invite (`METHOD:REPLY`, `PARTSTAT=DECLINED`).
+    CalendarDeclined,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -200,7 +203,7 @@ const fn signal(name: &'static str, family: Family, weight: f64, evidence: Evide
 /// Weights: a phrase that settles the answer on its own (a refusal, a cone of silence, an
 /// autoresponder header) weighs most; one that only leans a way (a proposed time, a colleague
 /// copied in, "until") weighs less, so two leaning phrases are needed to beat a settling one.
-const SIGNALS: [Signal; 24] = [
+const SIGNALS: [Signal; 25] = [
     // Agreed to a call.
     signal(
         "agreed-call-offer",
@@ -255,6 +258,12 @@ const SIGNALS: [Signal; 24] = [
         Family::Agreed,
         2.5,
         Evidence::CalendarInvite,
+    ),
+    signal(
+        "declined-calendar-reply",
+        Family::Declined,
+        2.5,
+        Evidence::CalendarDeclined,
     ),
     // Insisted on the process.
     signal(
@@ -401,7 +410,9 @@ static COMPILED: LazyLock<Vec<(Signal, Option<Regex>)>> = LazyLock::new(|| {
                 Evidence::Body(p) | Evidence::Subject(p) => {
                     Some(Regex::new(p).unwrap_or_else(|e| panic!("signal {}: {e}", s.name)))
                 }
-                Evidence::AutoSubmitted | Evidence::CalendarInvite => None,
+                Evidence::AutoSubmitted | Evidence::CalendarInvite | Evidence::CalendarDeclined => {
+                    None
+                }
             };
             (*s, regex)
         })
@@ -431,11 +442,28 @@ pub fn classify_reply(mail: &Mail) -> ReplyVerdict {
             (Evidence::AutoSubmitted, _) => {
                 mail.is_auto_submitted.then(|| "Auto-Submitted".to_string())
             }
-            (Evidence::CalendarInvite, _) => mail
-                .attachment_names
+            (Evidence::CalendarInvite, _) => {
+                let answers: Vec<CalendarAnswer> = mail
+                    .calendar_parts
+                    .iter()
+                    .filter_map(|ics| calendar_answer(ics))
+                    .collect();
+                if let Some(yes) = answers.iter().find(|a| **a != CalendarAnswer::Declined) {
+                    Some(format!("PARTSTAT={}", yes.as_str()))
+                } else if answers.is_empty() {
+                    mail.attachment_names
+                        .iter()
+                        .find(|name| name.to_ascii_lowercase().ends_with(".ics"))
+                        .cloned()
+                } else {
+                    None
+                }
+            }
+            (Evidence::CalendarDeclined, _) => mail
+                .calendar_parts
                 .iter()
-                .find(|name| name.to_ascii_lowercase().ends_with(".ics"))
-                .cloned(),
+                .any(|ics| calendar_answer(ics) == Some(CalendarAnswer::Declined))
+                .then(|| "PARTSTAT=DECLINED".to_string()),
             (Evidence::Body(_) | Evidence::Subject(_), None) => None,
         };
         if let Some(matched) = matched {
@@ -550,6 +578,63 @@ fn readable(matched: &str) -> String {
     }
 }
 
+/// How an attendee's calendar answered an invitation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalendarAnswer {
+    Accepted,
+    Tentative,
+    Declined,
+}
+
+impl CalendarAnswer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CalendarAnswer::Accepted => "ACCEPTED",
+            CalendarAnswer::Tentative => "TENTATIVE",
+            CalendarAnswer::Declined => "DECLINED",
+        }
+    }
+}
+
+/// The answer an iCalendar object carries when it is a reply to an invitation (`METHOD:REPLY`,
+/// RFC 5546) with an attendee's `PARTSTAT` of ACCEPTED, TENTATIVE or DECLINED; `None` for an
+/// invitation itself, a cancellation or anything else. Folded lines (RFC 5545 3.1) are unfolded
+/// first, since a long ATTENDEE line is usually folded before its PARTSTAT.
+pub fn calendar_answer(ics: &str) -> Option<CalendarAnswer> {
+    let unfolded = ics
+        .replace("\r\n ", "")
+        .replace("\r\n\t", "")
+        .replace("\n ", "")
+        .replace("\n\t", "");
+    let mut is_reply = false;
+    let mut answer = None;
+    for line in unfolded.lines() {
+        let line = line.trim_end();
+        let (name, value) = line.split_once(':').unwrap_or((line, ""));
+        let mut params = name.split(';');
+        let property = params.next().unwrap_or("").to_ascii_uppercase();
+        match property.as_str() {
+            "METHOD" => is_reply = value.trim().eq_ignore_ascii_case("REPLY"),
+            "ATTENDEE" if answer.is_none() => {
+                answer = params.find_map(|param| {
+                    let (key, value) = param.split_once('=')?;
+                    if !key.trim().eq_ignore_ascii_case("PARTSTAT") {
+                        return None;
+                    }
+                    match value.trim().trim_matches('"').to_ascii_uppercase().as_str() {
+                        "ACCEPTED" => Some(CalendarAnswer::Accepted),
+                        "TENTATIVE" => Some(CalendarAnswer::Tentative),
+                        "DECLINED" => Some(CalendarAnswer::Declined),
+                        _ => None,
+                    }
+                })
+            }
+            _ => {}
+        }
+    }
+    answer.filter(|_| is_reply)
+}
+
 /// The first return date an out-of-office reply states, read by the deadline extractor against
 /// the mail's Date header. The extractor only reports dates that something is due on, so each
 /// return phrase is handed to it framed as one. A date it flags ambiguous (a weekday that does
@@ -604,6 +689,7 @@ Subject: Re: RFP 2027-014\r\nDate: Wed, 3 Mar 2027 09:15:00 +0000",
             "Sure, a quick call works.",
             "I've looped in Dana Whitfield, who owns the project.",
             "Can you send over a few times that suit you?",
+            "Does Tuesday at 10 work for you and Maria?",
         ] {
             assert_eq!(kind_of(body), ReplyKind::AgreedToCall, "{body}");
         }
@@ -618,6 +704,55 @@ filename=\"invite.ics\"\r\n\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n--b--\r\n";
         let verdict = classify_reply(&Mail::parse(raw.as_bytes()).unwrap());
         assert_eq!(verdict.kind, ReplyKind::AgreedToCall);
         assert_eq!(verdict.reasons[0].matched, "invite.ics");
+    }
+
+    fn calendar_reply(partstat: &str) -> String {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:REPLY\r\nBEGIN:VEVENT\r\n\
+             UID:pushback-1@northwind.example\r\nATTENDEE;CN=Pat Buyer;\r\n \
+             PARTSTAT={partstat}:mailto:pat@city.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+    }
+
+    #[test]
+    fn calendar_answers_are_read_from_replies_only() {
+        assert_eq!(
+            calendar_answer(&calendar_reply("ACCEPTED")),
+            Some(CalendarAnswer::Accepted)
+        );
+        assert_eq!(
+            calendar_answer(&calendar_reply("tentative")),
+            Some(CalendarAnswer::Tentative)
+        );
+        assert_eq!(
+            calendar_answer(&calendar_reply("DECLINED")),
+            Some(CalendarAnswer::Declined)
+        );
+        let invitation = calendar_reply("NEEDS-ACTION").replace("METHOD:REPLY", "METHOD:REQUEST");
+        assert_eq!(calendar_answer(&invitation), None);
+        let request = calendar_reply("ACCEPTED").replace("METHOD:REPLY", "METHOD:REQUEST");
+        assert_eq!(calendar_answer(&request), None, "an organiser's own copy");
+        assert_eq!(calendar_answer("not a calendar"), None);
+    }
+
+    fn with_calendar_part(ics: &str) -> Mail {
+        let raw = format!(
+            "From: pat@city.example\r\nSubject: Accepted: Discovery call\r\n\
+             Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n--b\r\n\
+             Content-Type: text/plain\r\n\r\nPat Buyer has answered.\r\n--b\r\n\
+             Content-Type: text/calendar; method=REPLY\r\n\r\n{ics}--b--\r\n"
+        );
+        Mail::parse(raw.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn an_accepted_calendar_reply_is_agreement_and_a_declined_one_is_not() {
+        let accepted = classify_reply(&with_calendar_part(&calendar_reply("ACCEPTED")));
+        assert_eq!(accepted.kind, ReplyKind::AgreedToCall);
+        assert_eq!(accepted.reasons[0].matched, "PARTSTAT=ACCEPTED");
+        let declined = classify_reply(&with_calendar_part(&calendar_reply("DECLINED")));
+        assert_eq!(declined.kind, ReplyKind::Declined);
+        assert_eq!(declined.reasons[0].signal, "declined-calendar-reply");
     }
 
     #[test]
