@@ -542,7 +542,7 @@ impl Config {
             file: &file,
             env: &|name| std::env::var_os(name),
         }
-        .pack_follow_up(pack)
+        .pack_follow_up(&file, &pack.manifest_text)
         .map(drop)
     }
 
@@ -1239,7 +1239,7 @@ impl Parser<'_> {
                 }
                 let span = pack.span();
                 let dir = self.path("[templates] pack", pack)?;
-                let follow_up = self.pack_follow_up(&self.load_pack(&dir, span)?)?;
+                let follow_up = self.read_pack_follow_up(&dir, span)?;
                 (Some(dir), Some(follow_up))
             }
             None => (None, None),
@@ -1300,39 +1300,36 @@ impl Parser<'_> {
         })
     }
 
-    /// The pack in `dir`; `span` is `[templates] pack`'s, for a pack that cannot be read.
-    fn load_pack(&self, dir: &Path, span: Range<usize>) -> Result<Pack, Error> {
-        Pack::load(dir).map_err(|error| match error {
-            pack::Error::Invalid {
-                file,
-                line,
-                key,
-                message,
-            } => Error::Invalid {
-                file,
-                line,
-                key,
-                message,
-            },
-            read @ pack::Error::Read { .. } => self.invalid(
-                span.clone(),
+    /// The `[follow-up]` table of the pack in `dir`; `span` is `[templates] pack`'s, for a pack
+    /// whose `pack.toml` cannot be read. Only that table is read here: the rest of the manifest,
+    /// the templates and the rules are checked when the pack is loaded to draft, so a pack broken
+    /// by a pull stops neither the running service (it keeps the last good pack) nor the commands
+    /// that only read the store.
+    fn read_pack_follow_up(&self, dir: &Path, span: Range<usize>) -> Result<RawFollowUp, Error> {
+        let file = dir.join(pack::MANIFEST);
+        let text = std::fs::read_to_string(&file).map_err(|cause| {
+            self.invalid(
+                span,
                 "[templates] pack",
-                format!("{read} (a pack is a directory with a pack.toml)"),
-            ),
-        })
+                format!(
+                    "cannot read template pack file {}: {cause} (a pack is a directory with a \
+                     pack.toml)",
+                    file.display()
+                ),
+            )
+        })?;
+        self.pack_follow_up(&file, &text)
     }
 
-    /// The `[follow-up]` table of `pack`, checked against the pack's own file (so an error names
-    /// `pack.toml` and its line).
-    fn pack_follow_up(&self, pack: &Pack) -> Result<RawFollowUp, Error> {
-        let file = pack.manifest_file();
+    /// The `[follow-up]` table of pack manifest `text`, checked against the manifest itself (so
+    /// an error names `pack.toml` and its line).
+    fn pack_follow_up(&self, file: &Path, text: &str) -> Result<RawFollowUp, Error> {
         let in_pack = Parser {
-            text: &pack.manifest_text,
-            file: &file,
+            text,
+            file,
             env: self.env,
         };
-        let raw: RawPackPolicies =
-            toml::from_str(&pack.manifest_text).map_err(|e| in_pack.toml_error(&e))?;
+        let raw: RawPackPolicies = toml::from_str(text).map_err(|e| in_pack.toml_error(&e))?;
         in_pack.follow_up(raw.follow_up.clone())?;
         Ok(raw.follow_up)
     }
@@ -3848,15 +3845,15 @@ attach-invite = true
             )),
             "{error}"
         );
-        std::fs::write(&manifest, "name = \"emea\"\nversoin = \"1\"\n").unwrap();
+        std::fs::write(&manifest, "name = \"emea\"\nversion = \"1\n").unwrap();
         let error = parse(&with_pack(pack.path(), "")).unwrap_err().to_string();
         assert!(
-            error.starts_with(&format!(
-                "{} line 2: unknown field `versoin`",
-                manifest.display()
-            )),
+            error.starts_with(&format!("{} line 2: ", manifest.display())),
             "{error}"
         );
+        // The rest of the manifest is checked when the pack is loaded to draft.
+        std::fs::write(&manifest, "name = \"emea\"\nversoin = \"1\"\n").unwrap();
+        assert!(parse(&with_pack(pack.path(), "")).is_ok());
 
         let text = with_pack(Path::new("/nowhere/pack"), "");
         let error = parse(&text).unwrap_err().to_string();
