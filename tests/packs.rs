@@ -290,3 +290,29 @@ fn a_pulled_pack_edit_is_reported_by_status_and_used_by_the_next_draft() {
     );
     stop(&mut daemon);
 }
+
+#[test]
+fn a_broken_pack_at_startup_is_an_error_naming_its_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _maildir) = sandbox(dir.path());
+    let manifest = dir.path().join("pack/pack.toml");
+    std::fs::write(&manifest, "name = \"team\"\nversion = 1.5\n").unwrap();
+    let out = pushback(&config, &["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        said.contains(&format!("{} line 2: version: ", manifest.display())),
+        "{said}"
+    );
+
+    std::fs::write(&manifest, "name = \"team\"\nversion = \"1\"\n").unwrap();
+    let rfp = dir.path().join("pack/templates/rfp.txt");
+    std::fs::write(&rfp, "Hi {{ greeting }},\n\n{% if %}\n").unwrap();
+    let out = pushback(&config, &["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        said.contains(&format!("{} line 3", rfp.display())),
+        "{said}"
+    );
+}

@@ -1,8 +1,8 @@
 //! Reloading a running service without a restart: on SIGHUP the config file is read again and its
 //! templates, classifier rules, template pack and log filter taken; when a file in the templates
-//! directory or the template pack changes (an edit, a `git pull`), they are read again. Either way a new pipeline is built and checked first
-//! (every template must render against the sample mail) and only then handed to the running
-//! tasks; a config or template that fails keeps the last good set, and the error goes to the log
+//! directory or the template pack changes (an edit, a `git pull`), they are read again. Either way
+//! a new pipeline is built and checked first (every template must render against the sample mail)
+//! and only then handed to the running tasks; a config or template that fails keeps the last good set, and the error goes to the log
 //! and to `pushback status`. Tables that cannot change under a running service (the mailbox, the
 //! state directory, ...) are named in a "restart to apply" warning.
 
