@@ -2340,4 +2340,51 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
     }
+
+    #[test]
+    fn a_draft_keeps_its_template_and_pack_and_its_outcome_follows_the_edits() {
+        let mut store = Store::open_in_memory().unwrap();
+        let source = TemplateSource {
+            template: "rfp.txt".into(),
+            pack: Some(PackLabel {
+                name: "emea".into(),
+                version: "1.4.0".into(),
+            }),
+        };
+        let mut scanned = scan("a", "<a@buyer.example>", true);
+        if let Some(draft) = scanned.draft.as_mut() {
+            draft.source = Some(source.clone());
+        }
+        let id = match store.record_scan(&scanned, at(9)).unwrap() {
+            RecordOutcome::Recorded { draft_id: Some(id) } => id,
+            other => panic!("unexpected outcome {other:?}"),
+        };
+        assert_eq!(
+            store.draft(id).unwrap().unwrap().source,
+            Some(source.clone())
+        );
+        let untracked = recorded_draft(&mut store, "b");
+        assert_eq!(store.draft(untracked).unwrap().unwrap().source, None);
+
+        store
+            .update_draft(
+                id,
+                "Hi Pat, edited",
+                b"Subject: x\r\n\r\nedited",
+                "<v2@x>",
+                at(10),
+            )
+            .unwrap();
+        store.approve(id, ApprovedVia::Cli, &[], at(11)).unwrap();
+        assert_eq!(
+            store.draft_outcomes().unwrap(),
+            [DraftOutcome {
+                source,
+                status: DraftStatus::Approved,
+                approved_version: Some(2),
+                call_agreed: false,
+            }],
+            "only drafts that record their template"
+        );
+    }
 }
