@@ -4,6 +4,7 @@
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
+use pushback::adapters::pack::Pack;
 use pushback::adapters::store::Store;
 use pushback::adapters::store::{ApprovedVia, DraftStatus};
 use pushback::adapters::templates::Templates;
@@ -371,7 +372,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Templates(TemplatesCommand::Check { dir }) => {
-            let templates = match dir.or(optional_config(&config_path)?.templates_dir) {
+            let config = optional_config(&config_path)?;
+            let dir = match (dir, &config.templates_pack) {
+                (Some(dir), _) => Some(dir),
+                (None, Some(pack)) => Some(Pack::load(pack)?.templates_dir),
+                (None, None) => config.templates_dir,
+            };
+            let templates = match dir {
                 Some(dir) => Templates::load(&dir)?,
                 None => Templates::builtin(),
             };
@@ -433,7 +440,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out
         }
         Command::Eval { dir, rules, json } => {
-            let rules = rules.or(optional_config(&config_path)?.classifier_rules);
+            let rules = match rules {
+                Some(rules) => Some(rules),
+                None => app::rules_path(&optional_config(&config_path)?)?,
+            };
             app::eval::run(&dir, rules.as_deref(), json)?;
             String::new()
         }

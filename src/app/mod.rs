@@ -170,6 +170,15 @@ pub fn pipeline_for(config: &Config) -> Result<Pipeline> {
     )
 }
 
+/// The classifier rules file `config` classifies with: its template pack's, else `[classifier]
+/// rules`; `None` for the built-in rules.
+pub fn rules_path(config: &Config) -> Result<Option<std::path::PathBuf>> {
+    Ok(match &config.templates_pack {
+        Some(dir) => Pack::load(dir)?.rules,
+        None => config.classifier_rules.clone(),
+    })
+}
+
 /// The credentials a login needs, fetched now from the command or environment the config names.
 pub fn resolve_auth(login: &Login, host: &str) -> Result<Auth> {
     let fetched = match &login.credential {

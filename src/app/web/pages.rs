@@ -761,13 +761,14 @@ pub async fn lead(
                 Some(format!("{error:#}")),
             ),
         };
-    let (rules_origin, rules) = match &config.classifier_rules {
-        Some(path) => (
+    let (rules_origin, rules) = match app::rules_path(config) {
+        Ok(Some(path)) => (
             path.display().to_string(),
-            std::fs::read_to_string(path)
+            std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| format!("cannot read {}: {e}", path.display())),
         ),
-        None => ("built-in".to_string(), BUILTIN_RULES.to_string()),
+        Ok(None) => ("built-in".to_string(), BUILTIN_RULES.to_string()),
+        Err(error) => ("the template pack".to_string(), format!("{error:#}")),
     };
     let recent: Vec<RecentLine> = store
         .recent_verdicts(RECENT_VERDICTS)?
