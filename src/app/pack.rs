@@ -45,6 +45,8 @@ const GLOBALS: [&str; 4] = ["range", "dict", "namespace", "debug"];
 pub struct CheckReport {
     /// `None` when `pack.toml` itself could not be read.
     pub pack: Option<PackLabel>,
+    /// `pack.toml`'s `description`, for the reps.
+    pub description: Option<String>,
     pub max_words: usize,
     /// How many drafts were rendered from the sample mails.
     pub rendered: usize,
@@ -58,6 +60,9 @@ impl CheckReport {
 
     pub fn render_text(&self) -> String {
         let mut out = String::new();
+        if let (Some(pack), Some(description)) = (&self.pack, &self.description) {
+            out.push_str(&format!("{pack}: {description}\n"));
+        }
         for problem in &self.problems {
             out.push_str(&format!("{problem}\n"));
         }
@@ -87,6 +92,7 @@ impl CheckReport {
 pub fn check(dir: &Path, max_words: Option<usize>) -> CheckReport {
     let mut report = CheckReport {
         pack: None,
+        description: None,
         max_words: max_words.unwrap_or(DEFAULT_MAX_WORDS),
         rendered: 0,
         problems: Vec::new(),
@@ -99,6 +105,7 @@ pub fn check(dir: &Path, max_words: Option<usize>) -> CheckReport {
         }
     };
     report.pack = Some(pack.manifest.label.clone());
+    report.description = pack.manifest.description.clone();
     report.max_words = max_words
         .or(pack.manifest.max_words)
         .unwrap_or(DEFAULT_MAX_WORDS);
