@@ -547,8 +547,8 @@ impl Config {
     }
 
     /// What a running service takes from `new` (the file read again on SIGHUP): the templates,
-    /// the classifier rules, the template pack and the log filter. Every other table it keeps as it started with,
-    /// and names the ones that differ, for a "restart to apply" message.
+    /// the classifier rules, the template pack and the log filter. Every other table it keeps as
+    /// it started with, and names the ones that differ, for a "restart to apply" message.
     pub fn reloaded(&self, new: &Config) -> (Config, Vec<&'static str>) {
         // Spelled out field by field, so a new setting cannot be left out of this decision.
         let Config {

@@ -1,5 +1,6 @@
-//! Thin adapters between the core and the outside world: the mailbox, the state store and the
-//! template files and packs, the mail servers and the secrets that open them, and the rep's calendar.
+//! Thin adapters between the core and the outside world: the mailbox, the state store, the
+//! template files and packs, the mail servers and the secrets that open them, and the rep's
+//! calendar.
 
 pub mod calendar;
 pub mod imap;

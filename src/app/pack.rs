@@ -29,8 +29,11 @@ pub const DEFAULT_MAX_WORDS: usize = 250;
 /// render, TODO/TBD/XXX markers, and `[NAME]`- or `<first name>`-style blanks. Email addresses
 /// in angle brackets (`<dana@city.example>`) are not placeholders.
 static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\{\{|\{%|\{#|\b(?:TODO|TBD|FIXME|XXX+)\b|\[[A-Z][A-Z0-9 _.-]*\]|<[A-Za-z][A-Za-z _-]*>|(?i:lorem ipsum)")
-        .expect("the placeholder pattern compiles")
+    Regex::new(concat!(
+        r"\{\{|\{%|\{#|\b(?:TODO|TBD|FIXME|XXX+)\b",
+        r"|\[[A-Z][A-Z0-9 _.-]*\]|<[A-Za-z][A-Za-z _-]*>|(?i:lorem ipsum)"
+    ))
+    .expect("the placeholder pattern compiles")
 });
 
 /// The `push_once` key of a template that fails to render: one such problem per file and line,

@@ -2,8 +2,8 @@
 //! templates, classifier rules, template pack and log filter taken; when a file in the templates
 //! directory or the template pack changes (an edit, a `git pull`), they are read again. Either way
 //! a new pipeline is built and checked first (every template must render against the sample mail)
-//! and only then handed to the running tasks; a config or template that fails keeps the last good set, and the error goes to the log
-//! and to `pushback status`. Tables that cannot change under a running service (the mailbox, the
+//! and only then handed to the running tasks; a config, template or pack that fails keeps the last
+//! good set, and the error goes to the log and to `pushback status`. Tables that cannot change under a running service (the mailbox, the
 //! state directory, ...) are named in a "restart to apply" warning.
 
 use crate::adapters::pack::is_pack_file;
