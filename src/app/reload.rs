@@ -318,4 +318,51 @@ mod tests {
         );
         assert_eq!(health.snapshot().templates_dir, Some(root.join("b")));
     }
+
+    #[test]
+    fn a_changed_pack_is_taken_with_its_version_and_a_broken_one_keeps_the_last_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let pack = root.join("pack");
+        std::fs::create_dir_all(pack.join("templates")).unwrap();
+        let write_pack = |version: &str, word: &str| {
+            std::fs::write(
+                pack.join("pack.toml"),
+                format!("name = \"team\"\nversion = \"{version}\"\n"),
+            )
+            .unwrap();
+            std::fs::write(pack.join("templates/rfp.txt"), format!("Hi,\n\n{word}\n")).unwrap();
+        };
+        write_pack("1", "ALPHA");
+        let file = root.join("config.toml");
+        let text = config_text(root, "unused", "").replace(
+            &format!("dir = \"{}/unused\"", root.display()),
+            "pack = \"pack\"",
+        );
+        std::fs::write(&file, text).unwrap();
+        let config = Config::load(&file).unwrap();
+        let store = Store::open(&config.state_dir).unwrap();
+        let first = Arc::new(crate::app::trained_pipeline(&config, &store).unwrap());
+        assert_eq!(first.pack().unwrap().version, "1");
+        let (pipelines, pipeline) = watch::channel(first);
+        let health = Arc::new(Health::new(&config, Duration::from_secs(1), Utc::now()));
+        let mut reloader = Reloader::new(config, store, pipelines, health.clone()).unwrap();
+
+        write_pack("2", "BETA");
+        reloader.reload_templates();
+        let state = health.snapshot();
+        assert_eq!(state.last_reload.unwrap().error, None);
+        assert_eq!(state.pack.unwrap().version, "2");
+        assert_eq!(state.pack_dir, Some(pack.clone()));
+        let taken = pipeline.borrow().clone();
+        assert!(drafted(&taken).contains("BETA"));
+
+        std::fs::write(pack.join("templates/rfp.txt"), "Hi,\n\n{% if %}\n").unwrap();
+        reloader.reload_templates();
+        let state = health.snapshot();
+        let error = state.last_reload.unwrap().error.unwrap();
+        assert!(error.contains("rfp.txt line 3"), "{error}");
+        assert_eq!(state.pack.unwrap().version, "2", "the running pack stays");
+        assert!(Arc::ptr_eq(&pipeline.borrow(), &taken));
+    }
 }
