@@ -214,12 +214,15 @@ impl TokenEndpoint {
     }
 
     async fn post(&self, params: &[(&str, &str)]) -> Result<Grant, Error> {
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.extend_pairs(params);
-        form.append_pair("client_id", &self.client_id);
-        if let Some(secret) = &self.client_secret {
-            form.append_pair("client_secret", secret.expose());
-        }
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.extend_pairs(params);
+            form.append_pair("client_id", &self.client_id);
+            if let Some(secret) = &self.client_secret {
+                form.append_pair("client_secret", secret.expose());
+            }
+            form.finish()
+        };
         let url = self.url.as_str();
         // reqwest's error text names the URL only, never the body.
         let unreachable = |cause: reqwest::Error| Error::Unreachable {
@@ -231,7 +234,7 @@ impl TokenEndpoint {
             .post(self.url.clone())
             .header("content-type", "application/x-www-form-urlencoded")
             .header("accept", "application/json")
-            .body(form.finish())
+            .body(body)
             .send()
             .await
             .map_err(unreachable)?;

@@ -240,10 +240,13 @@ async fn send_approved(
 ) -> Result<()> {
     let mut store = Store::open(&config.state_dir)?;
     let mut recovered = false;
+    // Said once, not every round: a revoked OAuth2 login fails the same way until fixed.
+    let mut last_failure = None;
     loop {
         match send::deliver(&config, &mut store, !recovered, Utc::now()).await {
             Ok((recovery, delivery)) => {
                 recovered = true;
+                last_failure = None;
                 if !recovery.unknown.is_empty() {
                     tracing::warn!(
                         drafts = ?recovery.unknown,
@@ -255,7 +258,13 @@ async fn send_approved(
                     sent.notify_one();
                 }
             }
-            Err(error) => tracing::warn!("cannot send approved drafts now: {error:#}"),
+            Err(error) => {
+                let text = format!("{error:#}");
+                if last_failure.as_ref() != Some(&text) {
+                    tracing::warn!("cannot send approved drafts now: {text}");
+                    last_failure = Some(text);
+                }
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(OUTBOX_INTERVAL) => {}
@@ -274,15 +283,14 @@ async fn watch_imap(
     let MailboxAccess::Imap(server) = &config.mailbox.access else {
         unreachable!("watch_imap is only started for an IMAP mailbox")
     };
-    let settings = crate::app::imap_settings(server, Duration::from_secs(60))?;
     let options = crate::app::watch::WatchOptions {
         mail_handled: Some(changed),
         ..crate::app::watch::WatchOptions::of(&config)
     };
     let mut store = Store::open(&config.state_dir)?;
     store.relax_durability_for_scanning()?;
-    crate::app::watch::run(
-        &settings, &options, &mut store, &pipeline, &health, shutdown,
-    )
-    .await
+    // Logged in afresh at every (re)connection: an OAuth2 access token lasts an hour, and a
+    // failed login (a revoked token) leaves the rest of the service running.
+    let login = || crate::app::imap_settings(server, Duration::from_secs(60));
+    crate::app::watch::run(login, &options, &mut store, &pipeline, &health, shutdown).await
 }

@@ -1,0 +1,303 @@
+//! pushback's own OAuth2 login: `pushback login` (the authorization code flow with PKCE and a
+//! loopback redirect; the refresh token goes to the token store), and the access tokens every
+//! IMAP and SMTP login of the process takes from here. An access token is kept in memory with
+//! its expiry and refreshed shortly before it runs out; a rotated refresh token is stored. A
+//! refused refresh token (`invalid_grant`) is remembered, so the endpoint is not asked again
+//! with it: every login of that account fails at once with [`LoginNeeded`] until the rep runs
+//! `pushback login` again, while other accounts and the rest of the service go on.
+
+use crate::adapters::oauth2::{self as wire, Grant, RedirectListener, TokenEndpoint, TokenStore};
+use crate::adapters::secret::{self, Secret};
+use crate::config::{Config, OAuth2Settings, PasswordSource, TokenStoreKind};
+use crate::core::oauth2::{self as flow, AuthorizationRequest};
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How long `pushback login` waits for the browser to come back.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Tries of a refresh against a token endpoint that is down (with 1 s, then 2 s between).
+const REFRESH_TRIES: u32 = 3;
+
+/// The account needs `pushback login` again: its refresh token is missing, or the provider
+/// refused it. Permanent for this account; not a reason to stop the process.
+#[derive(Debug, thiserror::Error)]
+#[error("{why}; run `pushback login {account}` again")]
+pub struct LoginNeeded {
+    pub account: String,
+    why: String,
+}
+
+/// Whether `error` (anywhere in its chain) is a [`LoginNeeded`]: retrying soon will not help.
+pub fn needs_login(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.is::<LoginNeeded>())
+}
+
+/// Where the account's refresh token is kept. "auto" is the file in the state directory.
+pub fn token_store(settings: &OAuth2Settings) -> TokenStore {
+    match settings.token_store {
+        TokenStoreKind::Auto | TokenStoreKind::File => {
+            TokenStore::file_in(&settings.state_dir, &settings.account)
+        }
+        TokenStoreKind::SystemdCredential => TokenStore::systemd_credential(&settings.account),
+    }
+}
+
+/// What this process knows of one account's tokens.
+#[derive(Default)]
+struct Held {
+    access: Option<Grant>,
+    /// A rotated refresh token the store could not take (a read-only systemd credential).
+    unstored_refresh: Option<Secret>,
+    /// The refresh token the provider refused: not sent again.
+    refused: Option<Secret>,
+}
+
+/// Per account name, for the whole process: the watcher, the sender and the reminders share one
+/// access token, and one refresh at a time (a provider that rotates refresh tokens would
+/// invalidate the second of two concurrent refreshes).
+static HELD: Mutex<Option<HashMap<String, Held>>> = Mutex::new(None);
+
+/// A valid access token for the account: the one in memory, or a new one from the token
+/// endpoint when it is due for a refresh. Blocks the calling thread for the exchange, as a
+/// password command does (the exchange runs on a thread of its own).
+pub fn access_token(settings: &OAuth2Settings) -> Result<Secret> {
+    let mut held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let held = held
+        .get_or_insert_with(HashMap::new)
+        .entry(settings.account.clone())
+        .or_default();
+    if let Some(grant) = &held.access
+        && !flow::refresh_due(grant.issued_at, grant.expires_at, Utc::now())
+    {
+        return Ok(grant.access_token.clone());
+    }
+    let store = token_store(settings);
+    let refresh_token = match held.unstored_refresh.clone() {
+        Some(token) => token,
+        None => store.load()?.ok_or_else(|| LoginNeeded {
+            account: settings.account.clone(),
+            why: format!("no OAuth2 refresh token in the {}", store.place()),
+        })?,
+    };
+    if held.refused.as_ref() == Some(&refresh_token) {
+        return Err(refused(settings).into());
+    }
+    let endpoint = token_endpoint(settings)?;
+    let grant = match on_own_thread(refresh_with_retries(&endpoint, &refresh_token))? {
+        Ok(grant) => grant,
+        Err(wire::Error::InvalidGrant { description, .. }) => {
+            tracing::warn!(
+                account = %settings.account,
+                "the OAuth2 refresh token was refused (invalid_grant{description})"
+            );
+            held.access = None;
+            held.unstored_refresh = None;
+            held.refused = Some(refresh_token);
+            return Err(refused(settings).into());
+        }
+        Err(error) => {
+            return Err(anyhow::Error::from(error).context(format!(
+                "cannot refresh the OAuth2 access token of account {}",
+                settings.account
+            )));
+        }
+    };
+    if let Some(rotated) = &grant.refresh_token
+        && rotated != &refresh_token
+    {
+        match store.save(rotated) {
+            Ok(()) => held.unstored_refresh = None,
+            Err(error) => {
+                tracing::warn!(
+                    account = %settings.account,
+                    "the provider rotated the refresh token; kept in memory only: {error}"
+                );
+                held.unstored_refresh = Some(rotated.clone());
+            }
+        }
+    }
+    tracing::info!(
+        account = %settings.account,
+        expires = %grant.expires_at.format("%H:%M:%S UTC"),
+        "refreshed the OAuth2 access token"
+    );
+    let token = grant.access_token.clone();
+    held.access = Some(grant);
+    Ok(token)
+}
+
+/// When the access token this process holds for the account expires, if it holds one.
+pub fn held_until(account: &str) -> Option<DateTime<Utc>> {
+    let held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    held.as_ref()?.get(account)?.access.as_ref().map(|g| g.expires_at)
+}
+
+fn refused(settings: &OAuth2Settings) -> LoginNeeded {
+    LoginNeeded {
+        account: settings.account.clone(),
+        why: format!(
+            "the provider refused the OAuth2 refresh token of account {} (it was revoked or \
+             has expired)",
+            settings.account
+        ),
+    }
+}
+
+/// A refresh that tries again, after 1 s and 2 s, while the endpoint is unreachable or answers
+/// 5xx; the callers' own reconnection backoff takes it from there.
+async fn refresh_with_retries(
+    endpoint: &TokenEndpoint,
+    refresh_token: &Secret,
+) -> Result<Grant, wire::Error> {
+    let mut wait = Duration::from_secs(1);
+    let mut tries = 1;
+    loop {
+        match endpoint.refresh(refresh_token).await {
+            Err(error) if error.is_transient() && tries < REFRESH_TRIES => {
+                tracing::debug!("token endpoint unavailable, trying again: {error}");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                tries += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+fn token_endpoint(settings: &OAuth2Settings) -> Result<TokenEndpoint> {
+    let client_secret = match &settings.client_secret {
+        None => None,
+        Some(PasswordSource::Command(command)) => Some(secret::from_command(command)),
+        Some(PasswordSource::Env(name)) => Some(secret::from_env(name)),
+    }
+    .transpose()
+    .context("cannot get the OAuth2 client secret")?;
+    Ok(TokenEndpoint::new(
+        settings.token_url.clone(),
+        &settings.client_id,
+        client_secret,
+    )?)
+}
+
+/// Runs `future` to completion on a new thread with a runtime of its own, so that a
+/// synchronous caller may be inside another runtime or not.
+fn on_own_thread<F>(future: F) -> Result<F::Output>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| crate::app::block_on(future))
+            .join()
+            .map_err(|_| anyhow::anyhow!("the token exchange panicked"))?
+    })
+}
+
+/// `pushback login [ACCOUNT]` for `config`: the sign-in, with the URL and progress on stdout.
+pub fn login_command(config: &Config, account: Option<&str>, open_browser: bool) -> Result<String> {
+    let settings = config.oauth2.as_ref().with_context(|| {
+        format!(
+            "cannot log in: {} has no [oauth2] table (see config/pushback.example.toml)",
+            config
+                .file
+                .as_deref()
+                .map_or("the config".into(), |f| f.display().to_string())
+        )
+    })?;
+    if let Some(account) = account
+        && account != settings.account
+    {
+        anyhow::bail!(
+            "cannot log in: there is no account {account:?} (this config has one, {:?})",
+            settings.account
+        );
+    }
+    let mut stdout = std::io::stdout();
+    let place =
+        crate::app::block_on(login(settings, open_browser, LOGIN_TIMEOUT, &mut stdout))??;
+    Ok(format!(
+        "Signed in: account {} can log in to its mail now (refresh token in the {place}).\n",
+        settings.account
+    ))
+}
+
+/// `pushback login`: sends the rep's browser to the provider (or prints the URL when
+/// `open_browser` is false or no browser opens), waits for the redirect to the loopback
+/// listener, trades the code for tokens and stores the refresh token. Returns where it went.
+pub async fn login(
+    settings: &OAuth2Settings,
+    open_browser: bool,
+    timeout: Duration,
+    out: &mut (dyn Write + Send),
+) -> Result<String> {
+    let store = token_store(settings);
+    if !store.is_writable() {
+        anyhow::bail!(
+            "cannot log in into the {}: systemd credentials are read-only. Log in with \
+             token-store = \"file\", then point LoadCredential={}:FILE at the token file it \
+             writes",
+            store.place(),
+            match &store {
+                TokenStore::SystemdCredential { name } => name.as_str(),
+                TokenStore::File { .. } => "",
+            }
+        );
+    }
+    let verifier = Secret::new(flow::pkce_verifier(&random_bytes()?));
+    let state = flow::pkce_verifier(&random_bytes()?);
+    let listener = RedirectListener::bind().await?;
+    let redirect_uri = listener.redirect_uri();
+    let url = flow::authorization_url(&AuthorizationRequest {
+        endpoint: &settings.authorize_url,
+        client_id: &settings.client_id,
+        redirect_uri: &redirect_uri,
+        scopes: &settings.scopes,
+        state: &state,
+        code_challenge: &flow::pkce_challenge(verifier.expose()),
+        extra: &settings.extra_params,
+    });
+    if open_browser && wire::open_browser(url.as_str()) {
+        writeln!(
+            out,
+            "Sign in to account {} in the browser window that opened.\nIf none did, open this \
+             URL:\n\n{url}\n",
+            settings.account
+        )?;
+    } else {
+        writeln!(
+            out,
+            "Open this URL in a browser on this machine to sign in to account {}:\n\n{url}\n",
+            settings.account
+        )?;
+    }
+    writeln!(
+        out,
+        "Waiting for the sign-in (up to {} minutes) ...",
+        timeout.as_secs() / 60
+    )?;
+    out.flush()?;
+    let code = listener.code(&state, timeout).await?;
+    let grant = token_endpoint(settings)?
+        .exchange_code(&code, &verifier, &redirect_uri)
+        .await
+        .context("cannot trade the sign-in for tokens")?;
+    let refresh_token = grant.refresh_token.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the provider sent no refresh token, so pushback could only work for an hour; check \
+             that the app may have offline access (Microsoft: the offline_access scope)"
+        )
+    })?;
+    store.save(&refresh_token)?;
+    Ok(store.place())
+}
+
+fn random_bytes() -> Result<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("cannot get random bytes: {e}"))?;
+    Ok(bytes)
+}
