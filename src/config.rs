@@ -1315,11 +1315,7 @@ impl Parser<'_> {
         }
     }
 
-    fn mailbox(
-        &self,
-        raw: RawMailbox,
-        oauth2: Option<&OAuth2Settings>,
-    ) -> Result<Mailbox, Error> {
+    fn mailbox(&self, raw: RawMailbox, oauth2: Option<&OAuth2Settings>) -> Result<Mailbox, Error> {
         // Before the kind checks, so a maildir user learns where passwords go, too.
         self.refuse_password("mailbox", "", raw.password.as_ref())?;
         let folder = |value: Option<Spanned<String>>, key: &str, default: &str| match value {
@@ -1493,11 +1489,7 @@ impl Parser<'_> {
         ))
     }
 
-    fn outgoing(
-        &self,
-        raw: RawSmtp,
-        oauth2: Option<&OAuth2Settings>,
-    ) -> Result<Outgoing, Error> {
+    fn outgoing(&self, raw: RawSmtp, oauth2: Option<&OAuth2Settings>) -> Result<Outgoing, Error> {
         self.refuse_password("smtp", "", raw.password.as_ref())?;
         let save_to_sent = raw
             .save_to_sent
@@ -1614,9 +1606,7 @@ impl Parser<'_> {
             }
             Some(port) => port.into_inner(),
             // The preset's port goes with the preset's security, not with one set here.
-            None if raw.security.is_none() && preset.is_some() => {
-                preset.map_or(0, |p| p.port)
-            }
+            None if raw.security.is_none() && preset.is_some() => preset.map_or(0, |p| p.port),
             None => match (is_imap, security) {
                 (true, Security::Tls) => 993,
                 (true, _) => 143,

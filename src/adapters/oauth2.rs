@@ -48,9 +48,15 @@ pub enum Error {
     )]
     StateMismatch,
     #[error("cannot read the refresh token from {place}: {cause}")]
-    Read { place: String, cause: std::io::Error },
+    Read {
+        place: String,
+        cause: std::io::Error,
+    },
     #[error("cannot store the refresh token in {place}: {cause}")]
-    Write { place: String, cause: std::io::Error },
+    Write {
+        place: String,
+        cause: std::io::Error,
+    },
     #[error(
         "cannot store the refresh token in the systemd credential {name}: credentials are \
          read-only"
@@ -375,7 +381,11 @@ pub fn open_browser(url: &str) -> bool {
         .filter(|b| !b.trim().is_empty())
     {
         let mut command = Command::new("sh");
-        command.arg("-c").arg(format!("{browser} \"$1\"")).arg("sh").arg(url);
+        command
+            .arg("-c")
+            .arg(format!("{browser} \"$1\""))
+            .arg("sh")
+            .arg(url);
         quiet(&mut command);
         return command.spawn().is_ok();
     }
@@ -512,13 +522,8 @@ mod tests {
         assert_eq!(grant.refresh_token.unwrap().expose(), "1//r");
         assert_eq!(grant.expires_at - grant.issued_at, TimeDelta::seconds(3599));
         // A refresh answer without a new refresh token, expires_in as a string, no token_type.
-        let grant = read_token_answer(
-            URL,
-            200,
-            r#"{"access_token":"b","expires_in":"60"}"#,
-            now(),
-        )
-        .unwrap();
+        let grant = read_token_answer(URL, 200, r#"{"access_token":"b","expires_in":"60"}"#, now())
+            .unwrap();
         assert!(grant.refresh_token.is_none());
         assert_eq!(grant.expires_at, now() + TimeDelta::seconds(60));
         let grant = read_token_answer(URL, 200, r#"{"access_token":"c"}"#, now()).unwrap();
@@ -536,7 +541,11 @@ mod tests {
         .unwrap_err();
         assert!(matches!(revoked, Error::InvalidGrant { .. }));
         assert!(!revoked.is_transient());
-        assert!(revoked.to_string().contains("Token has been expired or revoked."));
+        assert!(
+            revoked
+                .to_string()
+                .contains("Token has been expired or revoked.")
+        );
         let client = read_token_answer(URL, 401, r#"{"error":"invalid_client"}"#, now());
         assert!(matches!(client, Err(Error::Refused { code, .. }) if code == "invalid_client"));
         for status in [500, 503, 429] {
@@ -574,7 +583,11 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(path), 0o600);
         assert_eq!(mode(&state), 0o700);
-        assert_eq!(std::fs::read_dir(&state).unwrap().count(), 1, "no temporary left");
+        assert_eq!(
+            std::fs::read_dir(&state).unwrap().count(),
+            1,
+            "no temporary left"
+        );
     }
 
     #[test]

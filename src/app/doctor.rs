@@ -816,7 +816,7 @@ impl Probe<'_> {
                     Some(Login {
                         credential: Credential::OAuth2(settings),
                         ..
-                    }) => crate::app::oauth2::held_until(&settings.account)
+                    }) => crate::app::oauth2::held_until(settings)
                         .map(|at| format!(", valid until {}", at.format("%Y-%m-%d %H:%M UTC")))
                         .unwrap_or_default(),
                     _ => String::new(),

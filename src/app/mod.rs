@@ -175,7 +175,10 @@ pub fn resolve_auth(login: &Login, host: &str) -> Result<Auth> {
                     token,
                 })
                 .with_context(|| {
-                    format!("cannot get an OAuth2 access token of {} for {host}", login.user)
+                    format!(
+                        "cannot get an OAuth2 access token of {} for {host}",
+                        login.user
+                    )
                 });
         }
     };

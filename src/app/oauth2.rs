@@ -56,7 +56,7 @@ struct Held {
     refused: Option<Secret>,
 }
 
-/// Per account name, for the whole process: the watcher, the sender and the reminders share one
+/// Per account and token endpoint ([`held_key`]), for the whole process: the watcher, the sender and the reminders share one
 /// access token, and one refresh at a time (a provider that rotates refresh tokens would
 /// invalidate the second of two concurrent refreshes).
 static HELD: Mutex<Option<HashMap<String, Held>>> = Mutex::new(None);
@@ -68,7 +68,7 @@ pub fn access_token(settings: &OAuth2Settings) -> Result<Secret> {
     let mut held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let held = held
         .get_or_insert_with(HashMap::new)
-        .entry(settings.account.clone())
+        .entry(held_key(settings))
         .or_default();
     if let Some(grant) = &held.access
         && !flow::refresh_due(grant.issued_at, grant.expires_at, Utc::now())
@@ -131,9 +131,15 @@ pub fn access_token(settings: &OAuth2Settings) -> Result<Secret> {
 }
 
 /// When the access token this process holds for the account expires, if it holds one.
-pub fn held_until(account: &str) -> Option<DateTime<Utc>> {
+pub fn held_until(settings: &OAuth2Settings) -> Option<DateTime<Utc>> {
     let held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    held.as_ref()?.get(account)?.access.as_ref().map(|g| g.expires_at)
+    let grant = held.as_ref()?.get(&held_key(settings))?.access.as_ref()?;
+    Some(grant.expires_at)
+}
+
+/// The account and its provider: a config reloaded with another provider starts afresh.
+fn held_key(settings: &OAuth2Settings) -> String {
+    format!("{} {}", settings.account, settings.token_url)
 }
 
 fn refused(settings: &OAuth2Settings) -> LoginNeeded {
@@ -218,8 +224,7 @@ pub fn login_command(config: &Config, account: Option<&str>, open_browser: bool)
         );
     }
     let mut stdout = std::io::stdout();
-    let place =
-        crate::app::block_on(login(settings, open_browser, LOGIN_TIMEOUT, &mut stdout))??;
+    let place = crate::app::block_on(login(settings, open_browser, LOGIN_TIMEOUT, &mut stdout))??;
     Ok(format!(
         "Signed in: account {} can log in to its mail now (refresh token in the {place}).\n",
         settings.account

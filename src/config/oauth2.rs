@@ -287,8 +287,10 @@ impl Parser<'_> {
                         )
                     })
                 };
-                let authorize_url =
-                    self.endpoint(&key("authorize-url"), required(raw.authorize_url, "authorize-url")?)?;
+                let authorize_url = self.endpoint(
+                    &key("authorize-url"),
+                    required(raw.authorize_url, "authorize-url")?,
+                )?;
                 let token_url =
                     self.endpoint(&key("token-url"), required(raw.token_url, "token-url")?)?;
                 let scopes = raw.scopes.ok_or_else(|| {
@@ -299,7 +301,11 @@ impl Parser<'_> {
                          scopes",
                     )
                 })?;
-                if scopes.get_ref().iter().any(|s| s.trim().is_empty() || s.contains(' ')) {
+                if scopes
+                    .get_ref()
+                    .iter()
+                    .any(|s| s.trim().is_empty() || s.contains(' '))
+                {
                     return Err(self.invalid(
                         scopes.span(),
                         &key("scopes"),

@@ -102,7 +102,11 @@ pub fn read_redirect(target: &str) -> Redirect {
 /// Whether an access token issued at `issued_at` and expiring at `expires_at` should be
 /// refreshed at `now`: from [`REFRESH_MARGIN_MAX`] (or a tenth of its lifetime, if that is
 /// less) before it expires.
-pub fn refresh_due(issued_at: DateTime<Utc>, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+pub fn refresh_due(
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> bool {
     let lifetime = (expires_at - issued_at).max(TimeDelta::zero());
     let margin = (lifetime / 10).min(REFRESH_MARGIN_MAX);
     now >= expires_at - margin
