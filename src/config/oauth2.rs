@@ -345,3 +345,226 @@ impl Parser<'_> {
         Ok(url)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, Credential, MailboxAccess, Outgoing, Server};
+    use super::*;
+    use std::ffi::OsString;
+
+    const FILE: &str = "/etc/pb/config.toml";
+
+    fn parse(tables: &str) -> Result<Config, Error> {
+        let text = format!(
+            "version = 1\n[identity]\nname = \"Alex\"\nemail = \"alex@northwind.example\"\n\
+             title = \"AE\"\ncompany = \"Northwind\"\ntimezone = \"Europe/London\"\n\
+             [state]\npath = \"/var/lib/pb\"\n{tables}"
+        );
+        let env = |_: &str| -> Option<OsString> { None };
+        Parser {
+            text: &text,
+            file: Path::new(FILE),
+            env: &env,
+        }
+        .parse()
+    }
+
+    fn servers(config: &Config) -> (&Server, &Server) {
+        let MailboxAccess::Imap(imap) = &config.mailbox.access else {
+            panic!("not imap")
+        };
+        let Some(Outgoing::Smtp { server: smtp, .. }) = &config.outgoing else {
+            panic!("no smtp")
+        };
+        (imap, smtp)
+    }
+
+    const USERS: &str = "[mailbox]\nkind = \"imap\"\nuser = \"alex@northwind.example\"\n\
+                         [smtp]\nuser = \"alex@northwind.example\"\n";
+
+    #[test]
+    fn the_gmail_preset_fills_servers_endpoints_and_scopes() {
+        let config = parse(&format!(
+            "{USERS}[oauth2]\nprovider = \"gmail\"\nclient-id = \"123.apps.googleusercontent.com\"\n\
+             client-secret-command = \"pass show google/secret\"\n"
+        ))
+        .unwrap();
+        let (imap, smtp) = servers(&config);
+        assert_eq!(
+            (imap.host.as_str(), imap.port, imap.security),
+            ("imap.gmail.com", 993, Security::Tls)
+        );
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.security),
+            ("smtp.gmail.com", 465, Security::Tls)
+        );
+        let oauth2 = config.oauth2.as_ref().unwrap();
+        assert_eq!(oauth2.account, "default");
+        assert_eq!(
+            oauth2.authorize_url.as_str(),
+            "https://accounts.google.com/o/oauth2/v2/auth"
+        );
+        assert_eq!(
+            oauth2.token_url.as_str(),
+            "https://oauth2.googleapis.com/token"
+        );
+        assert_eq!(oauth2.scopes, ["https://mail.google.com/"]);
+        assert!(
+            oauth2
+                .extra_params
+                .contains(&("access_type".into(), "offline".into()))
+        );
+        assert_eq!(
+            oauth2.client_secret,
+            Some(PasswordSource::Command("pass show google/secret".into()))
+        );
+        assert_eq!(oauth2.token_store, TokenStoreKind::Auto);
+        assert_eq!(oauth2.state_dir, Path::new("/var/lib/pb"));
+        for server in [imap, smtp] {
+            let login = server.login.as_ref().unwrap();
+            assert!(matches!(&login.credential, Credential::OAuth2(s) if **s == *oauth2));
+        }
+        assert!(
+            config
+                .describe()
+                .contains("XOAUTH2 with tokens from `pushback login default` (gmail)"),
+            "{}",
+            config.describe()
+        );
+    }
+
+    #[test]
+    fn microsoft365_takes_a_tenant_and_explicit_keys_override_the_preset() {
+        let config = parse(
+            "[mailbox]\nkind = \"imap\"\nhost = \"imap.internal.example\"\nuser = \"a@b.example\"\n\
+             [smtp]\nsecurity = \"tls\"\nuser = \"a@b.example\"\n\
+             [oauth2]\nprovider = \"microsoft365\"\nclient-id = \"c1\"\ntenant = \"contoso.onmicrosoft.com\"\n\
+             token-store = \"systemd-credential\"\n",
+        )
+        .unwrap();
+        let (imap, smtp) = servers(&config);
+        assert_eq!(
+            (imap.host.as_str(), imap.port),
+            ("imap.internal.example", 993)
+        );
+        // security set here: its own default port, not the preset's 587.
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.security),
+            ("smtp.office365.com", 465, Security::Tls)
+        );
+        let oauth2 = config.oauth2.as_ref().unwrap();
+        assert_eq!(
+            oauth2.token_url.as_str(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert!(oauth2.scopes.contains(&"offline_access".to_string()));
+        assert_eq!(oauth2.token_store, TokenStoreKind::SystemdCredential);
+
+        let config = parse(&format!(
+            "{USERS}[oauth2]\nprovider = \"microsoft365\"\nclient-id = \"c1\"\n"
+        ))
+        .unwrap();
+        let (_, smtp) = servers(&config);
+        assert_eq!((smtp.port, smtp.security), (587, Security::Starttls));
+        assert_eq!(
+            config.oauth2.unwrap().authorize_url.as_str(),
+            "https://login.microsoftonline.com/common/oauth2/v2.0/authorize"
+        );
+    }
+
+    #[test]
+    fn custom_takes_endpoints_and_scopes_from_the_table() {
+        let config = parse(
+            "[mailbox]\nkind = \"imap\"\nhost = \"mail.example\"\nuser = \"a\"\n\
+             [oauth2]\nprovider = \"custom\"\nclient-id = \"c\"\n\
+             authorize-url = \"https://id.example/authorize\"\n\
+             token-url = \"http://127.0.0.1:8080/token\"\nscopes = [\"mail\", \"offline\"]\n",
+        )
+        .unwrap();
+        let oauth2 = config.oauth2.unwrap();
+        assert_eq!(oauth2.token_url.as_str(), "http://127.0.0.1:8080/token");
+        assert_eq!(oauth2.scopes, ["mail", "offline"]);
+        assert!(oauth2.extra_params.is_empty());
+    }
+
+    #[test]
+    fn mistakes_name_file_line_and_key() {
+        let cases = [
+            (
+                "client-secret = \"s3cret\"\n",
+                "gmail",
+                "line 18: [oauth2] client-secret",
+                "refused",
+            ),
+            (
+                "tenant = \"x\"\n",
+                "gmail",
+                "line 18: [oauth2] tenant",
+                "microsoft365",
+            ),
+            (
+                "token-url = \"https://evil.example/token\"\n",
+                "microsoft365",
+                "line 18: [oauth2] token-url",
+                "provider = \"custom\"",
+            ),
+            (
+                "tenant = \"a/b\"\n",
+                "microsoft365",
+                "line 18: [oauth2] tenant",
+                "tenant id",
+            ),
+            (
+                "client-secret-env = \"hunter 2\"\n",
+                "gmail",
+                "line 18: [oauth2] client-secret-env",
+                "NAME",
+            ),
+            (
+                "authorize-url = \"https://id.example/a\"\ntoken-url = \"http://id.example/t\"\n\
+                 scopes = [\"m\"]\n",
+                "custom",
+                "line 19: [oauth2] token-url",
+                "https",
+            ),
+            (
+                "authorize-url = \"https://id.example/a\"\nscopes = [\"m\"]\n",
+                "custom",
+                "line 16: [oauth2] token-url",
+                "missing",
+            ),
+            (
+                "refresh-token = \"x\"\n",
+                "gmail",
+                "line 18: [oauth2] refresh-token",
+                "unknown",
+            ),
+        ];
+        for (keys, provider, at, says) in cases {
+            let tables =
+                format!("{USERS}[oauth2]\nprovider = \"{provider}\"\nclient-id = \"c\"\n{keys}");
+            let error = parse(&tables).unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("{FILE} {at}")),
+                "{keys}: {error}"
+            );
+            assert!(error.contains(says), "{keys}: {error}");
+            assert!(!error.contains("s3cret"), "{error}");
+        }
+        let error = parse(&format!("{USERS}[oauth2]\nprovider = \"gmail\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("line 16: [oauth2] client-id: missing"),
+            "{error}"
+        );
+        // Without [oauth2], a user alone still needs a password or token source.
+        let error = parse("[mailbox]\nkind = \"imap\"\nhost = \"mail.example\"\nuser = \"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("line 12: [mailbox] user: needs password-command"),
+            "{error}"
+        );
+    }
+}
