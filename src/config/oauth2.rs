@@ -563,7 +563,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("line 12: [mailbox] user: needs password-command"),
+            error.contains("line 13: [mailbox] user: needs password-command"),
             "{error}"
         );
     }
