@@ -1709,8 +1709,14 @@ impl Parser<'_> {
                 user.span(),
                 &key("user"),
                 format!(
-                    "needs {} to log in (or an [oauth2] table, for `pushback login`)",
-                    sources("or")
+                    "needs {} to log in{}",
+                    sources("or"),
+                    // The calendar has no OAuth2 login of pushback's own.
+                    if prefix.is_empty() {
+                        " (or an [oauth2] table, for `pushback login`)"
+                    } else {
+                        ""
+                    }
                 ),
             )),
             (None, Some((name, span, _))) => Err(self.invalid(
