@@ -221,6 +221,22 @@ fn login_then_imap_and_smtp_with_refreshed_tokens_until_the_refresh_token_is_rev
     runtime
         .block_on(imap_login(&config))
         .expect("IMAP login after logging in again");
+
+    // doctor says where the token is and until when the access token holds, never the token.
+    let doctor = pushback_output(&config_path, &["doctor"]);
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    let stored = stored_refresh_token(dir.path());
+    assert!(
+        report.contains(
+            "OAuth2 token for alice fetched from pushback's OAuth2 login (refresh token in the file"
+        ),
+        "{report}"
+    );
+    assert!(report.contains("valid until"), "{report}");
+    assert!(
+        !report.contains(&stored) && !report.contains("access-"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -291,6 +291,7 @@ async fn watch_imap(
     store.relax_durability_for_scanning()?;
     // Logged in afresh at every (re)connection: an OAuth2 access token lasts an hour, and a
     // failed login (a revoked token) leaves the rest of the service running.
-    let login = || crate::app::imap_settings(server, Duration::from_secs(60));
+    let server = server.clone();
+    let login = move || crate::app::imap_settings(&server, Duration::from_secs(60));
     crate::app::watch::run(login, &options, &mut store, &pipeline, &health, shutdown).await
 }

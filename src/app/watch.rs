@@ -15,7 +15,7 @@ use crate::app::pipeline::{Pipeline, SharedPipeline};
 use crate::app::scan::{self, Processed, ScanReport, Skipped};
 use crate::app::status::Health;
 use crate::config::Config;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{Days, Utc};
 use chrono_tz::Tz;
 use std::sync::Arc;
@@ -108,11 +108,12 @@ enum CycleEnd {
 
 /// Watches until `shutdown` turns true, reconnecting after any failure. Every (re)connection logs
 /// in with the settings and credentials `login` gives at that moment (a fresh OAuth2 access
-/// token). When the account needs `pushback login` again, it waits the longest reconnection
+/// token); `login` runs on the blocking pool, since a password command or a token endpoint may
+/// take its time, and the service's other tasks share this thread. When the account needs `pushback login` again, it waits the longest reconnection
 /// delay between tries instead of backing off from a second. Every wake handles mail with the
 /// pipeline current at that moment.
 pub async fn run(
-    login: impl Fn() -> Result<ImapSettings>,
+    login: impl Fn() -> Result<ImapSettings> + Clone + Send + 'static,
     options: &WatchOptions,
     store: &mut Store,
     pipeline: &SharedPipeline,
@@ -130,7 +131,10 @@ pub async fn run(
             return Ok(());
         }
         health.alive_for(window);
-        let outcome = match login() {
+        let credentials = tokio::task::spawn_blocking(login.clone())
+            .await
+            .context("the login task failed")?;
+        let outcome = match credentials {
             Ok(settings) => {
                 window = busy_window(&settings);
                 health.alive_for(window);
