@@ -1,7 +1,7 @@
 //! OAuth2 on the wire and at rest: the token endpoint (code exchange with the PKCE verifier,
 //! refresh), the loopback listener the browser is redirected to, opening the browser, and the
-//! places a refresh token is kept (a 0600 file in the state directory, or a read-only systemd
-//! credential). Tokens, codes and verifiers travel as [`Secret`]s and never reach an error text.
+//! places a refresh token is kept (the desktop's secret service through `keyring`, a 0600 file
+//! in the state directory, or a read-only systemd credential). Tokens, codes and verifiers travel as [`Secret`]s and never reach an error text.
 //! The URL, the state and the refresh schedule are `core::oauth2`'s; which token to use when is
 //! `app::oauth2`'s.
 
@@ -62,6 +62,8 @@ pub enum Error {
          read-only"
     )]
     ReadOnly { name: String },
+    #[error("cannot use the {place}: {cause}")]
+    Keyring { place: String, cause: String },
     #[error(
         "CREDENTIALS_DIRECTORY is not set, so there is no systemd credential {name}: \
          token-store = \"systemd-credential\" works under systemd with LoadCredential={name}:FILE"
@@ -402,9 +404,14 @@ pub fn open_browser(url: &str) -> bool {
     command.status().is_ok_and(|status| status.success())
 }
 
+/// The secret service's name for pushback's items (`secret-tool search service pushback`).
+const KEYRING_SERVICE: &str = "pushback";
+
 /// Where a refresh token is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenStore {
+    /// An item of the desktop's secret service (GNOME Keyring, KWallet), over D-Bus.
+    Keyring { user: String },
     /// Mode 0600, in a directory created 0700 when missing.
     File { path: PathBuf },
     /// `$CREDENTIALS_DIRECTORY/<name>`, put there by systemd's `LoadCredential=`: read-only.
@@ -426,21 +433,47 @@ impl TokenStore {
         }
     }
 
-    /// For messages: "file /path" or "systemd credential NAME".
+    /// The secret service item for an account.
+    pub fn keyring(account: &str) -> TokenStore {
+        TokenStore::Keyring {
+            user: format!("oauth2-{account}"),
+        }
+    }
+
+    /// Whether a secret service answers on the session bus: a bus to ask, and an item lookup
+    /// that does not fail (finding nothing is an answer).
+    pub fn keyring_reachable() -> bool {
+        session_bus_named(&|name| std::env::var_os(name))
+            && !matches!(
+                TokenStore::keyring("probe").load(),
+                Err(Error::Keyring { .. })
+            )
+    }
+
+    /// For messages: "file /path", "systemd credential NAME" or "secret service item ...".
     pub fn place(&self) -> String {
         match self {
+            TokenStore::Keyring { user } => {
+                format!("secret service item {KEYRING_SERVICE}/{user} (keyring)")
+            }
             TokenStore::File { path } => format!("file {}", path.display()),
             TokenStore::SystemdCredential { name } => format!("systemd credential {name}"),
         }
     }
 
-    pub fn is_writable(&self) -> bool {
-        matches!(self, TokenStore::File { .. })
-    }
-
     /// The stored refresh token; `None` when there is none yet.
     pub fn load(&self) -> Result<Option<Secret>, Error> {
         let path = match self {
+            TokenStore::Keyring { user } => {
+                return on_keyring_thread(|| {
+                    match keyring::Entry::new(KEYRING_SERVICE, user)?.get_password() {
+                        Ok(token) => Ok(Some(Secret::new(token))),
+                        Err(keyring::Error::NoEntry) => Ok(None),
+                        Err(error) => Err(error),
+                    }
+                })
+                .map_err(|cause| self.keyring_error(&cause));
+            }
             TokenStore::File { path } => path.clone(),
             TokenStore::SystemdCredential { name } => {
                 let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
@@ -466,6 +499,12 @@ impl TokenStore {
             TokenStore::File { path } => path,
             TokenStore::SystemdCredential { name } => {
                 return Err(Error::ReadOnly { name: name.clone() });
+            }
+            TokenStore::Keyring { user } => {
+                return on_keyring_thread(|| {
+                    keyring::Entry::new(KEYRING_SERVICE, user)?.set_password(token.expose())
+                })
+                .map_err(|cause| self.keyring_error(&cause));
             }
         };
         let write = |cause| Error::Write {
@@ -495,6 +534,36 @@ impl TokenStore {
             .map_err(write)?;
         std::fs::rename(&temporary, path).map_err(write)
     }
+}
+
+impl TokenStore {
+    /// keyring's own text: it never holds the secret.
+    fn keyring_error(&self, cause: &keyring::Error) -> Error {
+        Error::Keyring {
+            place: self.place(),
+            cause: cause.to_string(),
+        }
+    }
+}
+
+/// Whether the environment names a D-Bus session bus: `DBUS_SESSION_BUS_ADDRESS`, or the
+/// `bus` socket systemd puts in `XDG_RUNTIME_DIR`.
+fn session_bus_named(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> bool {
+    env("DBUS_SESSION_BUS_ADDRESS").is_some_and(|a| !a.is_empty())
+        || env("XDG_RUNTIME_DIR")
+            .map(|dir| PathBuf::from(dir).join("bus"))
+            .is_some_and(|bus| bus.exists())
+}
+
+/// keyring's secret service client runs a tokio runtime of its own: called on a thread that is
+/// inside one (ours), it would panic or deadlock, so every call gets a thread to itself.
+fn on_keyring_thread<T: Send>(call: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(call)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 #[cfg(test)]
@@ -597,7 +666,44 @@ mod tests {
             store.save(&Secret::new("x")),
             Err(Error::ReadOnly { name }) if name == "pushback-oauth2-default"
         ));
-        assert!(!store.is_writable());
+    }
+
+    #[test]
+    fn a_session_bus_is_named_by_its_address_or_the_runtime_dirs_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime_dir = dir.path().as_os_str().to_owned();
+        let with = |address: Option<&'static str>| {
+            let runtime_dir = runtime_dir.clone();
+            move |name: &str| match name {
+                "DBUS_SESSION_BUS_ADDRESS" => address.map(Into::into),
+                "XDG_RUNTIME_DIR" => Some(runtime_dir.clone()),
+                _ => None,
+            }
+        };
+        assert!(!session_bus_named(&with(None)));
+        assert!(!session_bus_named(&with(Some(""))));
+        assert!(session_bus_named(&with(Some(
+            "unix:path=/run/user/1000/bus"
+        ))));
+        std::fs::write(dir.path().join("bus"), "").unwrap();
+        assert!(session_bus_named(&with(None)));
+    }
+
+    /// Regression guard: keyring's secret service client starts a runtime of its own, which
+    /// panics when called from inside ours (every caller in the service is).
+    #[tokio::test]
+    async fn the_keyring_store_answers_from_inside_a_runtime() {
+        let store = TokenStore::keyring(&format!("test-{:016x}", fastrand::u64(..)));
+        // No secret service here (CI): an error naming the item; a desktop: nothing stored yet.
+        match store.load() {
+            Ok(found) => assert!(found.is_none()),
+            Err(error) => assert!(
+                error
+                    .to_string()
+                    .contains("secret service item pushback/oauth2-test-"),
+                "{error}"
+            ),
+        }
     }
 
     #[tokio::test]

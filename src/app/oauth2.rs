@@ -36,12 +36,16 @@ pub fn needs_login(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| cause.is::<LoginNeeded>())
 }
 
-/// Where the account's refresh token is kept. "auto" is the file in the state directory.
+/// Where the account's refresh token is kept: "auto" is the desktop's secret service when one
+/// answers now, else the file in the state directory.
 pub fn token_store(settings: &OAuth2Settings) -> TokenStore {
+    let file = || TokenStore::file_in(&settings.state_dir, &settings.account);
     match settings.token_store {
-        TokenStoreKind::Auto | TokenStoreKind::File => {
-            TokenStore::file_in(&settings.state_dir, &settings.account)
+        TokenStoreKind::Auto if TokenStore::keyring_reachable() => {
+            TokenStore::keyring(&settings.account)
         }
+        TokenStoreKind::Auto | TokenStoreKind::File => file(),
+        TokenStoreKind::Keyring => TokenStore::keyring(&settings.account),
         TokenStoreKind::SystemdCredential => TokenStore::systemd_credential(&settings.account),
     }
 }
@@ -241,16 +245,12 @@ pub async fn login(
     out: &mut (dyn Write + Send),
 ) -> Result<String> {
     let store = token_store(settings);
-    if !store.is_writable() {
+    if let TokenStore::SystemdCredential { name } = &store {
         anyhow::bail!(
             "cannot log in into the {}: systemd credentials are read-only. Log in with \
-             token-store = \"file\", then point LoadCredential={}:FILE at the token file it \
-             writes",
+             token-store = \"file\", then point LoadCredential={name}:FILE at the token file \
+             it writes",
             store.place(),
-            match &store {
-                TokenStore::SystemdCredential { name } => name.as_str(),
-                TokenStore::File { .. } => "",
-            }
         );
     }
     let verifier = Secret::new(flow::pkce_verifier(&random_bytes()?));

@@ -111,10 +111,13 @@ const MICROSOFT365: Preset = Preset {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TokenStoreKind {
-    /// A 0600 file in the state directory (what "auto" is in this build).
+    /// The desktop's secret service (GNOME Keyring, KWallet) over D-Bus.
+    Keyring,
+    /// A 0600 file in the state directory.
     File,
     /// `$CREDENTIALS_DIRECTORY/pushback-oauth2-<account>` under systemd: read-only.
     SystemdCredential,
+    /// The secret service when one answers, else the file.
     Auto,
 }
 
@@ -478,13 +481,15 @@ mod tests {
             "[mailbox]\nkind = \"imap\"\nhost = \"mail.example\"\nuser = \"a\"\n\
              [oauth2]\nprovider = \"custom\"\nclient-id = \"c\"\n\
              authorize-url = \"https://id.example/authorize\"\n\
-             token-url = \"http://127.0.0.1:8080/token\"\nscopes = [\"mail\", \"offline\"]\n",
+             token-url = \"http://127.0.0.1:8080/token\"\nscopes = [\"mail\", \"offline\"]\n\
+             token-store = \"keyring\"\n",
         )
         .unwrap();
         let oauth2 = config.oauth2.unwrap();
         assert_eq!(oauth2.token_url.as_str(), "http://127.0.0.1:8080/token");
         assert_eq!(oauth2.scopes, ["mail", "offline"]);
         assert!(oauth2.extra_params.is_empty());
+        assert_eq!(oauth2.token_store, TokenStoreKind::Keyring);
     }
 
     #[test]
