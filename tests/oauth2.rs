@@ -264,8 +264,15 @@ fn a_revoked_login_leaves_the_daemon_running_until_the_rep_logs_in_again() {
         "the daemon stopped: {}",
         std::fs::read_to_string(&log).unwrap()
     );
-    let status = pushback_output(&config_path, &["status"]);
+    // Up and ready (systemd would hear READY=1), waiting for the rep's login.
+    let status = pushback_output(&config_path, &["status", "--json"]);
     assert!(status.status.success(), "the status socket does not answer");
+    let answer: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let service = &answer;
+    assert_eq!(service["phase"], "running", "{answer}");
+    assert_eq!(service["mailbox"]["login_needed"], true, "{answer}");
+    let error = service["mailbox"]["last_error"].as_str().unwrap();
+    assert!(error.contains(RELOGIN), "{error}");
     // Refused once, then remembered: not a hot loop against the token endpoint.
     assert_eq!(auth.refused_refreshes(), 1);
 

@@ -136,8 +136,10 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
             }
             _ = reloader.templates_changed() => reloader.reload_templates(),
             _ = states.changed() => {
-                let connected = states.borrow_and_update().mailbox.connected;
-                if !ready && connected {
+                let mailbox = states.borrow_and_update().mailbox.clone();
+                // Waiting for `pushback login` is a running service too: systemd must not kill
+                // it (and, with several accounts, the others) for want of READY.
+                if !ready && (mailbox.connected || mailbox.login_needed) {
                     ready = true;
                     health.set_phase(Phase::Running);
                     said = status_line(&health.snapshot());

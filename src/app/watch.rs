@@ -155,8 +155,12 @@ pub async fn run(
             Ok(CycleEnd::Shutdown) => return Ok(()),
             Err(error) => {
                 let text = format!("{error:#}");
-                health.disconnected(text.clone(), Utc::now());
                 let login_needed = crate::app::oauth2::needs_login(&error);
+                if login_needed {
+                    health.login_needed(text.clone(), Utc::now());
+                } else {
+                    health.disconnected(text.clone(), Utc::now());
+                }
                 if connection.last_failure.as_deref() != Some(text.as_str()) {
                     if login_needed {
                         tracing::error!("imap watcher cannot log in: {text}");
