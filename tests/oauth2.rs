@@ -297,3 +297,67 @@ fn a_revoked_login_leaves_the_daemon_running_until_the_rep_logs_in_again() {
     assert!(!logged.contains(&refresh), "the log shows a refresh token");
     assert!(!logged.contains("access-"), "the log shows an access token");
 }
+
+/// With `$BROWSER` set, `pushback login` hands it the URL instead of asking the rep to copy it;
+/// no mail server is involved in signing in.
+#[test]
+fn login_opens_the_browser_named_by_browser() {
+    let auth = AuthServer::start("alice", LIFETIME);
+    let dir = tempfile::tempdir().unwrap();
+    let opened = dir.path().join("opened-url");
+    let browser = dir.path().join("browser");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > {}\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{IDENTITY}\n[mailbox]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nuser = \"alice\"\n\
+             [state]\npath = \"{}\"\n[oauth2]\nprovider = \"custom\"\nclient-id = \"{CLIENT_ID}\"\n\
+             authorize-url = \"{}\"\ntoken-url = \"{}\"\nscopes = [\"mail\"]\n\
+             token-store = \"file\"\n",
+            dir.path().join("state").display(),
+            auth.url("/authorize"),
+            auth.url("/token"),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_pushback"))
+        .args(["login", "default"])
+        .env("PUSHBACK_CONFIG", &config)
+        .env("BROWSER", &browser)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = wait_for("the browser to be opened", Duration::from_secs(30), || {
+        std::fs::read_to_string(&opened)
+            .ok()
+            .filter(|u| !u.is_empty())
+    });
+    assert!(url.starts_with(&auth.url("/authorize?")), "{url}");
+    let (_, location, _) = browser_get(&url);
+    let (status, _, _) = browser_get(&location.unwrap());
+    assert_eq!(status, 200);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("in the browser window that opened"), "{said}");
+    assert!(said.contains("Signed in: account default"), "{said}");
+    assert_eq!(auth.code_grants(), 1);
+    assert!(auth.is_valid_refresh_token(&stored_refresh_token(dir.path())));
+
+    // Another account name is refused: this config has one, "default".
+    let other = pushback_output(&config, &["login", "work"]);
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("no account \"work\""));
+}
