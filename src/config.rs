@@ -715,6 +715,19 @@ impl fmt::Display for Config {
                 self.mailbox.sent_folder
             )?,
         }
+        if let Some(oauth2) = &self.oauth2 {
+            writeln!(
+                f,
+                "oauth2:           {} for account {}: client {}, scopes {}, token endpoint {}, \
+                 refresh token in {}",
+                oauth2.provider.as_str(),
+                oauth2.account,
+                oauth2.client_id,
+                oauth2.scopes.join(" "),
+                oauth2.token_url,
+                oauth2.token_store.as_str()
+            )?;
+        }
         writeln!(f, "state:            {}", self.state_dir.display())?;
         writeln!(f, "status socket:    {}", self.status_socket.display())?;
         writeln!(f, "log filter:       {} (pushback run)", self.log_filter)?;

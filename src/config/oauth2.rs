@@ -121,6 +121,18 @@ pub enum TokenStoreKind {
     Auto,
 }
 
+impl TokenStoreKind {
+    /// For `pushback config check`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenStoreKind::Keyring => "the secret service (keyring)",
+            TokenStoreKind::File => "a file in the state directory",
+            TokenStoreKind::SystemdCredential => "a systemd credential",
+            TokenStoreKind::Auto => "the secret service if one answers, else a file",
+        }
+    }
+}
+
 /// The validated `[oauth2]` table of one account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OAuth2Settings {
@@ -433,6 +445,17 @@ mod tests {
                 .contains("XOAUTH2 with tokens from `pushback login default` (gmail)"),
             "{}",
             config.describe()
+        );
+        assert!(
+            config.describe().contains(
+                "oauth2:           gmail for account default: client 123.apps.googleusercontent.com, scopes https://mail.google.com/, token endpoint https://oauth2.googleapis.com/token, refresh token in the secret service if one answers, else a file"
+            ),
+            "{}",
+            config.describe()
+        );
+        assert!(
+            !config.describe().contains("pass show"),
+            "no secret source shown needlessly"
         );
     }
 
