@@ -448,7 +448,10 @@ mod tests {
         );
         assert!(
             config.describe().contains(
-                "oauth2:           gmail for account default: client 123.apps.googleusercontent.com, scopes https://mail.google.com/, token endpoint https://oauth2.googleapis.com/token, refresh token in the secret service if one answers, else a file"
+                "oauth2:           gmail for account default: client 123.apps.googleusercontent.com, \
+                 scopes https://mail.google.com/, token endpoint \
+                 https://oauth2.googleapis.com/token, refresh token in the secret service if \
+                 one answers, else a file"
             ),
             "{}",
             config.describe()
