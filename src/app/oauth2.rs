@@ -19,8 +19,10 @@ use std::time::Duration;
 
 /// How long `pushback login` waits for the browser to come back.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-/// Tries of a refresh against a token endpoint that is down (with 1 s, then 2 s between).
+/// Tries of a refresh against a token endpoint that is down, the wait doubling from
+/// [`REFRESH_RETRY_WAIT`] between them.
 const REFRESH_TRIES: u32 = 3;
+const REFRESH_RETRY_WAIT: Duration = Duration::from_secs(1);
 
 /// The account needs `pushback login` again: its refresh token is missing, or the provider
 /// refused it. Permanent for this account; not a reason to stop the process.
@@ -91,7 +93,11 @@ pub fn access_token(settings: &OAuth2Settings) -> Result<Secret> {
         return Err(refused(settings).into());
     }
     let endpoint = token_endpoint(settings)?;
-    let grant = match on_own_thread(refresh_with_retries(&endpoint, &refresh_token))? {
+    let grant = match on_own_thread(refresh_with_retries(
+        &endpoint,
+        &refresh_token,
+        REFRESH_RETRY_WAIT,
+    ))? {
         Ok(grant) => grant,
         Err(wire::Error::InvalidGrant { description, .. }) => {
             tracing::warn!(
@@ -157,13 +163,13 @@ fn refused(settings: &OAuth2Settings) -> LoginNeeded {
     }
 }
 
-/// A refresh that tries again, after 1 s and 2 s, while the endpoint is unreachable or answers
-/// 5xx; the callers' own reconnection backoff takes it from there.
+/// A refresh that tries again, after `wait` and twice that, while the endpoint is unreachable or
+/// answers 5xx; the callers' own reconnection backoff takes it from there.
 async fn refresh_with_retries(
     endpoint: &TokenEndpoint,
     refresh_token: &Secret,
+    mut wait: Duration,
 ) -> Result<Grant, wire::Error> {
-    let mut wait = Duration::from_secs(1);
     let mut tries = 1;
     loop {
         match endpoint.refresh(refresh_token).await {
@@ -305,4 +311,78 @@ fn random_bytes() -> Result<[u8; 32]> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("cannot get random bytes: {e}"))?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::TcpListener;
+
+    /// A token endpoint that gives the `answers` in turn, one per connection, and counts them.
+    fn endpoint_answering(
+        answers: Vec<(u16, &'static str)>,
+    ) -> (TokenEndpoint, std::thread::JoinHandle<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let mut served = 0;
+            for (status, body) in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut form = vec![0; length];
+                reader.read_exact(&mut form).unwrap();
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                std::io::Write::write_all(reader.get_mut(), answer.as_bytes()).unwrap();
+                served += 1;
+            }
+            served
+        });
+        let endpoint = TokenEndpoint::new(url.parse().unwrap(), "client", None).unwrap();
+        (endpoint, server)
+    }
+
+    #[tokio::test]
+    async fn a_refresh_tries_again_while_the_endpoint_is_down_but_not_when_it_refuses() {
+        let (endpoint, server) = endpoint_answering(vec![
+            (503, "busy"),
+            (502, "busy"),
+            (200, r#"{"access_token":"fresh","expires_in":60}"#),
+        ]);
+        let grant = refresh_with_retries(&endpoint, &Secret::new("r"), Duration::from_millis(1))
+            .await
+            .unwrap();
+        assert_eq!(grant.access_token.expose(), "fresh");
+        assert_eq!(server.join().unwrap(), 3);
+
+        let (endpoint, server) = endpoint_answering(vec![(
+            400,
+            r#"{"error":"invalid_grant","error_description":"revoked"}"#,
+        )]);
+        let refused =
+            refresh_with_retries(&endpoint, &Secret::new("r"), Duration::from_millis(1)).await;
+        assert!(matches!(refused, Err(wire::Error::InvalidGrant { .. })));
+        assert_eq!(server.join().unwrap(), 1, "a refusal is not tried again");
+
+        let (endpoint, server) = endpoint_answering(vec![(503, ""), (503, ""), (503, "")]);
+        let down =
+            refresh_with_retries(&endpoint, &Secret::new("r"), Duration::from_millis(1)).await;
+        assert!(matches!(down, Err(error) if error.is_transient()));
+        assert_eq!(server.join().unwrap(), REFRESH_TRIES as usize);
+    }
 }
