@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+mod oauth2;
+pub use oauth2::{OAuth2Settings, Provider, SINGLE_ACCOUNT, ServerPreset, TokenStoreKind};
+
 /// Config file versions this build reads.
 pub const SUPPORTED_VERSIONS: [i64; 1] = [1];
 pub const DEFAULT_DRAFTS_FOLDER: &str = "Drafts";
@@ -172,6 +175,8 @@ pub struct Config {
     pub status_socket: PathBuf,
     /// `[web]`: the local approval page; `None` when the section is absent (no web server).
     pub web: Option<WebSettings>,
+    /// `[oauth2]`: pushback's own OAuth2 login (`pushback login`); `None` when absent.
+    pub oauth2: Option<OAuth2Settings>,
 }
 
 /// `[web]`: where the approval page listens. A non-loopback address always comes with TLS.
@@ -393,6 +398,8 @@ pub enum Credential {
     /// A shell command whose first output line is an OAuth2 access token: SASL XOAUTH2 for IMAP
     /// and SMTP, an `Authorization: Bearer` header for CalDAV.
     OAuth2TokenCommand(String),
+    /// SASL XOAUTH2 with access tokens from pushback's own OAuth2 login (`[oauth2]`).
+    OAuth2(Box<OAuth2Settings>),
 }
 
 /// Certificate checking beyond the defaults (system store and webpki roots).
@@ -530,6 +537,7 @@ impl Config {
             web: None,
             log_filter: DEFAULT_LOG_FILTER.into(),
             status_socket: state_dir.join(STATUS_SOCKET_FILE),
+            oauth2: None,
         }
     }
 
@@ -569,6 +577,7 @@ impl Config {
             web,
             log_filter,
             status_socket,
+            oauth2,
         } = new;
         let kept = [
             (
@@ -588,6 +597,7 @@ impl Config {
             ("[calendar]", calendar != &self.calendar),
             // The approval page keeps its listener and token until a restart.
             ("[web]", web != &self.web),
+            ("[oauth2]", oauth2 != &self.oauth2),
         ];
         let restart_needed = kept
             .into_iter()
@@ -726,6 +736,19 @@ impl fmt::Display for Config {
                 self.mailbox.sent_folder
             )?,
         }
+        if let Some(oauth2) = &self.oauth2 {
+            writeln!(
+                f,
+                "oauth2:           {} for account {}: client {}, scopes {}, token endpoint {}, \
+                 refresh token in {}",
+                oauth2.provider.as_str(),
+                oauth2.account,
+                oauth2.client_id,
+                oauth2.scopes.join(" "),
+                oauth2.token_url,
+                oauth2.token_store.as_str()
+            )?;
+        }
         writeln!(f, "state:            {}", self.state_dir.display())?;
         writeln!(f, "status socket:    {}", self.status_socket.display())?;
         writeln!(f, "log filter:       {} (pushback run)", self.log_filter)?;
@@ -804,6 +827,12 @@ impl fmt::Display for Login {
             Credential::OAuth2TokenCommand(command) => {
                 write!(f, "XOAUTH2 with a token from command `{command}`")
             }
+            Credential::OAuth2(settings) => write!(
+                f,
+                "XOAUTH2 with tokens from `pushback login {}` ({})",
+                settings.account,
+                settings.provider.as_str()
+            ),
         }
     }
 }
@@ -928,6 +957,7 @@ struct RawConfig {
     web: Option<RawWeb>,
     #[serde(default)]
     log: RawLog,
+    oauth2: Option<oauth2::RawOAuth2>,
 }
 
 #[derive(Deserialize)]
@@ -1208,8 +1238,6 @@ impl Parser<'_> {
             timezone: timezone.name().to_owned(),
         };
 
-        let mailbox = self.mailbox(raw.mailbox)?;
-        let outgoing = raw.smtp.map(|s| self.outgoing(s)).transpose()?;
         let state_dir = match raw.state.path {
             Some(path) => self.path("[state] path", path)?,
             None => default_state_dir(self.env).ok_or_else(|| Error::Invalid {
@@ -1244,6 +1272,15 @@ impl Parser<'_> {
             }
             None => (None, None),
         };
+        let oauth2 = raw
+            .oauth2
+            .map(|o| self.oauth2(o, &state_dir, SINGLE_ACCOUNT))
+            .transpose()?;
+        let mailbox = self.mailbox(raw.mailbox, oauth2.as_ref())?;
+        let outgoing = raw
+            .smtp
+            .map(|s| self.outgoing(s, oauth2.as_ref()))
+            .transpose()?;
         let templates_dir = raw
             .templates
             .dir
@@ -1297,6 +1334,7 @@ impl Parser<'_> {
             web,
             log_filter,
             status_socket,
+            oauth2,
         })
     }
 
@@ -1404,7 +1442,7 @@ impl Parser<'_> {
         }
     }
 
-    fn mailbox(&self, raw: RawMailbox) -> Result<Mailbox, Error> {
+    fn mailbox(&self, raw: RawMailbox, oauth2: Option<&OAuth2Settings>) -> Result<Mailbox, Error> {
         // Before the kind checks, so a maildir user learns where passwords go, too.
         self.refuse_password("mailbox", "", raw.password.as_ref())?;
         let folder = |value: Option<Spanned<String>>, key: &str, default: &str| match value {
@@ -1487,7 +1525,7 @@ impl Parser<'_> {
                         "only used with kind = \"maildir\"; remove it for imap",
                     ));
                 }
-                let server = self.server("mailbox", server, Some(raw.kind.span()))?;
+                let server = self.server("mailbox", server, Some(raw.kind.span()), oauth2)?;
                 let backfill_days = self.bounded(
                     raw.backfill_days,
                     "[mailbox] backfill-days",
@@ -1578,7 +1616,7 @@ impl Parser<'_> {
         ))
     }
 
-    fn outgoing(&self, raw: RawSmtp) -> Result<Outgoing, Error> {
+    fn outgoing(&self, raw: RawSmtp, oauth2: Option<&OAuth2Settings>) -> Result<Outgoing, Error> {
         self.refuse_password("smtp", "", raw.password.as_ref())?;
         let save_to_sent = raw
             .save_to_sent
@@ -1598,7 +1636,7 @@ impl Parser<'_> {
         };
         let Some(command) = raw.sendmail_command else {
             return Ok(Outgoing::Smtp {
-                server: self.server("smtp", server, None)?,
+                server: self.server("smtp", server, None, oauth2)?,
                 save_to_sent,
             });
         };
@@ -1618,45 +1656,57 @@ impl Parser<'_> {
     }
 
     /// Validates `[table]`'s server keys. `login_required_at` is where to point when a required
-    /// login is missing (IMAP always logs in; SMTP may relay without).
+    /// login is missing (IMAP always logs in; SMTP may relay without). An `[oauth2]` provider
+    /// preset fills the host, port and security the table leaves out, and a user without a
+    /// password or token source logs in with pushback's own OAuth2 tokens.
     fn server(
         &self,
         table: &str,
         raw: RawServer,
         login_required_at: Option<Range<usize>>,
+        oauth2: Option<&OAuth2Settings>,
     ) -> Result<Server, Error> {
         let key = |name: &str| format!("[{table}] {name}");
         let is_imap = login_required_at.is_some();
-        let host = raw.host.ok_or_else(|| Error::Invalid {
-            file: self.file.to_path_buf(),
-            line: login_required_at.clone().map(|span| self.line(span.start)),
-            key: key("host"),
-            message: if is_imap {
-                "missing: the server's host name is required".into()
-            } else {
-                "missing: set host (an SMTP server) or sendmail-command (e.g. \"msmtp -t\")".into()
-            },
-        })?;
-        if host.get_ref().trim().is_empty() {
-            return Err(self.invalid(host.span(), &key("host"), "must not be empty"));
-        }
+        let preset = oauth2.and_then(|o| o.server_preset(is_imap));
+        let host = match (raw.host, preset) {
+            (Some(host), _) if host.get_ref().trim().is_empty() => {
+                return Err(self.invalid(host.span(), &key("host"), "must not be empty"));
+            }
+            (Some(host), _) => host.into_inner(),
+            (None, Some(preset)) => preset.host.to_owned(),
+            (None, None) => {
+                return Err(Error::Invalid {
+                    file: self.file.to_path_buf(),
+                    line: login_required_at.clone().map(|span| self.line(span.start)),
+                    key: key("host"),
+                    message: if is_imap {
+                        "missing: the server's host name is required".into()
+                    } else {
+                        "missing: set host (an SMTP server) or sendmail-command (e.g. \"msmtp -t\")"
+                            .into()
+                    },
+                });
+            }
+        };
         let security = raw
             .security
             .as_ref()
-            .map_or(Security::Tls, |s| *s.get_ref());
+            .map(|s| *s.get_ref())
+            .or(preset.map(|p| p.security))
+            .unwrap_or(Security::Tls);
         if let Some(plain) = raw
             .security
             .as_ref()
             .filter(|s| *s.get_ref() == Security::Plain)
         {
-            if !is_loopback(host.get_ref()) {
+            if !is_loopback(&host) {
                 return Err(self.invalid(
                     plain.span(),
                     &key("security"),
                     format!(
                         "\"plain\" sends the password unencrypted, so it is only allowed to a \
-                         loopback host, not {:?}; use \"tls\" or \"starttls\"",
-                        host.get_ref()
+                         loopback host, not {host:?}; use \"tls\" or \"starttls\""
                     ),
                 ));
             }
@@ -1682,6 +1732,8 @@ impl Parser<'_> {
                 return Err(self.invalid(port.span(), &key("port"), "must not be 0"));
             }
             Some(port) => port.into_inner(),
+            // The preset's port goes with the preset's security, not with one set here.
+            None if raw.security.is_none() && preset.is_some() => preset.map_or(0, |p| p.port),
             None => match (is_imap, security) {
                 (true, Security::Tls) => 993,
                 (true, _) => 143,
@@ -1690,13 +1742,13 @@ impl Parser<'_> {
                 (false, Security::Plain) => 25,
             },
         };
-        let login = self.login(table, "", raw.login, login_required_at)?;
+        let login = self.login(table, "", raw.login, login_required_at, oauth2)?;
         let ca_file = raw
             .ca_file
             .map(|file| self.ca_file(&key("ca-file"), file))
             .transpose()?;
         Ok(Server {
-            host: host.into_inner(),
+            host,
             port,
             security,
             login,
@@ -1708,13 +1760,15 @@ impl Parser<'_> {
     }
 
     /// `user` with exactly one of the three credential sources, or (SMTP and CalDAV) none of
-    /// them. `prefix` goes before every key name, as in [`Parser::refuse_password`].
+    /// them; with `[oauth2]`, a user alone logs in with its tokens. `prefix` goes before every
+    /// key name, as in [`Parser::refuse_password`].
     fn login(
         &self,
         table: &str,
         prefix: &str,
         raw: RawLogin,
         login_required_at: Option<Range<usize>>,
+        oauth2: Option<&OAuth2Settings>,
     ) -> Result<Option<Login>, Error> {
         let name = |name: &str| format!("{prefix}{name}");
         let key = |key: &str| format!("[{table}] {prefix}{key}");
@@ -1774,10 +1828,23 @@ impl Parser<'_> {
                 user: user.into_inner(),
                 credential,
             })),
+            (Some(user), None) if let Some(settings) = oauth2 => Ok(Some(Login {
+                user: user.into_inner(),
+                credential: Credential::OAuth2(Box::new(settings.clone())),
+            })),
             (Some(user), None) => Err(self.invalid(
                 user.span(),
                 &key("user"),
-                format!("needs {} to log in", sources("or")),
+                format!(
+                    "needs {} to log in{}",
+                    sources("or"),
+                    // The calendar has no OAuth2 login of pushback's own.
+                    if prefix.is_empty() {
+                        " (or an [oauth2] table, for `pushback login`)"
+                    } else {
+                        ""
+                    }
+                ),
             )),
             (None, Some((name, span, _))) => Err(self.invalid(
                 span,
@@ -2157,7 +2224,7 @@ impl Parser<'_> {
             "; use caldav-user with caldav-password-command, caldav-password-env or \
              caldav-token-command",
         )?;
-        let login = self.login("calendar", "caldav-", login, None)?;
+        let login = self.login("calendar", "caldav-", login, None, None)?;
         // As for IMAP and SMTP: no password in clear text beyond this machine.
         if login.is_some() && url.scheme() == "http" && !url.host_str().is_some_and(is_loopback) {
             return Err(self.invalid(

@@ -60,6 +60,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sign in with OAuth2 ([oauth2]: Gmail, Microsoft 365 or your own provider) in a browser and
+    /// store the refresh token; run it again when pushback says the sign-in was revoked
+    Login {
+        /// The account to sign in ("default" in a config with one account)
+        account: Option<String>,
+        /// Print the URL to open instead of opening a browser
+        #[arg(long)]
+        no_browser: bool,
+    },
     /// Run as a service: watch the mailbox, draft replies, send what you approved (until SIGTERM/SIGINT;
     /// SIGHUP reloads the config and templates)
     Run,
@@ -269,6 +278,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 scan_summary(&report)
             }
+        }
+        Command::Login {
+            account,
+            no_browser,
+        } => {
+            let config = required_config(&config_path)?;
+            app::oauth2::login_command(&config, account.as_deref(), !no_browser)?
         }
         Command::Run => {
             let config = required_config(&config_path)?;

@@ -99,8 +99,12 @@ fn the_example_mentions_every_accepted_key() {
             continue;
         }
         for key in accepted_keys(Some(table)) {
-            // Accepted only to be refused with a pointer to password-command / password-env.
-            if matches!(key.as_str(), "password" | "caldav-password") {
+            // Accepted only to be refused with a pointer to password-command / password-env (or
+            // client-secret-command / client-secret-env).
+            if matches!(
+                key.as_str(),
+                "password" | "caldav-password" | "client-secret"
+            ) {
                 continue;
             }
             assert!(

@@ -137,8 +137,10 @@ pub async fn run(config: Config, stop: impl Future<Output = Result<()>>) -> Resu
             }
             _ = reloader.templates_changed() => reloader.reload_templates(),
             _ = states.changed() => {
-                let connected = states.borrow_and_update().mailbox.connected;
-                if !ready && connected {
+                let mailbox = states.borrow_and_update().mailbox.clone();
+                // Waiting for `pushback login` is a running service too: systemd must not kill
+                // it (and, with several accounts, the others) for want of READY.
+                if !ready && (mailbox.connected || mailbox.login_needed) {
                     ready = true;
                     health.set_phase(Phase::Running);
                     said = status_line(&health.snapshot());
@@ -241,10 +243,13 @@ async fn send_approved(
 ) -> Result<()> {
     let mut store = Store::open(&config.state_dir)?;
     let mut recovered = false;
+    // Said once, not every round: a revoked OAuth2 login fails the same way until fixed.
+    let mut last_failure = None;
     loop {
         match send::deliver(&config, &mut store, !recovered, Utc::now()).await {
             Ok((recovery, delivery)) => {
                 recovered = true;
+                last_failure = None;
                 if !recovery.unknown.is_empty() {
                     tracing::warn!(
                         drafts = ?recovery.unknown,
@@ -256,7 +261,13 @@ async fn send_approved(
                     sent.notify_one();
                 }
             }
-            Err(error) => tracing::warn!("cannot send approved drafts now: {error:#}"),
+            Err(error) => {
+                let text = format!("{error:#}");
+                if last_failure.as_ref() != Some(&text) {
+                    tracing::warn!("cannot send approved drafts now: {text}");
+                    last_failure = Some(text);
+                }
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(OUTBOX_INTERVAL) => {}
@@ -275,15 +286,15 @@ async fn watch_imap(
     let MailboxAccess::Imap(server) = &config.mailbox.access else {
         unreachable!("watch_imap is only started for an IMAP mailbox")
     };
-    let settings = crate::app::imap_settings(server, Duration::from_secs(60))?;
     let options = crate::app::watch::WatchOptions {
         mail_handled: Some(changed),
         ..crate::app::watch::WatchOptions::of(&config)
     };
     let mut store = Store::open(&config.state_dir)?;
     store.relax_durability_for_scanning()?;
-    crate::app::watch::run(
-        &settings, &options, &mut store, &pipeline, &health, shutdown,
-    )
-    .await
+    // Logged in afresh at every (re)connection: an OAuth2 access token lasts an hour, and a
+    // failed login (a revoked token) leaves the rest of the service running.
+    let server = server.clone();
+    let login = move || crate::app::imap_settings(&server, Duration::from_secs(60));
+    crate::app::watch::run(login, &options, &mut store, &pipeline, &health, shutdown).await
 }

@@ -798,6 +798,10 @@ impl Probe<'_> {
                 "set {name} in the environment doctor and the daemon run with (for systemd: \
                  Environment=, EnvironmentFile= or LoadCredential=)"
             ),
+            Credential::OAuth2(settings) => format!(
+                "run `pushback login {}` (as the user the daemon runs as)",
+                settings.account
+            ),
             _ => format!(
                 "run {source} yourself as this user: it must print the secret on its first line \
                  and exit 0"
@@ -808,10 +812,19 @@ impl Probe<'_> {
         let fetch = tokio::task::spawn_blocking(move || crate::app::resolve_auth(&login, &host));
         let failure = match within(fetch).await {
             Some(Ok(Ok(auth))) => {
+                let until = match &self.server.login {
+                    Some(Login {
+                        credential: Credential::OAuth2(settings),
+                        ..
+                    }) => crate::app::oauth2::held_until(settings)
+                        .map(|at| format!(", valid until {}", at.format("%Y-%m-%d %H:%M UTC")))
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
                 steps.push(Step::ok(
                     self.section,
                     "credentials",
-                    format!("{} for {user} fetched from {source}", kind_of(&auth)),
+                    format!("{} for {user} fetched from {source}{until}", kind_of(&auth)),
                 ));
                 return Some(Some(auth));
             }
@@ -833,12 +846,20 @@ fn source_of(login: &Login) -> String {
             format!("the environment variable {name} (password-env)")
         }
         Credential::OAuth2TokenCommand(_) => "the token-command".to_string(),
+        Credential::OAuth2(settings) => format!(
+            "pushback's OAuth2 login (refresh token in the {})",
+            crate::app::oauth2::token_store(settings).place()
+        ),
     }
 }
 
 /// Why the secret could not be fetched: exit status and stderr of a failing command, never its
 /// command line or output.
 fn credential_failure(error: &anyhow::Error, source: &str) -> String {
+    if crate::app::oauth2::needs_login(error) {
+        // Says which account and what to run; holds no token.
+        return format!("{error:#}");
+    }
     match error.downcast_ref::<secret::Error>() {
         Some(secret::Error::Spawn { cause, .. }) => format!("cannot run {source}: {cause}"),
         Some(secret::Error::CommandFailed { status, stderr, .. }) if stderr.is_empty() => {

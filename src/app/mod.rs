@@ -12,6 +12,7 @@ pub mod heap;
 pub mod inspect;
 pub mod install;
 pub mod logging;
+pub mod oauth2;
 pub mod outbox;
 pub mod pack;
 pub mod pipeline;
@@ -198,6 +199,19 @@ pub fn resolve_auth(login: &Login, host: &str) -> Result<Auth> {
                 user: login.user.clone(),
                 token,
             })
+        }
+        Credential::OAuth2(settings) => {
+            return oauth2::access_token(settings)
+                .map(|token| Auth::XOAuth2 {
+                    user: login.user.clone(),
+                    token,
+                })
+                .with_context(|| {
+                    format!(
+                        "cannot get an OAuth2 access token of {} for {host}",
+                        login.user
+                    )
+                });
         }
     };
     fetched.with_context(|| format!("cannot get the credentials of {} for {host}", login.user))

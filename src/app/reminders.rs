@@ -12,7 +12,7 @@
 //! not, so after a lid is opened every missed reminder fires, once.
 
 use crate::adapters::calendar::{self, CalDav, CalendarItem, FeedWriter, ItemKind, ItemStatus};
-use crate::adapters::imap::{ImapSettings, Session as ImapSession};
+use crate::adapters::imap::Session as ImapSession;
 use crate::adapters::maildir::Maildir;
 use crate::adapters::store::{
     DraftRecord, NewDraft, Reminder, ReminderKind, ReminderStatus, Store,
@@ -20,7 +20,7 @@ use crate::adapters::store::{
 use crate::app::followups::{self, Timekeeping};
 use crate::app::pipeline::{ComposeOptions, Pipeline, SharedPipeline};
 use crate::app::slots;
-use crate::config::{Config, MailboxAccess};
+use crate::config::{Config, MailboxAccess, Server};
 use crate::core::draft::FollowUpInfo;
 use crate::core::notice::{self, Notice, NoticeDraft};
 use anyhow::{Context, Result, bail};
@@ -54,8 +54,10 @@ impl Clock for SystemClock {
 /// Where notices and follow-up drafts go: the mailbox pushback watches.
 enum Mailroom {
     Maildir(Maildir),
+    /// Logged in to afresh each time, with the credentials of that moment (an OAuth2 access
+    /// token expires within the hour).
     Imap {
-        settings: Box<ImapSettings>,
+        server: Box<Server>,
         drafts_folder: String,
         sent_folder: String,
     },
@@ -100,7 +102,7 @@ impl ReminderDesk {
                 Mailroom::Maildir(crate::app::open_maildir(path, config)?)
             }
             MailboxAccess::Imap(server) => Mailroom::Imap {
-                settings: Box::new(crate::app::imap_settings(server, NETWORK_TIMEOUT)?),
+                server: Box::new(server.clone()),
                 drafts_folder: config.mailbox.drafts_folder.clone(),
                 sent_folder: config.mailbox.sent_folder.clone(),
             },
@@ -171,12 +173,12 @@ impl ReminderDesk {
                 }
             }
             Mailroom::Imap {
-                settings,
+                server,
                 drafts_folder,
                 sent_folder,
             } => {
                 let (mut session, drafts) =
-                    drafts_session(settings, drafts_folder, sent_folder).await?;
+                    drafts_session(server, drafts_folder, sent_folder).await?;
                 for draft in &stale {
                     let bracketed = format!("<{}>", draft.message_id.trim_matches(['<', '>']));
                     let uids = session
@@ -351,12 +353,12 @@ impl ReminderDesk {
                 }
             }
             Mailroom::Imap {
-                settings,
+                server,
                 drafts_folder,
                 sent_folder,
             } => {
                 let (mut session, drafts) =
-                    drafts_session(settings, drafts_folder, sent_folder).await?;
+                    drafts_session(server, drafts_folder, sent_folder).await?;
                 crate::app::watch::place_drafts(&mut session, &drafts, &mut self.store).await?;
                 if let Some(raw) = notice {
                     let bracketed = format!("<{message_id}>");
@@ -554,11 +556,12 @@ const FEED_NAME: &str = "pushback follow-ups and RFP deadlines";
 
 /// A logged-in IMAP session and the server's name for the Drafts folder.
 async fn drafts_session(
-    settings: &ImapSettings,
+    server: &Server,
     drafts_folder: &str,
     sent_folder: &str,
 ) -> Result<(ImapSession, String)> {
-    let mut session = ImapSession::connect(settings).await?;
+    let settings = crate::app::imap_settings(server, NETWORK_TIMEOUT)?;
+    let mut session = ImapSession::connect(&settings).await?;
     let folders = session.special_folders(drafts_folder, sent_folder).await?;
     Ok((session, folders.drafts))
 }

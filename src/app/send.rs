@@ -17,7 +17,10 @@ use std::time::Duration;
 /// How long one connection attempt or server reply may take.
 const NETWORK_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The transport the config names, or `None` for "nothing leaves this machine".
+/// The transport the config names, or `None` for "nothing leaves this machine". Built afresh for
+/// every delivery round, with the credentials of that moment: lettre's connection pool keeps the
+/// credentials it was built with, so a transport kept across rounds would go on presenting an
+/// OAuth2 access token after it was refreshed (and expired).
 pub fn transport(config: &Config) -> Result<Option<Box<dyn Transport>>> {
     Ok(match &config.outgoing {
         None => None,

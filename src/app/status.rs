@@ -44,6 +44,10 @@ pub struct MailboxState {
     pub since: Option<DateTime<Utc>>,
     /// Why the last attempt failed, while not connected.
     pub last_error: Option<String>,
+    /// The last attempt failed for want of `pushback login` (a revoked OAuth2 sign-in): the
+    /// service is up and tries again now and then, but only the rep can mend it.
+    #[serde(default)]
+    pub login_needed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +134,7 @@ impl Health {
                 connected: false,
                 since: None,
                 last_error: None,
+                login_needed: false,
             },
             last_check: None,
             config_file: config.file.clone(),
@@ -162,16 +167,27 @@ impl Health {
             mailbox.connected = true;
             mailbox.since = Some(now);
             mailbox.last_error = None;
+            mailbox.login_needed = false;
             true
         });
     }
 
     pub fn disconnected(&self, error: String, now: DateTime<Utc>) {
+        self.failed(error, false, now);
+    }
+
+    /// Disconnected until the rep runs `pushback login` again.
+    pub fn login_needed(&self, error: String, now: DateTime<Utc>) {
+        self.failed(error, true, now);
+    }
+
+    fn failed(&self, error: String, login_needed: bool, now: DateTime<Utc>) {
         self.state.send_if_modified(|state| {
             let mailbox = &mut state.mailbox;
             if !mailbox.connected && mailbox.last_error.as_ref() == Some(&error) {
                 return false;
             }
+            mailbox.login_needed = login_needed;
             if mailbox.connected || mailbox.since.is_none() {
                 mailbox.since = Some(now);
             }

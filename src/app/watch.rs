@@ -15,7 +15,7 @@ use crate::app::pipeline::{Pipeline, SharedPipeline};
 use crate::app::scan::{self, Processed, ScanReport, Skipped};
 use crate::app::status::Health;
 use crate::config::Config;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{Days, Utc};
 use chrono_tz::Tz;
 use std::sync::Arc;
@@ -106,10 +106,14 @@ enum CycleEnd {
     Shutdown,
 }
 
-/// Watches until `shutdown` turns true, reconnecting after any failure. Every wake handles mail
-/// with the pipeline current at that moment.
+/// Watches until `shutdown` turns true, reconnecting after any failure. Every (re)connection logs
+/// in with the settings and credentials `login` gives at that moment (a fresh OAuth2 access
+/// token); `login` runs on the blocking pool, since a password command or a token endpoint may
+/// take its time, and the service's other tasks share this thread. When the account needs `pushback login` again, it waits the longest reconnection
+/// delay between tries instead of backing off from a second. Every wake handles mail with the
+/// pipeline current at that moment.
 pub async fn run(
-    settings: &ImapSettings,
+    login: impl Fn() -> Result<ImapSettings> + Clone + Send + 'static,
     options: &WatchOptions,
     store: &mut Store,
     pipeline: &SharedPipeline,
@@ -120,32 +124,57 @@ pub async fn run(
         backoff: Backoff::new(Duration::from_secs(1), options.reconnect_max),
         last_failure: None,
     };
+    // Until the first login says otherwise: the daemon's network timeout, five times.
+    let mut window = Duration::from_secs(5 * 60);
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
-        health.alive_for(busy_window(settings));
-        match cycle(
-            settings,
-            options,
-            store,
-            pipeline,
-            health,
-            &mut shutdown,
-            &mut connection,
-        )
-        .await
-        {
+        health.alive_for(window);
+        let credentials = tokio::task::spawn_blocking(login.clone())
+            .await
+            .context("the login task failed")?;
+        let outcome = match credentials {
+            Ok(settings) => {
+                window = busy_window(&settings);
+                health.alive_for(window);
+                cycle(
+                    &settings,
+                    options,
+                    store,
+                    pipeline,
+                    health,
+                    &mut shutdown,
+                    &mut connection,
+                )
+                .await
+            }
+            Err(error) => Err(error),
+        };
+        match outcome {
             Ok(CycleEnd::Shutdown) => return Ok(()),
             Err(error) => {
                 let text = format!("{error:#}");
-                health.disconnected(text.clone(), Utc::now());
+                let login_needed = crate::app::oauth2::needs_login(&error);
+                if login_needed {
+                    health.login_needed(text.clone(), Utc::now());
+                } else {
+                    health.disconnected(text.clone(), Utc::now());
+                }
                 if connection.last_failure.as_deref() != Some(text.as_str()) {
-                    tracing::warn!("imap watcher disconnected, will reconnect: {text}");
+                    if login_needed {
+                        tracing::error!("imap watcher cannot log in: {text}");
+                    } else {
+                        tracing::warn!("imap watcher disconnected, will reconnect: {text}");
+                    }
                     connection.last_failure = Some(text);
                 }
-                let delay = connection.backoff.next_delay(fastrand::f64());
-                health.alive_for(delay + busy_window(settings));
+                let delay = if login_needed {
+                    options.reconnect_max
+                } else {
+                    connection.backoff.next_delay(fastrand::f64())
+                };
+                health.alive_for(delay + window);
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return Ok(()),

@@ -9,5 +9,6 @@ pub mod followup;
 pub mod mail;
 pub mod model;
 pub mod notice;
+pub mod oauth2;
 pub mod reply;
 pub mod schedule;

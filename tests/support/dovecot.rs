@@ -42,7 +42,8 @@ pub struct Settings<'a> {
     pub imap_port: u16,
     pub imaps_port: u16,
     pub lmtp_port: u16,
-    pub oauth_port: u16,
+    /// Where the oauth2 passdb posts `token=...`.
+    pub introspection_url: String,
     pub mail_uid: u32,
     pub mail_gid: u32,
     pub instance: &'a str,
@@ -53,12 +54,12 @@ pub fn write_config(layout: &Layout, s: &Settings) {
     let oauth = format!(
         "# Dovecot posts token=... and wants the username back for an active token.\n\
          introspection_mode = post\n\
-         introspection_url = http://127.0.0.1:{port}/introspect\n\
+         introspection_url = {url}\n\
          force_introspection = yes\n\
          username_attribute = username\n\
          active_attribute = active\n\
          active_value = true\n",
-        port = s.oauth_port
+        url = s.introspection_url
     );
     fs::write(layout.dir.join("etc/oauth2.conf.ext"), oauth).unwrap();
     let conf = format!(

@@ -22,6 +22,7 @@
 
 pub mod browser;
 mod dovecot;
+pub mod oauth2_server;
 pub mod pushback;
 pub mod radicale;
 pub mod tls;
@@ -107,6 +108,17 @@ pub struct MailServers {
 impl MailServers {
     /// Starts Dovecot and the sink on free loopback ports and returns once every port accepts.
     pub fn start() -> MailServers {
+        MailServers::start_with(None)
+    }
+
+    /// `start`, with Dovecot's oauth2 passdb and the sink's XOAUTH2 asking `introspection_url`
+    /// (an authorization server the test runs, see `oauth2_server`) whether a bearer token is
+    /// live, instead of the sink's one fixed token.
+    pub fn start_with_introspection(introspection_url: &str) -> MailServers {
+        MailServers::start_with(Some(introspection_url))
+    }
+
+    fn start_with(introspection_url: Option<&str>) -> MailServers {
         let (uid, gid) = preflight();
         let tmp = tempfile::Builder::new()
             .prefix("pushback-mail.")
@@ -148,14 +160,17 @@ impl MailServers {
                     imap_port: ports.imap,
                     imaps_port: ports.imaps,
                     lmtp_port: ports.lmtp,
-                    oauth_port: ports.oauth,
+                    introspection_url: introspection_url.map_or_else(
+                        || format!("http://127.0.0.1:{}/introspect", ports.oauth),
+                        str::to_owned,
+                    ),
                     mail_uid: uid,
                     mail_gid: gid,
                     instance: &instance,
                 },
             );
             let mut dovecot = dovecot::spawn(&layout);
-            let mut sink = spawn_sink(&layout, &ports, &token);
+            let mut sink = spawn_sink(&layout, &ports, &token, introspection_url);
             let all = [
                 ports.imap,
                 ports.imaps,
@@ -573,13 +588,22 @@ pub fn free_loopback_ports(count: usize) -> Vec<u16> {
     ports
 }
 
-fn spawn_sink(layout: &Layout, ports: &Ports, token: &str) -> Child {
+fn spawn_sink(
+    layout: &Layout,
+    ports: &Ports,
+    token: &str,
+    introspection_url: Option<&str>,
+) -> Child {
     let script = layout.dir.join("etc/smtp_sink.py");
     fs::write(&script, SINK_SCRIPT).unwrap();
     let log = fs::File::create(layout.dir.join("log/sink.log")).unwrap();
     let dir = &layout.dir;
-    Command::new(PYTHON)
-        .arg(&script)
+    let mut command = Command::new(PYTHON);
+    command.arg(&script);
+    if let Some(url) = introspection_url {
+        command.args(["--introspection-url", url]);
+    }
+    command
         .args(["--smtp-port", &ports.smtp.to_string()])
         .args(["--smtps-port", &ports.smtps.to_string()])
         .args(["--oauth-port", &ports.oauth.to_string()])

@@ -8,6 +8,9 @@ python3-aiosmtpd; never run by hand in CI. It listens on loopback only:
                  AUTH is PLAIN or LOGIN against the users file, or XOAUTH2 with a token
   --oauth-port   HTTP; Dovecot's oauth2 passdb posts "token=..." here (introspection_mode
                  = post) and gets {"active": true, "username": USER} only for a known token
+  --introspection-url
+                 instead of the fixed tokens, XOAUTH2 asks this RFC 7662 endpoint (the OAuth2
+                 tests' authorization server) whether the bearer token is live, and for whom
 
 A test can script a refusal: while <spool>/refuse holds a reply line, every RCPT gets it.
 
@@ -30,6 +33,7 @@ import ssl
 import sys
 import threading
 import urllib.parse
+import urllib.request
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -70,6 +74,21 @@ class TolerantSMTP(SMTP):
     Also offers AUTH XOAUTH2 (token -> user in `tokens`), as Gmail and Outlook do."""
 
     tokens = {}
+    introspection_url = None
+
+    @classmethod
+    def token_user(cls, bearer):
+        """The user a bearer token logs in as, or None."""
+        if cls.introspection_url is None:
+            return cls.tokens.get(bearer)
+        data = urllib.parse.urlencode({"token": bearer}).encode()
+        try:
+            with urllib.request.urlopen(cls.introspection_url, data=data, timeout=10) as r:
+                answer = json.load(r)
+        except (OSError, ValueError) as e:
+            log.warning("introspection failed: %s", e)
+            return None
+        return answer.get("username") if answer.get("active") is True else None
 
     async def auth_XOAUTH2(self, _, args):
         if len(args) == 1:
@@ -86,7 +105,7 @@ class TolerantSMTP(SMTP):
                       if "=" in f)
         user = fields.get("user", "")
         bearer = fields.get("auth", "").removeprefix("Bearer ")
-        ok = bool(user) and self.tokens.get(bearer) == user.split("@")[0]
+        ok = bool(user) and self.token_user(bearer) == user.split("@")[0]
         log.info("AUTH XOAUTH2 %s user=%s", "ok" if ok else "refused", user)
         return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
 
@@ -215,6 +234,7 @@ def main():
     p.add_argument("--smtps-port", type=int, required=True)
     p.add_argument("--oauth-port", type=int, required=True)
     p.add_argument("--oauth-token", action="append", default=[], help="USER=TOKEN")
+    p.add_argument("--introspection-url")
     p.add_argument("--cert", required=True)
     p.add_argument("--key", required=True)
     p.add_argument("--users", required=True)
@@ -236,6 +256,7 @@ def main():
         user, token = pair.split("=", 1)
         tokens[token] = user
     TolerantSMTP.tokens = tokens
+    TolerantSMTP.introspection_url = a.introspection_url
 
     common = dict(hostname="127.0.0.1", server_hostname="localhost",
                   authenticator=auth, ready_timeout=10.0)

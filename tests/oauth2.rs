@@ -1,0 +1,363 @@
+//! pushback's own OAuth2 login end to end: `pushback login --no-browser` against the harness's
+//! authorization server (the test plays the browser), then IMAP logins to Dovecot and SMTP sends
+//! to the sink, both of which ask that server whether each bearer token is live (Dovecot's
+//! oauth2 passdb, RFC 7662 introspection). Access tokens live four seconds here, so the tests see
+//! them expire, get refreshed (with rotated refresh tokens stored) and finally refused when the
+//! refresh token is revoked: the rep is told to run `pushback login` again, and the daemon keeps
+//! running until they do.
+
+mod support;
+
+use pushback::adapters::imap::Session;
+use pushback::adapters::smtp::Envelope;
+use pushback::app::oauth2::needs_login;
+use pushback::config::{Config, MailboxAccess};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::MailServers;
+use support::oauth2_server::{AuthServer, CLIENT_ID, browser_get};
+use support::pushback::{IDENTITY, pushback_output, spawn_daemon, stop, wait_for, wait_logged};
+
+const LIFETIME: Duration = Duration::from_secs(4);
+const RELOGIN: &str = "run `pushback login default` again";
+
+fn write_config(servers: &MailServers, auth: &AuthServer, dir: &Path, extra: &str) -> PathBuf {
+    let (user, _) = servers.user();
+    let text = format!(
+        r#"{IDENTITY}
+[mailbox]
+kind = "imap"
+host = "{host}"
+port = {imaps}
+ca-file = "{ca}"
+user = "{user}"
+{extra}
+[smtp]
+host = "{host}"
+port = {smtps}
+ca-file = "{ca}"
+user = "{user}"
+
+[state]
+path = "{state}"
+
+[oauth2]
+provider = "custom"
+client-id = "{CLIENT_ID}"
+authorize-url = "{authorize}"
+token-url = "{token}"
+scopes = ["mail"]
+token-store = "file"
+"#,
+        host = servers.host(),
+        imaps = servers.imaps_port(),
+        smtps = servers.smtps_port(),
+        ca = servers.ca_file().display(),
+        state = dir.join("state").display(),
+        authorize = auth.url("/authorize"),
+        token = auth.url("/token"),
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `pushback login --no-browser`, with the test opening the printed URL as the rep's browser
+/// would: the server redirects to pushback's loopback listener with the code.
+fn sign_in(config: &Path, auth: &AuthServer) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pushback"))
+        .args(["login", "--no-browser"])
+        .env("PUSHBACK_CONFIG", config)
+        .env_remove("BROWSER")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|line| line.starts_with(&auth.url("/authorize?")))
+        .expect("pushback login printed no authorization URL");
+    let (status, location, _) = browser_get(&url);
+    assert_eq!(status, 302, "the authorization server did not redirect");
+    let location = location.unwrap();
+    assert!(location.starts_with("http://127.0.0.1:"), "{location}");
+    let (status, _, page) = browser_get(&location);
+    assert_eq!(status, 200);
+    assert!(page.contains("Signed in"), "{page}");
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "pushback login failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("Signed in: account default")),
+        "{rest:?}"
+    );
+}
+
+fn stored_refresh_token(dir: &Path) -> String {
+    let file = dir.join("state/oauth2-default.token");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the token file is readable by others");
+    std::fs::read_to_string(file).unwrap().trim().to_string()
+}
+
+/// One IMAP login with the credentials of this moment.
+async fn imap_login(config: &Config) -> anyhow::Result<()> {
+    let MailboxAccess::Imap(server) = &config.mailbox.access else {
+        unreachable!()
+    };
+    let settings = pushback::app::imap_settings(server, Duration::from_secs(20))?;
+    Session::connect(&settings).await?.logout().await?;
+    Ok(())
+}
+
+/// One message through the SMTP transport built now, as each delivery round builds it.
+async fn send_one(config: &Config, n: u32) -> anyhow::Result<()> {
+    let raw = format!(
+        "From: alice@northwind.example\r\nTo: dana@purchasing.example.gov\r\n\
+         Subject: note {n}\r\nMessage-ID: <oauth2-{n}@northwind.example>\r\n\r\nHello.\r\n"
+    );
+    let transport = pushback::app::send::transport(config)?.expect("[smtp] is configured");
+    let envelope = Envelope::of_message(raw.as_bytes())?;
+    transport
+        .send_raw(&envelope, raw.as_bytes())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot send: {e}"))?;
+    Ok(())
+}
+
+#[test]
+fn login_then_imap_and_smtp_with_refreshed_tokens_until_the_refresh_token_is_revoked() {
+    let auth = AuthServer::start("alice", LIFETIME);
+    let servers = MailServers::start_with_introspection(&auth.url("/introspect"));
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(&servers, &auth, dir.path(), "");
+
+    // Before any login the rep is told what to run.
+    let before = pushback_output(&config_path, &["scan"]);
+    assert!(!before.status.success());
+    let said = String::from_utf8_lossy(&before.stderr);
+    assert!(said.contains("no OAuth2 refresh token"), "{said}");
+    assert!(said.contains(RELOGIN), "{said}");
+
+    sign_in(&config_path, &auth);
+    assert_eq!(auth.code_grants(), 1);
+    let first_refresh = stored_refresh_token(dir.path());
+    assert!(auth.is_valid_refresh_token(&first_refresh));
+
+    let config = Config::load(&config_path).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // The process holds no access token yet: one refresh, then IMAP and SMTP share it.
+        imap_login(&config)
+            .await
+            .expect("IMAP login with the access token");
+        send_one(&config, 1)
+            .await
+            .expect("SMTP send with the access token");
+        assert_eq!(auth.refresh_grants(), 1);
+
+        // Expired (Dovecot and the sink would refuse it now): refreshed, and the rotated refresh
+        // token replaces the stored one. The second send's transport carries the new token.
+        auth.rotate_refresh_tokens(true);
+        tokio::time::sleep(LIFETIME + Duration::from_millis(200)).await;
+        imap_login(&config)
+            .await
+            .expect("IMAP login after the refresh");
+        assert_eq!(auth.refresh_grants(), 2);
+        send_one(&config, 2)
+            .await
+            .expect("SMTP send after the refresh");
+        assert_eq!(auth.refresh_grants(), 2);
+        let rotated = stored_refresh_token(dir.path());
+        assert_ne!(rotated, first_refresh);
+        assert!(auth.is_valid_refresh_token(&rotated));
+        assert!(!auth.is_valid_refresh_token(&first_refresh));
+
+        // Revoked: a clear, permanent error for this account, and the endpoint is not asked
+        // again with the same refresh token.
+        auth.revoke_refresh_tokens();
+        tokio::time::sleep(LIFETIME + Duration::from_millis(200)).await;
+        for _ in 0..2 {
+            let error = imap_login(&config).await.unwrap_err();
+            assert!(needs_login(&error), "{error:#}");
+            let text = format!("{error:#}");
+            assert!(text.contains(RELOGIN), "{text}");
+            assert!(text.contains("revoked"), "{text}");
+            assert!(
+                !text.contains(&rotated),
+                "the error shows the refresh token"
+            );
+        }
+        let error = send_one(&config, 3).await.unwrap_err();
+        assert!(needs_login(&error), "{error:#}");
+        assert_eq!(auth.refused_refreshes(), 1);
+    });
+    let received = servers.smtp_received();
+    assert_eq!(received.len(), 2);
+    assert!(
+        received
+            .iter()
+            .all(|m| m.auth_user.as_deref() == Some("alice") && m.tls)
+    );
+
+    // The CLI says the same; logging in again mends it, in this process too.
+    let after = pushback_output(&config_path, &["scan"]);
+    assert!(!after.status.success());
+    assert!(String::from_utf8_lossy(&after.stderr).contains(RELOGIN));
+    sign_in(&config_path, &auth);
+    runtime
+        .block_on(imap_login(&config))
+        .expect("IMAP login after logging in again");
+
+    // doctor says where the token is and until when the access token holds, never the token.
+    let doctor = pushback_output(&config_path, &["doctor"]);
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    let stored = stored_refresh_token(dir.path());
+    assert!(
+        report.contains(
+            "OAuth2 token for alice fetched from pushback's OAuth2 login (refresh token in the file"
+        ),
+        "{report}"
+    );
+    assert!(report.contains("valid until"), "{report}");
+    assert!(
+        !report.contains(&stored) && !report.contains("access-"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_revoked_login_leaves_the_daemon_running_until_the_rep_logs_in_again() {
+    let auth = AuthServer::start("alice", Duration::from_secs(60));
+    let servers = MailServers::start_with_introspection(&auth.url("/introspect"));
+    let dir = tempfile::tempdir().unwrap();
+    // Tried again every two seconds once the login is refused, so the test sees the mend soon.
+    let config_path = write_config(&servers, &auth, dir.path(), "reconnect-max-seconds = 2\n");
+    sign_in(&config_path, &auth);
+    let refresh = stored_refresh_token(dir.path());
+    auth.revoke_refresh_tokens();
+
+    let log = dir.path().join("daemon.log");
+    let mut daemon = spawn_daemon(&config_path, &log, false);
+    wait_logged("the login message", Duration::from_secs(30), &log, || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains(RELOGIN)
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the daemon stopped: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    // Up and ready (systemd would hear READY=1), waiting for the rep's login.
+    let status = pushback_output(&config_path, &["status", "--json"]);
+    assert!(status.status.success(), "the status socket does not answer");
+    let answer: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let service = &answer;
+    assert_eq!(service["phase"], "running", "{answer}");
+    assert_eq!(service["mailbox"]["login_needed"], true, "{answer}");
+    let error = service["mailbox"]["last_error"].as_str().unwrap();
+    assert!(error.contains(RELOGIN), "{error}");
+    // Refused once, then remembered: not a hot loop against the token endpoint.
+    assert_eq!(auth.refused_refreshes(), 1);
+
+    sign_in(&config_path, &auth);
+    wait_logged(
+        "the watcher to log in",
+        Duration::from_secs(30),
+        &log,
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .contains("imap watcher reconnected")
+                .then_some(())
+        },
+    );
+    stop(&mut daemon);
+    let exit = wait_for("the daemon to exit", Duration::from_secs(15), || {
+        daemon.try_wait().unwrap()
+    });
+    assert!(exit.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains(&refresh), "the log shows a refresh token");
+    assert!(!logged.contains("access-"), "the log shows an access token");
+}
+
+/// With `$BROWSER` set, `pushback login` hands it the URL instead of asking the rep to copy it;
+/// no mail server is involved in signing in.
+#[test]
+fn login_opens_the_browser_named_by_browser() {
+    let auth = AuthServer::start("alice", LIFETIME);
+    let dir = tempfile::tempdir().unwrap();
+    let opened = dir.path().join("opened-url");
+    let browser = dir.path().join("browser");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > {}\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{IDENTITY}\n[mailbox]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nuser = \"alice\"\n\
+             [state]\npath = \"{}\"\n[oauth2]\nprovider = \"custom\"\nclient-id = \"{CLIENT_ID}\"\n\
+             authorize-url = \"{}\"\ntoken-url = \"{}\"\nscopes = [\"mail\"]\n\
+             token-store = \"file\"\n",
+            dir.path().join("state").display(),
+            auth.url("/authorize"),
+            auth.url("/token"),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_pushback"))
+        .args(["login", "default"])
+        .env("PUSHBACK_CONFIG", &config)
+        .env("BROWSER", &browser)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = wait_for("the browser to be opened", Duration::from_secs(30), || {
+        std::fs::read_to_string(&opened)
+            .ok()
+            .filter(|u| !u.is_empty())
+    });
+    assert!(url.starts_with(&auth.url("/authorize?")), "{url}");
+    let (_, location, _) = browser_get(&url);
+    let (status, _, _) = browser_get(&location.unwrap());
+    assert_eq!(status, 200);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("in the browser window that opened"), "{said}");
+    assert!(said.contains("Signed in: account default"), "{said}");
+    assert_eq!(auth.code_grants(), 1);
+    assert!(auth.is_valid_refresh_token(&stored_refresh_token(dir.path())));
+
+    // Another account name is refused: this config has one, "default".
+    let other = pushback_output(&config, &["login", "work"]);
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("no account \"work\""));
+}
