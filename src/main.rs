@@ -226,7 +226,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Scan { json } => {
             let config = required_config(&config_path)?;
             let report = app::scan_once(&config, now)?;
-            let mut store = Store::open(&config.state_dir)?;
+            let mut store = Store::open_account(&config.state_dir, &config.account)?;
             app::block_on(send::deliver(&config, &mut store, false, now))??;
             let mut desk = ReminderDesk::open(&config)?;
             let round = app::block_on(desk.round(now))??;
@@ -285,7 +285,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Reminders(command) => {
             let config = required_config(&config_path)?;
-            let mut store = Store::open(&config.state_dir)?;
+            let mut store = Store::open_account(&config.state_dir, &config.account)?;
             let keeping = Timekeeping::of(&config);
             match command {
                 RemindersCommand::List { json, all } => {
@@ -299,7 +299,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Drafts(command) => {
             let config = required_config(&config_path)?;
-            let mut store = Store::open(&config.state_dir)?;
+            let mut store = Store::open_account(&config.state_dir, &config.account)?;
             let maildir = match &config.mailbox.access {
                 MailboxAccess::Maildir { path } => Some(app::open_maildir(path, &config)?),
                 MailboxAccess::Imap(_) => None,

@@ -258,7 +258,7 @@ mod tests {
         let file = root.join("config.toml");
         std::fs::write(&file, config_text(root, "a", "")).unwrap();
         let config = Config::load(&file).unwrap();
-        let store = Store::open(&config.state_dir).unwrap();
+        let store = Store::open_account(&config.state_dir, &config.account).unwrap();
         let first = Arc::new(crate::app::trained_pipeline(&config, &store).unwrap());
         let (pipelines, pipeline) = watch::channel(first);
         let health = Arc::new(Health::new(&config, Duration::from_secs(1), Utc::now()));

@@ -83,7 +83,7 @@ pub struct ReminderDesk {
 
 impl ReminderDesk {
     pub fn open(config: &Config) -> Result<ReminderDesk> {
-        let store = Store::open(&config.state_dir)?;
+        let store = Store::open_account(&config.state_dir, &config.account)?;
         let pipeline = Arc::new(crate::app::trained_pipeline(config, &store)?);
         ReminderDesk::with_pipeline(config, store, pipeline)
     }
@@ -588,7 +588,11 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let first = pipeline.borrow().clone();
-    let mut desk = ReminderDesk::with_pipeline(&config, Store::open(&config.state_dir)?, first)?;
+    let mut desk = ReminderDesk::with_pipeline(
+        &config,
+        Store::open_account(&config.state_dir, &config.account)?,
+        first,
+    )?;
     loop {
         desk.pipeline = pipeline.borrow().clone();
         let now = clock.now();

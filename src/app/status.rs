@@ -67,6 +67,9 @@ pub struct ReloadOutcome {
 /// What the daemon itself knows about what it is doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceState {
+    /// The account this state is about (`default` for a single-account config).
+    #[serde(default = "default_account")]
+    pub account: String,
     pub pid: u32,
     pub started_at: DateTime<Utc>,
     pub phase: Phase,
@@ -86,6 +89,13 @@ pub struct Status {
     /// `None` when the store could not be read just then.
     pub pending_drafts: Option<usize>,
     pub next_reminder: Option<DateTime<Utc>>,
+    /// With several accounts, each one's status (the fields above are the first account's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<Status>,
+}
+
+fn default_account() -> String {
+    crate::config::DEFAULT_ACCOUNT.to_owned()
 }
 
 /// Shared by the daemon's tasks: they report, the daemon and the status socket read.
@@ -104,6 +114,7 @@ impl Health {
             MailboxAccess::Maildir { path } => format!("maildir {}", path.display()),
         };
         let state = ServiceState {
+            account: config.account.clone(),
             pid: std::process::id(),
             started_at: now,
             phase: Phase::Starting,
@@ -259,11 +270,11 @@ impl StatusSocket {
         Ok(socket)
     }
 
-    /// Answers every connection with the current [`Status`] until `shutdown`.
+    /// Answers every connection with the current [`Status`] of every account (each with its
+    /// health and a store handle of its own) until `shutdown`.
     pub async fn serve(
         self,
-        health: std::sync::Arc<Health>,
-        store: Store,
+        accounts: Vec<(std::sync::Arc<Health>, Store)>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<()> {
         loop {
@@ -278,7 +289,14 @@ impl StatusSocket {
                     continue;
                 }
             };
-            let status = current_status(&health, &store);
+            let mut each: Vec<Status> = accounts
+                .iter()
+                .map(|(health, store)| current_status(health, store))
+                .collect();
+            let mut status = each[0].clone();
+            if each.len() > 1 {
+                status.accounts = std::mem::take(&mut each);
+            }
             let mut answer = serde_json::to_vec(&status)?;
             answer.push(b'\n');
             let written = tokio::time::timeout(SOCKET_TIMEOUT, stream.write_all(&answer)).await;
@@ -310,6 +328,7 @@ fn current_status(health: &Health, store: &Store) -> Status {
         service: health.snapshot(),
         pending_drafts,
         next_reminder,
+        accounts: Vec::new(),
     }
 }
 
@@ -356,11 +375,6 @@ pub fn query(candidates: &[PathBuf]) -> Result<Option<Status>> {
 /// `pushback status`: the answer for a person, times in the rep's zone.
 pub fn render(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
     let service = &status.service;
-    let local = |at: DateTime<Utc>| {
-        at.with_timezone(&tz)
-            .format("%a %Y-%m-%d %H:%M:%S %Z")
-            .to_string()
-    };
     let phase = match service.phase {
         Phase::Starting => "starting",
         Phase::Running => "running",
@@ -372,6 +386,27 @@ pub fn render(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
         service.pid,
         span(now - service.started_at)
     );
+    if status.accounts.is_empty() {
+        out.push_str(&account_details(status, tz, now));
+    }
+    for account in &status.accounts {
+        out.push_str(&format!("account {}:\n", account.service.account));
+        for line in account_details(account, tz, now).lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out
+}
+
+/// One account's lines of `pushback status`.
+fn account_details(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
+    let service = &status.service;
+    let local = |at: DateTime<Utc>| {
+        at.with_timezone(&tz)
+            .format("%a %Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    };
+    let mut out = String::new();
     let mailbox = &service.mailbox;
     let since = mailbox
         .since
@@ -527,6 +562,7 @@ mod tests {
             service: health.snapshot(),
             pending_drafts: Some(2),
             next_reminder: Some(at("2027-03-05T09:00:00Z")),
+            accounts: Vec::new(),
         };
         let text = render(
             &status,

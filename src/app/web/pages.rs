@@ -140,7 +140,7 @@ fn report(web: &Web, session: &SessionView, outcome: Result<String>) {
 }
 
 fn open_store(config: &Config) -> Result<Store> {
-    Ok(Store::open(&config.state_dir)?)
+    Ok(Store::open_account(&config.state_dir, &config.account)?)
 }
 
 /// The Maildir, when the mailbox is one (an IMAP mailbox is reached per action).

@@ -71,7 +71,7 @@ impl Fixture {
     }
 
     fn store(&self) -> Store {
-        Store::open(&self.config.state_dir).unwrap()
+        Store::open_account(&self.config.state_dir, &self.config.account).unwrap()
     }
 
     async fn send(&self, request: Request<Body>) -> Response<Body> {
