@@ -280,6 +280,8 @@ pub struct DraftedMessage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DraftRecord {
     pub id: i64,
+    /// The account whose mailbox the original came to.
+    pub account: String,
     /// Row id of the original message.
     pub message: i64,
     /// 0 for the pushback itself, n for the n-th follow-up in its thread.
@@ -1484,7 +1486,7 @@ impl OutboxRow {
 
 const DRAFT_SELECT: &str = "SELECT d.id, d.message, m.mailbox, m.key, d.in_reply_to, d.message_id,
         d.subject, d.recipient, d.category, d.status, d.body, d.raw, d.original, d.notes, d.version,
-        d.folder_name, d.created_at, d.updated_at, d.follow_up, d.proposed_slots
+        d.folder_name, d.created_at, d.updated_at, d.follow_up, d.proposed_slots, m.account
     FROM drafts d JOIN messages m ON m.id = d.message";
 
 fn draft(conn: &Connection, account: &str, id: i64) -> Result<Option<DraftRecord>, Error> {
@@ -1502,6 +1504,7 @@ fn draft(conn: &Connection, account: &str, id: i64) -> Result<Option<DraftRecord
 /// A drafts row as stored, before its text columns are parsed.
 struct DraftRow {
     id: i64,
+    account: String,
     message: i64,
     mailbox: String,
     key: String,
@@ -1546,12 +1549,14 @@ impl DraftRow {
             updated_at: r.get(17)?,
             follow_up: r.get(18)?,
             proposed_slots: r.get(19)?,
+            account: r.get(20)?,
         })
     }
 
     fn into_record(self) -> Result<DraftRecord, Error> {
         Ok(DraftRecord {
             id: self.id,
+            account: self.account,
             message: self.message,
             follow_up: self.follow_up,
             mailbox: self.mailbox,

@@ -10,7 +10,7 @@ use crate::adapters::store::Store;
 use crate::adapters::templates::Severity;
 use crate::app::pipeline::Pipeline;
 use crate::app::status::{Health, ReloadOutcome, ReloadTrigger};
-use crate::config::Config;
+use crate::config::{Accounts, Config};
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -80,7 +80,8 @@ impl Reloader {
         let Some(file) = self.config.file.clone() else {
             bail!("the built-in demo configuration has no file to reload");
         };
-        let new = Config::load(&file)?;
+        // This account as the file now has it (every account reloads on SIGHUP).
+        let new = Accounts::load(&file)?.one(Some(&self.config.account))?;
         let (applied, restart_needed) = self.config.reloaded(&new);
         // Watching the new directory is part of taking it: it starts before anything is swapped.
         let moved = (applied.templates_dir != self.config.templates_dir)
