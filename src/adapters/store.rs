@@ -2219,6 +2219,119 @@ mod tests {
     }
 
     #[test]
+    fn a_database_from_before_accounts_keeps_its_rows_under_default() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            Migrations::from_slice(&MIGRATION_LIST[..6])
+                .to_latest(&mut conn)
+                .unwrap();
+            conn.execute_batch(
+                "INSERT INTO messages (id, mailbox, key, message_id, seen_at)
+                 VALUES (1, 'INBOX', '7', '<m@x>', 't');
+                 INSERT INTO drafts (id, message, message_id, subject, recipient, category, body,
+                                     raw, original, notes, folder_name, created_at, updated_at)
+                 VALUES (1, 1, '<d1@x>', 's', 'r', 'rfp', 'b', x'41', x'42', '[]',
+                         'pushback-reply.7', '2027-03-01T09:00:00.000000Z', '2027-03-01T09:00:00.000000Z');
+                 INSERT INTO sync_state (mailbox, uid_validity, last_uid, updated_at)
+                 VALUES ('INBOX', 9, 7, 't');",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.drafts(None).unwrap()[0].account, DEFAULT_ACCOUNT);
+        assert!(store.is_seen("INBOX", "7").unwrap());
+        assert_eq!(
+            store.sync_state("INBOX").unwrap(),
+            Some(SyncProgress {
+                uid_validity: 9,
+                uid: 7
+            })
+        );
+        // The same message key in another account is a new message.
+        let mut work = Store::open_account(dir.path(), "work").unwrap();
+        assert!(!work.is_seen("INBOX", "7").unwrap());
+        assert_eq!(work.sync_state("INBOX").unwrap(), None);
+        assert!(matches!(
+            work.record_scan(&scan("7", "<m@x>", true), at(9)).unwrap(),
+            RecordOutcome::Recorded { draft_id: Some(2) }
+        ));
+        // The old single account still gets no second draft for its message.
+        assert_eq!(
+            store.record_scan(&scan("7", "<m@x>", true), at(9)).unwrap(),
+            RecordOutcome::AlreadySeen
+        );
+        store
+            .conn
+            .execute_batch("PRAGMA foreign_key_check")
+            .unwrap();
+    }
+
+    #[test]
+    fn each_account_sees_and_changes_only_its_own_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut work = Store::open_account(dir.path(), "work").unwrap();
+        let mut side = Store::open_account(dir.path(), "side").unwrap();
+        // Both INBOXes hold a UID 1 carrying the same message (the buyer wrote to both).
+        let mut side_scan = scan("1", "<m@x>", true);
+        side_scan.draft.as_mut().unwrap().folder_name = "pushback-side-1".into();
+        let RecordOutcome::Recorded { draft_id: Some(w) } =
+            work.record_scan(&scan("1", "<m@x>", true), at(9)).unwrap()
+        else {
+            panic!("work drafts")
+        };
+        let RecordOutcome::Recorded { draft_id: Some(s) } =
+            side.record_scan(&side_scan, at(9)).unwrap()
+        else {
+            panic!("side drafts too: it is another mailbox")
+        };
+        // Exactly once per account: a rescan of either adds nothing.
+        for store in [&mut work, &mut side] {
+            assert_eq!(
+                store
+                    .record_scan(&scan("1", "<m@x>", true), at(10))
+                    .unwrap(),
+                RecordOutcome::AlreadySeen
+            );
+        }
+        let ids = |store: &Store| -> Vec<i64> {
+            store.drafts(None).unwrap().iter().map(|d| d.id).collect()
+        };
+        assert_eq!((ids(&work), ids(&side)), (vec![w], vec![s]));
+        assert_eq!(work.draft(w).unwrap().unwrap().account, "work");
+        assert_eq!(work.draft(s).unwrap(), None);
+        assert!(matches!(
+            work.approve(s, ApprovedVia::Cli, &tokens(), at(10)),
+            Err(Error::NoDraft { .. })
+        ));
+        side.approve(s, ApprovedVia::Cli, &tokens(), at(10))
+            .unwrap();
+        // Only side's sender sees side's approved draft, and only it can claim it.
+        assert!(work.outbox_due(at(11)).unwrap().is_empty());
+        assert_eq!(side.outbox_due(at(11)).unwrap()[0].draft_id, s);
+        assert!(matches!(
+            work.claim_for_sending(s, at(11)),
+            Err(Error::NoDraft { .. })
+        ));
+        side.claim_for_sending(s, at(11)).unwrap();
+        assert!(side.claim_for_sending(s, at(11)).is_err(), "claimed once");
+        side.mark_sent(s, at(11)).unwrap();
+        // Follow-ups are planned by the account that sent.
+        assert!(work.follow_ups_to_plan().unwrap().is_empty());
+        assert_eq!(side.follow_ups_to_plan().unwrap().len(), 1);
+        assert_eq!(work.pending_drafts().unwrap().len(), 1);
+        assert!(side.pending_drafts().unwrap().is_empty());
+        // Sync positions are per account, and so are the lock files.
+        work.reset_sync("INBOX", 5, at(9)).unwrap();
+        assert_eq!(side.sync_state("INBOX").unwrap(), None);
+        let lock = |store: &Store| store.lock_file("sending").unwrap().unwrap();
+        let (work_sending, side_sending) = (lock(&work), lock(&side));
+        work_sending.try_lock().unwrap();
+        side_sending.try_lock().unwrap();
+        assert!(lock(&work).try_lock().is_err(), "one sender per account");
+    }
+
+    #[test]
     fn drafts_filter_by_status() {
         let mut store = Store::open_in_memory().unwrap();
         let a = recorded_draft(&mut store, "a");
