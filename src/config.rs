@@ -2332,7 +2332,7 @@ impl Parser<'_> {
             Some(span) if span.start > 0 => Error::Invalid {
                 file: self.file.to_path_buf(),
                 line: Some(self.line(span.start)),
-                key: key_at(self.text, span.start),
+                key: accounts::in_account(self.text, span.start, key_at(self.text, span.start)),
                 message,
             },
             _ => Error::Invalid {

@@ -241,6 +241,23 @@ impl Parser<'_> {
     }
 }
 
+/// `key` (read off the line at `offset`) with the `[[account]] #n` it is in, when it is in one
+/// of an account's tables: toml's own errors (an unknown key, a wrong type) then say which.
+pub(super) fn in_account(text: &str, offset: usize, key: String) -> String {
+    if !key.starts_with("[account") {
+        return key;
+    }
+    let offset = offset.min(text.len());
+    let n = text[..offset]
+        .lines()
+        .filter(|line| line.trim_start().starts_with("[[account]]"))
+        .count();
+    match n {
+        0 => key,
+        n => format!("[[account]] #{n} {key}"),
+    }
+}
+
 /// Account names appear in flags, log lines, the status answer and file names: a short slug.
 fn check_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
@@ -441,7 +458,8 @@ path = "/m"
         let line = line_of(&text, "zz = 1");
         assert!(
             err(&text).starts_with(&format!(
-                "/etc/pb/config.toml line {line}: [account.mailbox] zz: unknown field `zz`"
+                "/etc/pb/config.toml line {line}: [[account]] #2 [account.mailbox] zz: unknown \
+                 field `zz`"
             )),
             "{}",
             err(&text)
