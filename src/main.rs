@@ -283,8 +283,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         // The approval page, its token and the status socket are the service's, shared by every
         // account: any account's config tells where they are.
         Command::Web => {
-            let config = first_account(&config_path, account)?;
-            app::block_on(app::web::run_alone(config))??;
+            let configs = accounts(&config_path, account)?;
+            app::block_on(app::web::run_alone(configs))??;
             String::new()
         }
         Command::WebUrl => app::web::url(&first_account(&config_path, account)?)? + "\n",

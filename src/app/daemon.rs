@@ -95,9 +95,10 @@ pub async fn run_accounts(
     // The approval page going down (its port taken, say) is logged at once; the rest of the
     // service keeps drafting and sending.
     let web = tokio::spawn({
-        let (config, shutdown) = (shared.clone(), shutdown_tx.subscribe());
+        let configs: Vec<Config> = accounts.iter().map(|a| a.config.clone()).collect();
+        let shutdown = shutdown_tx.subscribe();
         async move {
-            if let Err(error) = crate::app::web::serve(config, shutdown).await {
+            if let Err(error) = crate::app::web::serve_accounts(configs, shutdown).await {
                 tracing::error!("the approval page is down: {error:#}");
             }
         }
