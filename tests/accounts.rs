@@ -159,3 +159,96 @@ fn a_broken_account_is_retried_and_shown_while_the_other_drafts() {
         "the failure names its account: {logged}"
     );
 }
+
+/// A version 2 config with two Maildir accounts under `dir`; `side_tables` goes into the second.
+fn two_maildirs(dir: &Path, side_tables: &str) -> String {
+    let account = |name: &str, email: &str, tables: &str| {
+        format!(
+            "[[account]]\nname = \"{name}\"\n[account.identity]\nname = \"Alex Rivera\"\n\
+             email = \"{email}\"\ntitle = \"Account Executive\"\n\
+             company = \"Northwind Analytics\"\ntimezone = \"Europe/London\"\n\
+             [account.mailbox]\nkind = \"maildir\"\npath = \"{maildir}\"\n{tables}\n",
+            maildir = dir.join(name).display()
+        )
+    };
+    format!(
+        "version = 2\n[state]\npath = \"{}\"\n\n{}{}",
+        dir.join("state").display(),
+        account("work", "alex@northwind.example", ""),
+        account("side", "alex@side.example", side_tables),
+    )
+}
+
+fn maildir_with(root: &Path, raw: &[u8]) {
+    for folder in ["", ".Drafts", ".Sent"] {
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(root.join(folder).join(sub)).unwrap();
+        }
+    }
+    std::fs::write(root.join("new/1700000001.a1.host"), raw).unwrap();
+}
+
+fn drafts_of(config: &Path, account: &str) -> Vec<Value> {
+    json_lines(&pushback_cli(
+        config,
+        &["--account", account, "drafts", "list", "--json"],
+    ))
+}
+
+#[test]
+fn an_account_that_cannot_start_waits_for_a_reload_while_the_other_drafts() {
+    let dir = tempfile::tempdir().unwrap();
+    maildir_with(&dir.path().join("work"), &rfp(1));
+    maildir_with(&dir.path().join("side"), &rfp(2));
+    let templates = dir.path().join("broken-templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(templates.join("rfp.txt"), "Hi {{ greeting\n").unwrap();
+    let config = dir.path().join("config.toml");
+    let broken = format!("[account.templates]\ndir = \"{}\"\n", templates.display());
+    std::fs::write(&config, two_maildirs(dir.path(), &broken)).unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log, false);
+
+    wait_logged("work's draft", Duration::from_secs(30), &log, || {
+        (drafts_of(&config, "work").len() == 1).then_some(())
+    });
+    let side = wait_logged(
+        "side's error in status",
+        Duration::from_secs(30),
+        &log,
+        || {
+            let out = pushback_output(&config, &["status", "--json"]);
+            let answer: Value = serde_json::from_slice(&out.stdout).ok()?;
+            answer["accounts"][1]["mailbox"]["last_error"]
+                .as_str()
+                .map(str::to_owned)
+        },
+    );
+    assert!(side.contains("rfp.txt"), "{side}");
+    assert!(drafts_of(&config, "side").is_empty());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("account side is not running"), "{logged}");
+
+    // Fixed in the file; SIGHUP starts the account.
+    std::fs::write(&config, two_maildirs(dir.path(), "")).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_logged(
+        "side's draft after the reload",
+        Duration::from_secs(30),
+        &log,
+        || (drafts_of(&config, "side").len() == 1).then_some(()),
+    );
+    // Each account drafted its own mail, once.
+    assert_eq!(drafts_of(&config, "work").len(), 1);
+    stop(&mut daemon);
+    let exit = daemon.wait().unwrap();
+    assert!(
+        exit.success(),
+        "{exit:?}: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
