@@ -589,6 +589,43 @@ mod tests {
     }
 
     #[test]
+    fn several_accounts_are_shown_one_by_one() {
+        let status_of = |account: &str, mailbox: &str| {
+            let mut config = Config::demo(Path::new(mailbox), Path::new("/s"));
+            config.account = account.into();
+            let health = Health::new(&config, Duration::from_secs(30), at("2027-03-01T09:00:00Z"));
+            health.set_phase(Phase::Running);
+            Status {
+                service: health.snapshot(),
+                pending_drafts: Some(0),
+                next_reminder: None,
+                accounts: Vec::new(),
+            }
+        };
+        let work = status_of("work", "/work");
+        let side = status_of("side", "/side");
+        let status = Status {
+            accounts: vec![work.clone(), side],
+            ..work
+        };
+        let text = render(
+            &status,
+            chrono_tz::Europe::London,
+            at("2027-03-01T09:00:30Z"),
+        );
+        assert!(text.starts_with("pushback is running (pid "), "{text}");
+        for (account, mailbox) in [("work", "/work"), ("side", "/side")] {
+            let at = text.find(&format!(
+                "account {account}:\n  mailbox:        maildir {mailbox}"
+            ));
+            assert!(at.is_some(), "{account} in {text}");
+        }
+        assert_eq!(text.matches("pending drafts: none").count(), 2, "{text}");
+        let json = serde_json::to_string(&status).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), status);
+    }
+
+    #[test]
     fn status_looks_in_the_state_dir_too() {
         let mut config = Config::demo(Path::new("/m"), Path::new("/s"));
         assert_eq!(
