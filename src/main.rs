@@ -246,30 +246,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Scan { json } => {
             let configs = accounts(&config_path, account)?;
-            let several = configs.len() > 1;
-            let mut out = String::new();
-            for config in configs {
-                let report = app::scan_once(&config, now)?;
-                let mut store = Store::open_account(&config.state_dir, &config.account)?;
-                app::block_on(send::deliver(&config, &mut store, false, now))??;
-                let mut desk = ReminderDesk::open(&config)?;
-                let round = app::block_on(desk.round(now))??;
-                if !json && !round.fired.is_empty() {
-                    eprintln!(
-                        "{} reminder(s) due: `pushback reminders list`",
-                        round.fired.len()
-                    );
-                }
-                if json {
-                    out += &(serde_json::to_string(&report)? + "\n");
-                } else {
-                    if several {
-                        out += &format!("account {}: ", config.account);
+            if let [config] = configs.as_slice() {
+                scan_account(config, json, now)?
+            } else {
+                // One account failing (its server down) does not keep the others from a scan.
+                let mut failed = Vec::new();
+                for config in &configs {
+                    match scan_account(config, json, now) {
+                        Ok(report) if json => print!("{report}"),
+                        Ok(report) => print!("account {}: {report}", config.account),
+                        Err(error) => {
+                            eprintln!("pushback: account {}: {error:#}", config.account);
+                            failed.push(config.account.as_str());
+                        }
                     }
-                    out += &scan_summary(&report);
                 }
+                if !failed.is_empty() {
+                    bail!("cannot scan account(s) {}", failed.join(", "));
+                }
+                String::new()
             }
-            out
         }
         Command::Run => {
             let configs = accounts(&config_path, account)?;
@@ -533,6 +529,26 @@ fn optional_config(path: &Path, account: Option<&str>) -> Result<Config> {
         &scratch.join("Maildir"),
         &scratch.join("state"),
     ))
+}
+
+/// `pushback scan` for one account: the scan, then its outbox and its due reminders.
+fn scan_account(config: &Config, json: bool, now: chrono::DateTime<Utc>) -> Result<String> {
+    let report = app::scan_once(config, now)?;
+    let mut store = Store::open_account(&config.state_dir, &config.account)?;
+    app::block_on(send::deliver(config, &mut store, false, now))??;
+    let mut desk = ReminderDesk::open(config)?;
+    let round = app::block_on(desk.round(now))??;
+    if !json && !round.fired.is_empty() {
+        eprintln!(
+            "{} reminder(s) due: `pushback reminders list`",
+            round.fired.len()
+        );
+    }
+    Ok(if json {
+        serde_json::to_string(&report)? + "\n"
+    } else {
+        scan_summary(&report)
+    })
 }
 
 fn scan_summary(report: &scan::ScanReport) -> String {

@@ -137,6 +137,18 @@ fn a_broken_account_is_retried_and_shown_while_the_other_drafts() {
         error.contains("home is not an account in it; the accounts are work, side"),
         "{error}"
     );
+    // A scan of every account reports the broken one and still scans the other.
+    let scan = pushback_output(&config, &["scan"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&scan.stdout),
+        String::from_utf8_lossy(&scan.stderr),
+    );
+    assert!(!scan.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("account work: scanned"), "{stdout}");
+    assert!(
+        stderr.contains("account side: ") && stderr.contains("cannot scan account(s) side"),
+        "{stderr}"
+    );
     // Commands on one mailbox ask which one.
     let ambiguous = pushback_output(&config, &["templates", "check"]);
     let error = String::from_utf8_lossy(&ambiguous.stderr);
