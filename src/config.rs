@@ -1,5 +1,6 @@
-//! The configuration file: raw TOML (kebab-case keys, unknown keys refused, `version = 1`) is
-//! validated into a typed [`Config`] with paths expanded, ports, security, TLS options and IMAP
+//! The configuration file: raw TOML (kebab-case keys, unknown keys refused, `version = 1`, or
+//! `version = 2` with several `[[account]]`s, see [`Accounts`]) is validated into a typed
+//! [`Config`] per account with paths expanded, ports, security, TLS options and IMAP
 //! sync intervals resolved, schedules parsed, the business calendar merged with its holidays file
 //! and defaults applied. Every error names the file, the line and the key. The config holds no
 //! secrets: a password or an OAuth2 access token is named by a command or an environment variable

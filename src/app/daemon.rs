@@ -4,7 +4,10 @@
 //! hand, leaves the rest for the next start, and the process exits 0. Under systemd
 //! (Type=notify) it says READY=1 once the mailbox is open, STATUS= lines as the watcher reports,
 //! WATCHDOG=1 while the watcher's lease holds, and RELOADING=1 ... READY=1 around a reload on
-//! SIGHUP; a change in the templates directory is reloaded as well (see `reload`).
+//! SIGHUP; a change in the templates directory is reloaded as well (see `reload`). With several
+//! accounts each one has its own watcher, sender, reminder task and reloader; they share the
+//! status socket, the approval page and the shutdown, and one account that cannot run is logged
+//! and shown while the others go on.
 
 use crate::adapters::store::Store;
 use crate::app::pipeline::SharedPipeline;
