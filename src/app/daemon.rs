@@ -158,6 +158,7 @@ pub async fn run_accounts(
                 for account in &mut accounts {
                     account.reload_or_restart(&shutdown_tx);
                 }
+                warn_of_other_accounts(&shared, &accounts);
                 for account in &accounts {
                     account.health.set_phase(if ready { Phase::Running } else { Phase::Starting });
                 }
@@ -389,6 +390,27 @@ async fn any_changed(states: &mut [watch::Receiver<ServiceState>]) {
     match futures::future::select_all(changes).await.0 {
         Ok(()) => {}
         Err(_) => std::future::pending().await,
+    }
+}
+
+/// Accounts added to or removed from the file are not started or stopped by a reload: say so.
+fn warn_of_other_accounts(shared: &Config, accounts: &[Account]) {
+    let Some(file) = &shared.file else {
+        return;
+    };
+    // An unreadable file was already reported by each account's reload.
+    let Ok(in_file) = crate::config::Accounts::load(file) else {
+        return;
+    };
+    let running: Vec<&str> = accounts.iter().map(|a| a.config.account.as_str()).collect();
+    if in_file.names() != running {
+        tracing::warn!(
+            "the accounts in {} are now {}; adding or removing an account takes effect when \
+             pushback is restarted (running: {})",
+            file.display(),
+            in_file.names().join(", "),
+            running.join(", ")
+        );
     }
 }
 
