@@ -393,15 +393,10 @@ impl Store {
             Error::Open { path, .. } if disk_full(state_dir) => Error::DiskFull { path },
             other => other,
         })?;
-        Ok(store.for_account(account))
-    }
-
-    /// The same database, seen as `account`'s.
-    pub fn for_account(self, account: &str) -> Store {
-        Store {
+        Ok(Store {
             account: account.to_owned(),
-            ..self
-        }
+            ..store
+        })
     }
 
     pub fn account(&self) -> &str {

@@ -621,6 +621,7 @@ pub fn list(store: &Store, keeping: &Timekeeping, all: bool, json: bool) -> Resu
         for r in &reminders {
             let line = serde_json::json!({
                 "id": r.id,
+                "account": store.account(),
                 "kind": r.kind,
                 "due": r.due_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                 "local_due": r.due_at.map(|t| t.with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::Secs, false)),

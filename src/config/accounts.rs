@@ -50,10 +50,6 @@ impl Accounts {
         &self.configs
     }
 
-    pub fn into_all(self) -> Vec<Config> {
-        self.configs
-    }
-
     pub fn names(&self) -> Vec<&str> {
         self.configs.iter().map(|c| c.account.as_str()).collect()
     }
