@@ -243,9 +243,14 @@ impl Account {
     /// Loads the account's templates and rules and starts its tasks.
     fn start(&mut self, shutdown_tx: &watch::Sender<bool>) -> Result<()> {
         let config = &self.config;
-        // Every line an account's tasks log names the account, when there are several.
-        let span = tracing::info_span!("account", name = %config.account);
-        let _entered = (config.account != DEFAULT_ACCOUNT).then(|| span.clone().entered());
+        // Every line an account's tasks log names the account; a single-account config's lines
+        // stay as they were.
+        let span = if config.account == DEFAULT_ACCOUNT {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!("account", name = %config.account)
+        };
+        let _entered = span.clone().entered();
         let store = Store::open_account(&config.state_dir, &config.account)?;
         let (pipelines, pipeline) =
             watch::channel(Arc::new(crate::app::trained_pipeline(config, &store)?));
