@@ -1,5 +1,6 @@
-//! The configuration file: raw TOML (kebab-case keys, unknown keys refused, `version = 1`) is
-//! validated into a typed [`Config`] with paths expanded, ports, security, TLS options and IMAP
+//! The configuration file: raw TOML (kebab-case keys, unknown keys refused, `version = 1`, or
+//! `version = 2` with several `[[account]]`s, see [`Accounts`]) is validated into a typed
+//! [`Config`] per account with paths expanded, ports, security, TLS options and IMAP
 //! sync intervals resolved, schedules parsed, the business calendar merged with its holidays file
 //! and defaults applied. Every error names the file, the line and the key. The config holds no
 //! secrets: a password or an OAuth2 access token is named by a command or an environment variable
@@ -26,10 +27,14 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod oauth2;
-pub use oauth2::{OAuth2Settings, Provider, SINGLE_ACCOUNT, ServerPreset, TokenStoreKind};
+pub use oauth2::{OAuth2Settings, Provider, ServerPreset, TokenStoreKind};
+mod accounts;
+pub use accounts::Accounts;
 
 /// Config file versions this build reads.
-pub const SUPPORTED_VERSIONS: [i64; 1] = [1];
+pub const SUPPORTED_VERSIONS: [i64; 2] = [1, 2];
+/// The name of the one account of a version 1 file (no `[[account]]` tables).
+pub const DEFAULT_ACCOUNT: &str = "default";
 pub const DEFAULT_DRAFTS_FOLDER: &str = "Drafts";
 pub const DEFAULT_SENT_FOLDER: &str = "Sent";
 pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 25 * 1024 * 1024;
@@ -109,6 +114,18 @@ pub const SHOWN_FIRINGS: usize = 3;
 pub enum Error {
     #[error("cannot read config file {path}: {cause}{hint}", hint = read_hint(cause))]
     Read { path: PathBuf, cause: io::Error },
+    #[error("{}: {account} is not an account in it; the accounts are {known}", file.display())]
+    UnknownAccount {
+        file: PathBuf,
+        account: String,
+        /// The names, comma-separated.
+        known: String,
+    },
+    #[error(
+        "{}: holds several accounts ({known}); choose one with --account NAME",
+        file.display()
+    )]
+    SeveralAccounts { file: PathBuf, known: String },
     #[error("{}: {message}", location(file, *line, key))]
     Invalid {
         file: PathBuf,
@@ -145,6 +162,9 @@ fn location(file: &Path, line: Option<usize>, key: &str) -> String {
 pub struct Config {
     /// The file it was read from; `None` for the built-in demo configuration.
     pub file: Option<PathBuf>,
+    /// The account's name: `[[account]] name`, or [`DEFAULT_ACCOUNT`] for a version 1 file. It
+    /// tells the account's rows apart in the shared state store.
+    pub account: String,
     pub identity: Identity,
     /// `identity.timezone`, parsed.
     pub timezone: Tz,
@@ -489,23 +509,16 @@ fn home(env: Env<'_>) -> Option<PathBuf> {
 }
 
 impl Config {
-    /// Reads and validates the config file at `path`.
+    /// Reads and validates the config file at `path`, which must hold one account (a file
+    /// with several names them, for a `--account`; see [`Accounts::load`]).
     pub fn load(path: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path).map_err(|cause| Error::Read {
-            path: path.to_path_buf(),
-            cause,
-        })?;
-        Config::from_toml(&text, path)
+        Accounts::load(path)?.into_only()
     }
 
-    /// Validates config text; `path` names the file in errors and anchors relative paths.
+    /// Validates config text holding one account; `path` names the file in errors and anchors
+    /// relative paths.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, Error> {
-        Parser {
-            text,
-            file: path,
-            env: &|name| std::env::var_os(name),
-        }
-        .parse()
+        Accounts::from_toml(text, path)?.into_only()
     }
 
     /// The embedded configuration `pushback demo` runs with: a fictional rep, a local Maildir and
@@ -514,6 +527,7 @@ impl Config {
         let timezone = Tz::Europe__London;
         Config {
             file: None,
+            account: DEFAULT_ACCOUNT.into(),
             identity: Identity::demo(),
             timezone,
             mailbox: Mailbox {
@@ -549,6 +563,7 @@ impl Config {
             text: &pack.manifest_text,
             file: &file,
             env: &|name| std::env::var_os(name),
+            account: None,
         }
         .pack_follow_up(&file, &pack.manifest_text)
         .map(drop)
@@ -561,6 +576,8 @@ impl Config {
         // Spelled out field by field, so a new setting cannot be left out of this decision.
         let Config {
             file,
+            // The loader picks the new config by this name, so it is the same.
+            account: _,
             identity,
             timezone,
             mailbox,
@@ -926,8 +943,17 @@ fn describe_time_keeping(config: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Re
 /// Read before anything else, so that a file of another version fails on its version and not on
 /// a key this build does not know.
 #[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
 struct RawVersion {
     version: Option<Spanned<toml::Value>>,
+    /// The tables whose place depends on the version, for a message on how to move them.
+    account: Option<Spanned<IgnoredAny>>,
+    identity: Option<Spanned<IgnoredAny>>,
+    mailbox: Option<Spanned<IgnoredAny>>,
+    smtp: Option<Spanned<IgnoredAny>>,
+    templates: Option<Spanned<IgnoredAny>>,
+    classifier: Option<Spanned<IgnoredAny>>,
+    oauth2: Option<Spanned<IgnoredAny>>,
 }
 
 #[derive(Deserialize)]
@@ -959,6 +985,64 @@ struct RawConfig {
     log: RawLog,
     oauth2: Option<oauth2::RawOAuth2>,
 }
+
+impl RawConfig {
+    fn split(self) -> (RawAccount, RawShared) {
+        let account = RawAccount {
+            identity: self.identity,
+            mailbox: self.mailbox,
+            smtp: self.smtp,
+            templates: self.templates,
+            classifier: self.classifier,
+            oauth2: self.oauth2,
+        };
+        let shared = RawShared {
+            state: self.state,
+            limits: self.limits,
+            business: self.business,
+            follow_up: self.follow_up,
+            reminders: self.reminders,
+            calendar: self.calendar,
+            web: self.web,
+            log: self.log,
+        };
+        (account, shared)
+    }
+}
+
+/// The tables each account has of its own: at the top level of a version 1 file, under each
+/// `[[account]]` of a version 2 file.
+struct RawAccount {
+    identity: RawIdentity,
+    mailbox: RawMailbox,
+    smtp: Option<RawSmtp>,
+    templates: RawTemplates,
+    classifier: RawClassifier,
+    oauth2: Option<oauth2::RawOAuth2>,
+}
+
+/// The tables every account shares (always at the top level).
+#[derive(Clone)]
+struct RawShared {
+    state: RawState,
+    limits: RawLimits,
+    business: RawBusiness,
+    follow_up: RawFollowUp,
+    reminders: RawReminders,
+    calendar: RawCalendar,
+    web: Option<RawWeb>,
+    log: RawLog,
+}
+
+/// The keys of these tables belong to one account; an error in them names the account.
+const ACCOUNT_TABLES: [&str; 6] = [
+    "[identity]",
+    "[mailbox]",
+    "[smtp]",
+    "[templates]",
+    "[classifier]",
+    "[oauth2]",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -1082,7 +1166,7 @@ fn first_in_file(
     keys.into_iter().min_by_key(|(_, span)| span.start)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawState {
     path: Option<Spanned<String>>,
@@ -1109,13 +1193,13 @@ struct RawClassifier {
     rules: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawLimits {
     max_message_bytes: Option<Spanned<u64>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawBusiness {
     /// A list of days and ranges, or one of them: `["mon", "wed-fri"]`, `"mon-fri"`.
@@ -1152,7 +1236,7 @@ impl RawFollowUp {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawReminders {
     at: Option<Spanned<String>>,
@@ -1163,7 +1247,7 @@ struct RawReminders {
     feed: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawCalendar {
     caldav_url: Option<Spanned<String>>,
@@ -1181,13 +1265,13 @@ struct RawCalendar {
     attach_invite: Option<Spanned<bool>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawLog {
     filter: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawWeb {
     listen: Option<Spanned<String>>,
@@ -1201,14 +1285,44 @@ struct Parser<'a> {
     text: &'a str,
     file: &'a Path,
     env: Env<'a>,
+    /// `[[account]] #2 "work"` while an account of a version 2 file is validated: errors in its
+    /// own tables name it.
+    account: Option<String>,
 }
 
 impl Parser<'_> {
+    /// A file holding one account.
+    #[cfg(test)]
     fn parse(&self) -> Result<Config, Error> {
-        let version: RawVersion = toml::from_str(self.text).map_err(|e| self.toml_error(&e))?;
-        self.check_version(version.version)?;
-        let raw: RawConfig = toml::from_str(self.text).map_err(|e| self.toml_error(&e))?;
+        Accounts {
+            configs: self.parse_accounts()?,
+        }
+        .into_only()
+    }
 
+    /// Every account in the file, in file order.
+    fn parse_accounts(&self) -> Result<Vec<Config>, Error> {
+        let head: RawVersion = toml::from_str(self.text).map_err(|e| self.toml_error(&e))?;
+        let version = self.check_version(head.version.clone())?;
+        if version >= 2 {
+            return self.parse_version_2(head);
+        }
+        if let Some(account) = &head.account {
+            return Err(self.invalid(
+                account.span(),
+                "[[account]]",
+                "several accounts need `version = 2`: set it, and move [identity], [mailbox], \
+                 [smtp], [templates] and [classifier] under each [[account]] as \
+                 [account.identity], [account.mailbox], ... (see config/pushback.accounts.toml)",
+            ));
+        }
+        let raw: RawConfig = toml::from_str(self.text).map_err(|e| self.toml_error(&e))?;
+        let (account, shared) = raw.split();
+        Ok(vec![self.build(DEFAULT_ACCOUNT, account, shared)?])
+    }
+
+    /// One account's config from its own tables and the shared ones.
+    fn build(&self, name: &str, raw: RawAccount, shared: RawShared) -> Result<Config, Error> {
         let id = raw.identity;
         let timezone: Tz = id.timezone.get_ref().parse().map_err(|_| {
             self.invalid(
@@ -1238,14 +1352,14 @@ impl Parser<'_> {
             timezone: timezone.name().to_owned(),
         };
 
-        let state_dir = match raw.state.path {
+        let state_dir = match shared.state.path {
             Some(path) => self.path("[state] path", path)?,
-            None => default_state_dir(self.env).ok_or_else(|| Error::Invalid {
-                file: self.file.to_path_buf(),
-                line: None,
-                key: "[state] path".into(),
-                message: "has no default because neither XDG_STATE_HOME nor HOME is set; set it"
-                    .into(),
+            None => default_state_dir(self.env).ok_or_else(|| {
+                self.error(
+                    None,
+                    "[state] path",
+                    "has no default because neither XDG_STATE_HOME nor HOME is set; set it",
+                )
             })?,
         };
         let (templates_pack, team_follow_up) = match raw.templates.pack {
@@ -1274,7 +1388,7 @@ impl Parser<'_> {
         };
         let oauth2 = raw
             .oauth2
-            .map(|o| self.oauth2(o, &state_dir, SINGLE_ACCOUNT))
+            .map(|o| self.oauth2(o, &state_dir, name))
             .transpose()?;
         let mailbox = self.mailbox(raw.mailbox, oauth2.as_ref())?;
         let outgoing = raw
@@ -1291,7 +1405,7 @@ impl Parser<'_> {
             .rules
             .map(|p| self.path("[classifier] rules", p))
             .transpose()?;
-        let max_message_bytes = match raw.limits.max_message_bytes {
+        let max_message_bytes = match shared.limits.max_message_bytes {
             Some(max) if *max.get_ref() == 0 => {
                 return Err(self.invalid(
                     max.span(),
@@ -1302,15 +1416,15 @@ impl Parser<'_> {
             Some(max) => max.into_inner(),
             None => DEFAULT_MAX_MESSAGE_BYTES,
         };
-        let business = self.business(raw.business, timezone)?;
+        let business = self.business(shared.business, timezone)?;
         let follow_up = self.follow_up(match team_follow_up {
-            Some(team) => raw.follow_up.over(team),
-            None => raw.follow_up,
+            Some(team) => shared.follow_up.over(team),
+            None => shared.follow_up,
         })?;
-        let reminders = self.reminders(raw.reminders, &state_dir)?;
-        let calendar = self.calendar(raw.calendar)?;
-        let web = raw.web.map(|web| self.web(web)).transpose()?;
-        let log_filter = match raw.log.filter {
+        let reminders = self.reminders(shared.reminders, &state_dir)?;
+        let calendar = self.calendar(shared.calendar)?;
+        let web = shared.web.map(|web| self.web(web)).transpose()?;
+        let log_filter = match shared.log.filter {
             Some(filter) => self.log_filter(filter)?,
             None => DEFAULT_LOG_FILTER.to_owned(),
         };
@@ -1318,6 +1432,7 @@ impl Parser<'_> {
 
         Ok(Config {
             file: Some(self.file.to_path_buf()),
+            account: name.to_owned(),
             identity,
             timezone,
             mailbox,
@@ -1366,6 +1481,7 @@ impl Parser<'_> {
             text,
             file,
             env: self.env,
+            account: None,
         };
         let raw: RawPackPolicies = toml::from_str(text).map_err(|e| in_pack.toml_error(&e))?;
         in_pack.follow_up(raw.follow_up.clone())?;
@@ -1388,7 +1504,8 @@ impl Parser<'_> {
         }
     }
 
-    fn check_version(&self, version: Option<Spanned<toml::Value>>) -> Result<(), Error> {
+    /// The file's version, if this build reads it.
+    fn check_version(&self, version: Option<Spanned<toml::Value>>) -> Result<i64, Error> {
         let supported = SUPPORTED_VERSIONS
             .iter()
             .map(i64::to_string)
@@ -1405,7 +1522,7 @@ impl Parser<'_> {
             });
         };
         match version.get_ref() {
-            toml::Value::Integer(v) if SUPPORTED_VERSIONS.contains(v) => Ok(()),
+            toml::Value::Integer(v) if SUPPORTED_VERSIONS.contains(v) => Ok(*v),
             toml::Value::Integer(other) => Err(self.invalid(
                 version.span(),
                 "version",
@@ -1676,17 +1793,15 @@ impl Parser<'_> {
             (Some(host), _) => host.into_inner(),
             (None, Some(preset)) => preset.host.to_owned(),
             (None, None) => {
-                return Err(Error::Invalid {
-                    file: self.file.to_path_buf(),
-                    line: login_required_at.clone().map(|span| self.line(span.start)),
-                    key: key("host"),
-                    message: if is_imap {
-                        "missing: the server's host name is required".into()
+                return Err(self.error(
+                    login_required_at.clone().map(|span| self.line(span.start)),
+                    &key("host"),
+                    if is_imap {
+                        "missing: the server's host name is required"
                     } else {
                         "missing: set host (an SMTP server) or sendmail-command (e.g. \"msmtp -t\")"
-                            .into()
                     },
-                });
+                ));
             }
         };
         let security = raw
@@ -1852,14 +1967,12 @@ impl Parser<'_> {
                 format!("missing: {name} needs a user to log in as"),
             )),
             (None, None) => match login_required_at {
-                Some(at) => Err(Error::Invalid {
-                    file: self.file.to_path_buf(),
-                    line: Some(self.line(at.start)),
-                    key: key("user"),
-                    message: "missing: imap needs user and one of password-command, \
-                              password-env or token-command"
-                        .into(),
-                }),
+                Some(at) => Err(self.error(
+                    Some(self.line(at.start)),
+                    &key("user"),
+                    "missing: imap needs user and one of password-command, password-env or \
+                     token-command",
+                )),
                 None => Ok(None),
             },
         }
@@ -2374,10 +2487,22 @@ impl Parser<'_> {
     }
 
     fn invalid(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> Error {
+        self.error(Some(self.line(span.start)), key, message)
+    }
+
+    /// An error at `line` (`None`: the file as a whole); a key of an account's own table is
+    /// prefixed with the account.
+    fn error(&self, line: Option<usize>, key: &str, message: impl Into<String>) -> Error {
+        let key = match &self.account {
+            Some(account) if ACCOUNT_TABLES.iter().any(|table| key.starts_with(table)) => {
+                format!("{account} {key}")
+            }
+            _ => key.to_owned(),
+        };
         Error::Invalid {
             file: self.file.to_path_buf(),
-            line: Some(self.line(span.start)),
-            key: key.to_owned(),
+            line,
+            key,
             message: message.into(),
         }
     }
@@ -2391,7 +2516,7 @@ impl Parser<'_> {
             Some(span) if span.start > 0 => Error::Invalid {
                 file: self.file.to_path_buf(),
                 line: Some(self.line(span.start)),
-                key: key_at(self.text, span.start),
+                key: accounts::in_account(self.text, span.start, key_at(self.text, span.start)),
                 message,
             },
             _ => Error::Invalid {
@@ -2471,6 +2596,7 @@ timezone = "Europe/London"
             text,
             file: Path::new("/etc/pb/config.toml"),
             env: &env,
+            account: None,
         }
         .parse()
     }
@@ -2548,6 +2674,7 @@ timezone = "Europe/London"
             text: &text,
             file: Path::new("/etc/pb/config.toml"),
             env: &with_runtime,
+            account: None,
         }
         .parse()
         .unwrap();
@@ -2624,12 +2751,12 @@ timezone = "Europe/London"
 
     #[test]
     fn another_version_fails_before_any_other_check() {
-        // Version 2 may have keys this build does not know; the version is what to report.
-        let message = err("version = 2\n[future]\nkey = 1\n");
+        // Version 3 may have keys this build does not know; the version is what to report.
+        let message = err("version = 3\n[future]\nkey = 1\n");
         assert_eq!(
             message,
-            "/etc/pb/config.toml line 1: version: version 2 is not supported; this pushback reads \
-             config version 1"
+            "/etc/pb/config.toml line 1: version: version 3 is not supported; this pushback reads \
+             config version 1, 2"
         );
         let message = err("version = \"1\"\n");
         assert!(
@@ -3693,6 +3820,7 @@ attach-invite = true
             text: &text,
             file: Path::new("/etc/pb/config.toml"),
             env: &home_env,
+            account: None,
         }
         .parse()
         .unwrap();

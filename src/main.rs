@@ -14,7 +14,7 @@ use pushback::app::install::{self, Scope};
 use pushback::app::reminders::{self, ReminderDesk};
 use pushback::app::{self, approval, daemon, demo, inspect, logging, scan, send, status};
 use pushback::config::MailboxAccess;
-use pushback::config::{self, Config};
+use pushback::config::{self, Accounts, Config};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,6 +29,11 @@ struct Cli {
     /// Config file [default: $XDG_CONFIG_HOME/pushback/config.toml]
     #[arg(long, global = true, env = "PUSHBACK_CONFIG")]
     config: Option<PathBuf>,
+    /// The account to act on, by its [[account]] name [default: every account where that is
+    /// natural (run, scan, status, drafts list, reminders list, config check, doctor), else the
+    /// only one]
+    #[arg(long, global = true, value_name = "NAME")]
+    account: Option<String>,
     /// Log more (-v: info, -vv: debug); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -153,6 +158,21 @@ enum DraftsCommand {
     },
 }
 
+impl DraftsCommand {
+    /// The draft a command other than `list` acts on.
+    fn draft_id(&self) -> i64 {
+        match self {
+            DraftsCommand::List { .. } => unreachable!("list names no draft"),
+            DraftsCommand::Show { id }
+            | DraftsCommand::Edit { id }
+            | DraftsCommand::Approve { id }
+            | DraftsCommand::Resend { id }
+            | DraftsCommand::MarkSent { id }
+            | DraftsCommand::Reject { id, .. } => *id,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum RemindersCommand {
     /// Open reminders, due first
@@ -233,10 +253,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .config
         .clone()
         .unwrap_or_else(config::default_config_path);
+    let account = cli.account.as_deref();
     let out = match cli.command {
         Command::Demo { dir } => demo::run(&dir.unwrap_or_else(demo::default_dir), now)?,
         Command::Classify { json, paths } => {
-            let pipeline = app::pipeline_for(&optional_config(&config_path)?)?;
+            let pipeline = app::pipeline_for(&optional_config(&config_path, account)?)?;
             let mut stdout = std::io::stdout().lock();
             for file in inspect::message_files(&paths)? {
                 let line = inspect::classify_file(&pipeline, &file);
@@ -249,7 +270,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             String::new()
         }
         Command::Draft { file } => {
-            let pipeline = app::pipeline_for(&optional_config(&config_path)?)?;
+            let pipeline = app::pipeline_for(&optional_config(&config_path, account)?)?;
             let (procurement, raw) = inspect::draft_for_file(&pipeline, &file, now)?;
             if !procurement {
                 eprintln!(
@@ -261,47 +282,55 @@ fn run(cli: Cli) -> Result<ExitCode> {
             String::new()
         }
         Command::Scan { json } => {
-            let config = required_config(&config_path)?;
-            let report = app::scan_once(&config, now)?;
-            let mut store = Store::open(&config.state_dir)?;
-            app::block_on(send::deliver(&config, &mut store, false, now))??;
-            let mut desk = ReminderDesk::open(&config)?;
-            let round = app::block_on(desk.round(now))??;
-            if !json && !round.fired.is_empty() {
-                eprintln!(
-                    "{} reminder(s) due: `pushback reminders list`",
-                    round.fired.len()
-                );
-            }
-            if json {
-                serde_json::to_string(&report)? + "\n"
+            let configs = accounts(&config_path, account)?;
+            if let [config] = configs.as_slice() {
+                scan_account(config, json, now)?
             } else {
-                scan_summary(&report)
+                // One account failing (its server down) does not keep the others from a scan.
+                let mut failed = Vec::new();
+                for config in &configs {
+                    match scan_account(config, json, now) {
+                        Ok(report) if json => print!("{report}"),
+                        Ok(report) => print!("account {}: {report}", config.account),
+                        Err(error) => {
+                            eprintln!("pushback: account {}: {error:#}", config.account);
+                            failed.push(config.account.as_str());
+                        }
+                    }
+                }
+                if !failed.is_empty() {
+                    bail!("cannot scan account(s) {}", failed.join(", "));
+                }
+                String::new()
             }
         }
         Command::Login {
-            account,
+            account: named,
             no_browser,
         } => {
-            let config = required_config(&config_path)?;
-            app::oauth2::login_command(&config, account.as_deref(), !no_browser)?
+            // `pushback login work` and `pushback --account work login` say the same.
+            let config = required_config(&config_path, named.as_deref().or(account))?;
+            app::oauth2::login_command(&config, !no_browser)?
         }
         Command::Run => {
-            let config = required_config(&config_path)?;
+            let configs = accounts(&config_path, account)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(daemon::run(config, daemon::shutdown_signal()))?;
+            runtime.block_on(daemon::run_accounts(configs, daemon::shutdown_signal()))?;
             String::new()
         }
+        // The approval page, its token and the status socket are the service's, shared by every
+        // account: any account's config tells where they are.
         Command::Web => {
-            app::block_on(app::web::run_alone(required_config(&config_path)?))??;
+            let configs = accounts(&config_path, account)?;
+            app::block_on(app::web::run_alone(configs))??;
             String::new()
         }
-        Command::WebUrl => app::web::url(&required_config(&config_path)?)? + "\n",
+        Command::WebUrl => app::web::url(&first_account(&config_path, account)?)? + "\n",
         Command::Status { json } => {
-            let config = required_config(&config_path)?;
+            let config = first_account(&config_path, account)?;
             let candidates = status::socket_candidates(&config);
             let Some(answer) = status::query(&candidates)? else {
                 let tried: Vec<String> =
@@ -327,42 +356,73 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let (path, installed) = install::install(scope, &scope.unit_dir()?, &exe, force)?;
             install::next_steps(scope, &path, installed)
         }
+        Command::Reminders(RemindersCommand::List { json, all }) => {
+            let configs = accounts(&config_path, account)?;
+            let several = configs.len() > 1;
+            let mut out = String::new();
+            for config in configs {
+                let store = Store::open_account(&config.state_dir, &config.account)?;
+                if several && !json {
+                    out += &format!("account {}:\n", config.account);
+                }
+                out += &reminders::list(&store, &Timekeeping::of(&config), all, json)?;
+            }
+            out
+        }
         Command::Reminders(command) => {
-            let config = required_config(&config_path)?;
-            let mut store = Store::open(&config.state_dir)?;
+            let id = match &command {
+                RemindersCommand::Done { id } | RemindersCommand::Snooze { id, .. } => *id,
+                RemindersCommand::List { .. } => unreachable!("listed above"),
+            };
+            let config = owner(&config_path, account, "reminder", |store| {
+                Ok(store.reminder(id)?.is_some())
+            })?;
+            let mut store = Store::open_account(&config.state_dir, &config.account)?;
             let keeping = Timekeeping::of(&config);
             match command {
-                RemindersCommand::List { json, all } => {
-                    reminders::list(&store, &keeping, all, json)?
-                }
                 RemindersCommand::Done { id } => reminders::done(&mut store, id, now)?,
                 RemindersCommand::Snooze { id, duration } => {
                     reminders::snooze(&mut store, &keeping, id, &duration, now)?
                 }
+                RemindersCommand::List { .. } => unreachable!("listed above"),
             }
         }
+        Command::Drafts(DraftsCommand::List { json, status }) => {
+            let status = status
+                .map(|s| {
+                    DraftStatus::parse(&s).with_context(|| {
+                        format!(
+                            "unknown status {s:?}; use pending, approved, sending, sent, \
+                             failed, unknown or rejected"
+                        )
+                    })
+                })
+                .transpose()?;
+            let configs = accounts(&config_path, account)?;
+            let several = configs.len() > 1;
+            let mut out = String::new();
+            for config in configs {
+                let store = Store::open_account(&config.state_dir, &config.account)?;
+                if several && !json {
+                    out += &format!("account {}:\n", config.account);
+                }
+                out += &approval::list(&store, status, json)?;
+            }
+            out
+        }
         Command::Drafts(command) => {
-            let config = required_config(&config_path)?;
-            let mut store = Store::open(&config.state_dir)?;
+            let id = command.draft_id();
+            let config = owner(&config_path, account, "draft", |store| {
+                Ok(store.draft(id)?.is_some())
+            })?;
+            let mut store = Store::open_account(&config.state_dir, &config.account)?;
             let maildir = match &config.mailbox.access {
                 MailboxAccess::Maildir { path } => Some(app::open_maildir(path, &config)?),
                 MailboxAccess::Imap(_) => None,
             };
             let folder = DraftsFolder::of(&config, maildir.as_ref())?;
             match command {
-                DraftsCommand::List { json, status } => {
-                    let status = status
-                        .map(|s| {
-                            DraftStatus::parse(&s).with_context(|| {
-                                format!(
-                                    "unknown status {s:?}; use pending, approved, sending, sent, \
-                                     failed, unknown or rejected"
-                                )
-                            })
-                        })
-                        .transpose()?;
-                    approval::list(&store, status, json)?
-                }
+                DraftsCommand::List { .. } => unreachable!("listed above"),
                 DraftsCommand::Show { id } => approval::show(&store, id)?,
                 DraftsCommand::Edit { id } => {
                     let pipeline = app::pipeline_for(&config)?;
@@ -388,7 +448,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Templates(TemplatesCommand::Check { dir }) => {
-            let config = optional_config(&config_path)?;
+            let config = optional_config(&config_path, account)?;
             let dir = match (dir, &config.templates_pack) {
                 (Some(dir), _) => Some(dir),
                 (None, Some(pack)) => Some(Pack::load(pack)?.templates_dir),
@@ -409,7 +469,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
         Command::Templates(TemplatesCommand::Preview { name, file }) => {
-            let pipeline = app::pipeline_for(&optional_config(&config_path)?)?;
+            let pipeline = app::pipeline_for(&optional_config(&config_path, account)?)?;
             let raw =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             inspect::preview_template(&pipeline, &name, &raw, now)
@@ -434,23 +494,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             });
         }
         Command::Pack(PackCommand::Stats { json }) => {
-            let config = required_config(&config_path)?;
-            app::pack::stats(&Store::open(&config.state_dir)?, json)?
+            let config = required_config(&config_path, account)?;
+            app::pack::stats(
+                &Store::open_account(&config.state_dir, &config.account)?,
+                json,
+            )?
         }
         Command::Config(ConfigCommand::Check) => {
-            let config = required_config(&config_path)?;
-            let pipeline = app::pipeline_for(&config)?;
-            let problems = pipeline.templates().check();
-            let mut out = format!(
-                "config ok: {}\n{}{}",
-                config_path.display(),
-                config.describe(),
-                config.describe_schedules(now)
-            );
-            if !problems.is_empty() {
-                out.push_str("template problems:\n");
-                for problem in problems {
-                    out.push_str(&format!("  {problem}\n"));
+            let configs = accounts(&config_path, account)?;
+            let several = configs.len() > 1;
+            let mut out = format!("config ok: {}\n", config_path.display());
+            for config in configs {
+                let pipeline = app::pipeline_for(&config)?;
+                let problems = pipeline.templates().check();
+                if several {
+                    out.push_str(&format!("account {}:\n", config.account));
+                }
+                out.push_str(&config.describe());
+                out.push_str(&config.describe_schedules(now));
+                if !problems.is_empty() {
+                    out.push_str("template problems:\n");
+                    for problem in problems {
+                        out.push_str(&format!("  {problem}\n"));
+                    }
                 }
             }
             out
@@ -458,13 +524,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval { dir, rules, json } => {
             let rules = match rules {
                 Some(rules) => Some(rules),
-                None => app::rules_path(&optional_config(&config_path)?)?,
+                None => app::rules_path(&optional_config(&config_path, account)?)?,
             };
             app::eval::run(&dir, rules.as_deref(), json)?;
             String::new()
         }
         Command::Doctor { json } => {
-            let steps = app::doctor::run(&config_path);
+            let steps = app::doctor::run(&config_path, account);
             if json {
                 print!("{}", app::doctor::render_json(&steps));
             } else {
@@ -482,7 +548,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// Commands that work on the mailbox need a config file; say how to get one.
-fn required_config(path: &Path) -> Result<Config> {
+fn load_accounts(path: &Path) -> Result<Accounts> {
     if !path.exists() {
         bail!(
             "no config file at {}: run `pushback demo` for a tour with a ready-made config, \
@@ -490,15 +556,50 @@ fn required_config(path: &Path) -> Result<Config> {
             path.display()
         );
     }
-    let config = Config::load(path)?;
-    tracing::info!(path = %path.display(), "loaded config");
-    Ok(config)
+    let accounts = Accounts::load(path)?;
+    tracing::info!(path = %path.display(), accounts = %accounts.names().join(", "), "loaded config");
+    Ok(accounts)
+}
+
+/// `--account NAME`, or the only account (several without `--account` is an error naming them).
+fn required_config(path: &Path, account: Option<&str>) -> Result<Config> {
+    Ok(load_accounts(path)?.one(account)?)
+}
+
+/// `--account NAME`, or every account.
+fn accounts(path: &Path, account: Option<&str>) -> Result<Vec<Config>> {
+    Ok(load_accounts(path)?.select(account)?)
+}
+
+/// `--account NAME`, or the first account: for what the accounts share.
+fn first_account(path: &Path, account: Option<&str>) -> Result<Config> {
+    Ok(accounts(path, account)?.remove(0))
+}
+
+/// `--account NAME`, or the account whose store `holds` the draft or reminder (their ids are
+/// unique across the accounts sharing the store).
+fn owner(
+    path: &Path,
+    account: Option<&str>,
+    what: &str,
+    holds: impl Fn(&Store) -> Result<bool>,
+) -> Result<Config> {
+    let mut configs = accounts(path, account)?;
+    if configs.len() == 1 {
+        return Ok(configs.remove(0));
+    }
+    for config in configs {
+        if holds(&Store::open_account(&config.state_dir, &config.account)?)? {
+            return Ok(config);
+        }
+    }
+    bail!("no {what} with that id in any account (see `pushback {what}s list`)")
 }
 
 /// Commands that only read mail files use the config when there is one, else the demo identity.
-fn optional_config(path: &Path) -> Result<Config> {
+fn optional_config(path: &Path, account: Option<&str>) -> Result<Config> {
     if path.exists() {
-        return required_config(path);
+        return required_config(path, account);
     }
     tracing::info!(path = %path.display(), "no config file; using the demo identity");
     let scratch = std::env::temp_dir().join("pushback-no-config");
@@ -506,6 +607,26 @@ fn optional_config(path: &Path) -> Result<Config> {
         &scratch.join("Maildir"),
         &scratch.join("state"),
     ))
+}
+
+/// `pushback scan` for one account: the scan, then its outbox and its due reminders.
+fn scan_account(config: &Config, json: bool, now: chrono::DateTime<Utc>) -> Result<String> {
+    let report = app::scan_once(config, now)?;
+    let mut store = Store::open_account(&config.state_dir, &config.account)?;
+    app::block_on(send::deliver(config, &mut store, false, now))??;
+    let mut desk = ReminderDesk::open(config)?;
+    let round = app::block_on(desk.round(now))??;
+    if !json && !round.fired.is_empty() {
+        eprintln!(
+            "{} reminder(s) due: `pushback reminders list`",
+            round.fired.len()
+        );
+    }
+    Ok(if json {
+        serde_json::to_string(&report)? + "\n"
+    } else {
+        scan_summary(&report)
+    })
 }
 
 fn scan_summary(report: &scan::ScanReport) -> String {

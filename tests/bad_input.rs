@@ -545,8 +545,18 @@ fn every_kind_of_config_mistake_names_file_line_and_key() {
         ),
         (
             "bad-version.toml",
-            good.replace("version = 1", "version = 2"),
+            good.replace("version = 1", "version = 3"),
             vec!["line 1".into(), "version".into()],
+        ),
+        // A single-account file marked version 2 is told how to migrate.
+        (
+            "version-2-single.toml",
+            good.replace("version = 1", "version = 2"),
+            vec![
+                "line 2".into(),
+                "[identity]".into(),
+                "[account.identity]".into(),
+            ],
         ),
     ];
     let mut said = Vec::new();

@@ -2,7 +2,8 @@
 //! accepts, so that it cannot drift from the code.
 
 use pushback::config::{
-    self, CalendarSettings, Config, FollowUpPolicy, ImapSync, MailboxAccess, ReminderSettings,
+    self, Accounts, CalendarSettings, Config, FollowUpPolicy, ImapSync, MailboxAccess,
+    ReminderSettings,
 };
 use pushback::core::schedule::BusinessCalendar;
 use std::collections::BTreeSet;
@@ -39,6 +40,27 @@ fn the_example_parses_strictly_and_resolves_to_the_defaults() {
         config.web, None,
         "the approval page is off unless [web] is set"
     );
+}
+
+#[test]
+fn the_several_accounts_example_parses_into_its_accounts() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pushback.accounts.toml");
+    let accounts = Accounts::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(accounts.names(), ["work", "partner-desk"]);
+    let [work, partners] = accounts.all() else {
+        panic!("two accounts")
+    };
+    assert!(matches!(work.mailbox.access, MailboxAccess::Maildir { .. }));
+    assert!(matches!(partners.mailbox.access, MailboxAccess::Imap(_)));
+    assert_eq!(work.outgoing, None);
+    assert!(partners.outgoing.is_some());
+    assert_eq!(partners.timezone, chrono_tz::America::New_York);
+    assert!(partners.templates_dir.is_some() && work.templates_dir.is_none());
+    assert_eq!(work.state_dir, partners.state_dir);
+    assert_eq!(work.follow_up.max_follow_ups, 1);
+    assert_eq!(partners.follow_up.max_follow_ups, 1);
+    // A tool that takes one account asks which.
+    assert!(Config::load(&path).is_err());
 }
 
 /// The keys the config accepts in `table` (None: the top level), read from the error for an

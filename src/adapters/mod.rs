@@ -5,8 +5,8 @@
 pub mod calendar;
 pub mod imap;
 pub mod maildir;
-pub mod pack;
 pub mod oauth2;
+pub mod pack;
 pub mod secret;
 pub mod smtp;
 pub mod store;

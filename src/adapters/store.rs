@@ -3,7 +3,9 @@
 //! their approval status, the outbox, the rep's feedback and reminders. Every change that belongs
 //! together is one transaction, and the schema's UNIQUE constraints make a second draft for one
 //! message impossible. The store never reads the clock: callers pass `now`. It does not render,
-//! classify or send anything; secrets never reach it.
+//! classify or send anything; secrets never reach it. Several accounts share the file: every
+//! message row names its account, and a `Store` handle sees and changes one account's rows only
+//! (the busy times, from the shared calendar, are everyone's).
 
 use crate::adapters::pack::{PackLabel, TemplateSource};
 use crate::core::model::{Category, Classification, Facts, Label, Reason};
@@ -40,6 +42,7 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("store/0005_draft_slots.sql")),
     M::up(include_str!("store/0006_draft_placing.sql")),
     M::up(include_str!("store/0007_draft_sources.sql")),
+    M::up(include_str!("store/0008_accounts.sql")).foreign_key_check(),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -281,6 +284,8 @@ pub struct DraftedMessage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DraftRecord {
     pub id: i64,
+    /// The account whose mailbox the original came to.
+    pub account: String,
     /// Row id of the original message.
     pub message: i64,
     /// 0 for the pushback itself, n for the n-th follow-up in its thread.
@@ -374,26 +379,45 @@ pub struct MessageFacts {
 
 pub struct Store {
     conn: Connection,
+    /// The account this handle reads and writes ([`DEFAULT_ACCOUNT`] for a single account).
+    account: String,
 }
+
+/// The account of a single-account config, and of every row written before accounts existed.
+pub const DEFAULT_ACCOUNT: &str = crate::config::DEFAULT_ACCOUNT;
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
             .field("path", &self.conn.path())
+            .field("account", &self.account)
             .finish()
     }
 }
 
 impl Store {
     /// Opens (creating as needed, directory mode 0700) `<state_dir>/pushback.sqlite3` and brings
-    /// its schema up to date.
+    /// its schema up to date, for the single account ([`DEFAULT_ACCOUNT`]).
     pub fn open(state_dir: &Path) -> Result<Store, Error> {
+        Store::open_account(state_dir, DEFAULT_ACCOUNT)
+    }
+
+    /// Like [`Store::open`], for `account`'s rows.
+    pub fn open_account(state_dir: &Path, account: &str) -> Result<Store, Error> {
         // SQLite reports a full disk at open (no room for its -wal and -shm files) as a bare
         // "disk I/O error": say what it is.
-        Store::open_dir(state_dir).map_err(|error| match error {
+        let store = Store::open_dir(state_dir).map_err(|error| match error {
             Error::Open { path, .. } if disk_full(state_dir) => Error::DiskFull { path },
             other => other,
+        })?;
+        Ok(Store {
+            account: account.to_owned(),
+            ..store
         })
+    }
+
+    pub fn account(&self) -> &str {
+        &self.account
     }
 
     fn open_dir(state_dir: &Path) -> Result<Store, Error> {
@@ -453,21 +477,30 @@ impl Store {
             })?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_error)?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            account: DEFAULT_ACCOUNT.to_owned(),
+        })
     }
 
     pub fn is_seen(&self, mailbox: &str, key: &str) -> Result<bool, Error> {
-        is_seen(&self.conn, mailbox, key)
+        is_seen(&self.conn, &self.account, mailbox, key)
     }
 
-    /// The lock file for `activity` beside the database (`pushback.sqlite3.placing.lock`),
-    /// opened for the caller to `lock` or `try_lock`: tasks and processes sharing this state
-    /// then take turns at it. `None` for an in-memory store, which nothing shares.
+    /// The lock file for `activity` in this account beside the database
+    /// (`pushback.sqlite3.placing.lock`, `pushback.sqlite3.work.placing.lock` for account
+    /// `work`), opened for the caller to `lock` or `try_lock`: tasks and processes acting on the
+    /// same account's mailbox then take turns at it. `None` for an in-memory store, which
+    /// nothing shares.
     pub fn lock_file(&self, activity: &str) -> Result<Option<std::fs::File>, Error> {
         let Some(db) = self.conn.path().filter(|p| !p.is_empty()) else {
             return Ok(None);
         };
-        let path = PathBuf::from(format!("{db}.{activity}.lock"));
+        let path = if self.account == DEFAULT_ACCOUNT {
+            PathBuf::from(format!("{db}.{activity}.lock"))
+        } else {
+            PathBuf::from(format!("{db}.{}.{activity}.lock", self.account))
+        };
         std::fs::File::create(&path)
             .map(Some)
             .map_err(|cause| Error::Lock { path, cause })
@@ -485,10 +518,11 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT d.id, m.sender, m.date FROM drafts d JOIN messages m ON m.id = d.message
-                 WHERE m.mailbox = ?1 AND m.message_id = ?2 AND d.follow_up = 0",
+                 WHERE m.account = ?3 AND m.mailbox = ?1 AND m.message_id = ?2
+                   AND d.follow_up = 0",
             )
             .and_then(|mut drafted| {
-                drafted.query_row(params![mailbox, message_id], |r| {
+                drafted.query_row(params![mailbox, message_id, self.account], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
                         r.get::<_, Option<String>>(1)?,
@@ -526,9 +560,9 @@ impl Store {
     ) -> Result<RecordOutcome, Error> {
         let tx = begin(&mut self.conn)?;
         if let Some(progress) = scan.progress {
-            sync::advance(&tx, &scan.mailbox, progress, now)?;
+            sync::advance(&tx, &self.account, &scan.mailbox, progress, now)?;
         }
-        if is_seen(&tx, &scan.mailbox, &scan.key)? {
+        if is_seen(&tx, &self.account, &scan.mailbox, &scan.key)? {
             tx.commit().map_err(sql(format!(
                 "record message {} in {}",
                 scan.key, scan.mailbox
@@ -536,14 +570,16 @@ impl Store {
             return Ok(RecordOutcome::AlreadySeen);
         }
         let duplicate = match (&scan.draft, &scan.message_id) {
-            (Some(_), Some(message_id)) => draft_for_message_id(&tx, &scan.mailbox, message_id)?,
+            (Some(_), Some(message_id)) => {
+                draft_for_message_id(&tx, &self.account, &scan.mailbox, message_id)?
+            }
             _ => None,
         };
         let action = || format!("record message {} in {}", scan.key, scan.mailbox);
         let skip_reason =
             duplicate.map(|id| format!("copy of a message already drafted as draft {id}"));
-        execute(&tx, "INSERT INTO messages (mailbox, key, message_id, subject, sender, date, seen_at, skip_reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        execute(&tx, "INSERT INTO messages (mailbox, key, message_id, subject, sender, date, seen_at, skip_reason, account)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 scan.mailbox,
                 scan.key,
@@ -553,6 +589,7 @@ impl Store {
                 scan.date.map(|d| d.to_rfc3339()),
                 timestamp(now),
                 skip_reason,
+                self.account,
             ],
         )
         .map_err(sql(action()))?;
@@ -630,13 +667,14 @@ impl Store {
         let action = || format!("record skipped message {key} in {mailbox}");
         let tx = begin(&mut self.conn)?;
         if let Some(progress) = progress {
-            sync::advance(&tx, mailbox, progress, now)?;
+            sync::advance(&tx, &self.account, mailbox, progress, now)?;
         }
         execute(
             &tx,
-            "INSERT INTO messages (mailbox, key, seen_at, skip_reason) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (mailbox, key) DO NOTHING",
-            params![mailbox, key, timestamp(now), reason],
+            "INSERT INTO messages (account, mailbox, key, seen_at, skip_reason)
+             VALUES (?5, ?1, ?2, ?3, ?4)
+             ON CONFLICT (account, mailbox, key) DO NOTHING",
+            params![mailbox, key, timestamp(now), reason, self.account],
         )
         .map_err(sql(action()))?;
         tx.commit().map_err(sql(action()))
@@ -644,11 +682,16 @@ impl Store {
 
     /// Drafts oldest first, all of them or those with `status`.
     pub fn drafts(&self, status: Option<DraftStatus>) -> Result<Vec<DraftRecord>, Error> {
-        let query =
-            format!("{DRAFT_SELECT} WHERE ?1 IS NULL OR d.status = ?1 ORDER BY d.created_at, d.id");
+        let query = format!(
+            "{DRAFT_SELECT} WHERE m.account = ?2 AND (?1 IS NULL OR d.status = ?1)
+             ORDER BY d.created_at, d.id"
+        );
         let mut stmt = self.conn.prepare(&query).map_err(sql("list drafts"))?;
         let rows = stmt
-            .query_map([status.map(DraftStatus::as_str)], DraftRow::read)
+            .query_map(
+                params![status.map(DraftStatus::as_str), self.account],
+                DraftRow::read,
+            )
             .map_err(sql("list drafts"))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql("list drafts"))?;
@@ -656,7 +699,7 @@ impl Store {
     }
 
     pub fn draft(&self, id: i64) -> Result<Option<DraftRecord>, Error> {
-        draft(&self.conn, id)
+        draft(&self.conn, &self.account, id)
     }
 
     /// Replaces a pending draft's text and message (the rep edited it) and bumps its version.
@@ -669,7 +712,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<DraftRecord, Error> {
         let tx = begin(&mut self.conn)?;
-        require_pending(&tx, id, "edit")?;
+        require_pending(&tx, &self.account, id, "edit")?;
         execute(
             &tx,
             "UPDATE drafts SET body = ?2, raw = ?3, message_id = ?4, version = version + 1,
@@ -678,7 +721,7 @@ impl Store {
             params![id, body, raw, message_id, timestamp(now)],
         )
         .map_err(sql(format!("edit draft {id}")))?;
-        let record = draft(&tx, id)?.ok_or(Error::NoDraft { id })?;
+        let record = draft(&tx, &self.account, id)?.ok_or(Error::NoDraft { id })?;
         tx.commit().map_err(sql(format!("edit draft {id}")))?;
         Ok(record)
     }
@@ -696,7 +739,7 @@ impl Store {
     ) -> Result<DraftRecord, Error> {
         let action = || format!("approve draft {id}");
         let tx = begin(&mut self.conn)?;
-        require_pending(&tx, id, "approve")?;
+        require_pending(&tx, &self.account, id, "approve")?;
         execute(
             &tx,
             "UPDATE drafts SET status = 'approved', updated_at = ?2 WHERE id = ?1",
@@ -711,7 +754,7 @@ impl Store {
             params![id, timestamp(now)],
         )
         .map_err(sql(action()))?;
-        let record = draft(&tx, id)?.ok_or(Error::NoDraft { id })?;
+        let record = draft(&tx, &self.account, id)?.ok_or(Error::NoDraft { id })?;
         tx.commit().map_err(sql(action()))?;
         Ok(record)
     }
@@ -756,7 +799,7 @@ impl Store {
     ) -> Result<DraftRecord, Error> {
         let action = || format!("reject draft {id}");
         let tx = begin(&mut self.conn)?;
-        require_pending(&tx, id, "reject")?;
+        require_pending(&tx, &self.account, id, "reject")?;
         execute(
             &tx,
             "UPDATE drafts SET status = 'rejected', updated_at = ?2 WHERE id = ?1",
@@ -773,7 +816,7 @@ impl Store {
             )
             .map_err(sql(action()))?;
         }
-        let record = draft(&tx, id)?.ok_or(Error::NoDraft { id })?;
+        let record = draft(&tx, &self.account, id)?.ok_or(Error::NoDraft { id })?;
         tx.commit().map_err(sql(action()))?;
         Ok(record)
     }
@@ -833,7 +876,7 @@ impl Store {
     /// Approved drafts whose next attempt is due at `now`, the longest waiting first.
     pub fn outbox_due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxItem>, Error> {
         self.outbox_where(
-            "d.status = 'approved' AND o.next_attempt_at <= ?1",
+            "d.status = 'approved' AND o.next_attempt_at <= ?2",
             Some(now),
         )
     }
@@ -853,15 +896,13 @@ impl Store {
         let query = format!(
             "SELECT o.draft, d.status, d.message_id, d.folder_name, o.raw, o.queued_at,
                     o.attempts, o.last_attempt_at, o.next_attempt_at, o.last_error
-             FROM outbox o JOIN drafts d ON d.id = o.draft
-             WHERE {condition}
+             FROM outbox o JOIN drafts d ON d.id = o.draft JOIN messages m ON m.id = d.message
+             WHERE m.account = ?1 AND {condition}
              ORDER BY COALESCE(o.next_attempt_at, o.queued_at), o.queued_at, o.id"
         );
         let mut stmt = self.conn.prepare(&query).map_err(sql(action))?;
-        let params = match now {
-            Some(now) => vec![timestamp(now)],
-            None => Vec::new(),
-        };
+        let mut params = vec![self.account.clone()];
+        params.extend(now.map(timestamp));
         let rows = stmt
             .query_map(rusqlite::params_from_iter(params), |r| {
                 Ok(OutboxRow {
@@ -890,7 +931,7 @@ impl Store {
         let verb = "send";
         let action = || format!("claim draft {draft_id} for sending");
         let tx = begin(&mut self.conn)?;
-        let status = require_queued(&tx, draft_id, verb)?;
+        let status = require_queued(&tx, &self.account, draft_id, verb)?;
         if status != DraftStatus::Approved {
             return Err(Error::WrongStatus {
                 action: verb,
@@ -985,7 +1026,7 @@ impl Store {
     ) -> Result<(), Error> {
         let action = || format!("{verb} draft {draft_id}");
         let tx = begin(&mut self.conn)?;
-        let status = require_queued(&tx, draft_id, verb)?;
+        let status = require_queued(&tx, &self.account, draft_id, verb)?;
         if status == DraftStatus::Sent {
             return Ok(());
         }
@@ -1050,7 +1091,7 @@ impl Store {
     ) -> Result<(), Error> {
         let action = || format!("record the attempt to send draft {draft_id}");
         let tx = begin(&mut self.conn)?;
-        let status = require_queued(&tx, draft_id, "finish sending")?;
+        let status = require_queued(&tx, &self.account, draft_id, "finish sending")?;
         if status != DraftStatus::Sending {
             return Err(Error::WrongStatus {
                 action: "finish sending",
@@ -1076,7 +1117,7 @@ impl Store {
         let verb = "resend";
         let action = || format!("{verb} draft {draft_id}");
         let tx = begin(&mut self.conn)?;
-        let status = require_queued(&tx, draft_id, verb)?;
+        let status = require_queued(&tx, &self.account, draft_id, verb)?;
         if !matches!(status, DraftStatus::Unknown | DraftStatus::Failed) {
             return Err(Error::WrongStatus {
                 action: verb,
@@ -1099,10 +1140,15 @@ impl Store {
         let action = "read feedback";
         let mut stmt = self
             .conn
-            .prepare("SELECT tokens, label FROM feedback ORDER BY id")
+            .prepare(
+                "SELECT f.tokens, f.label FROM feedback f JOIN messages m ON m.id = f.message
+                 WHERE m.account = ?1 ORDER BY f.id",
+            )
             .map_err(sql(action))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .query_map([&self.account], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
             .map_err(sql(action))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql(action))?;
@@ -1162,11 +1208,12 @@ impl Store {
             .prepare(&format!(
                 "SELECT {MESSAGE_COLUMNS}, {VERDICT_COLUMNS}
                  FROM messages m JOIN verdicts v ON v.message = m.id
+                 WHERE m.account = ?2
                  ORDER BY m.seen_at DESC, m.id DESC LIMIT ?1"
             ))
             .map_err(sql(action))?;
         let rows = stmt
-            .query_map([limit], |r| {
+            .query_map(params![limit, self.account], |r| {
                 Ok((
                     MessageRow::read(r)?,
                     VerdictRow::read(r, MessageRow::COLUMNS)?,
@@ -1366,33 +1413,45 @@ fn create_private_dir(dir: &Path) -> Result<(), Error> {
         })
 }
 
-fn is_seen(conn: &Connection, mailbox: &str, key: &str) -> Result<bool, Error> {
-    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox = ?1 AND key = ?2)")
-        .and_then(|mut seen| seen.query_row(params![mailbox, key], |r| r.get(0)))
-        .map_err(sql(format!("look up message {key} in {mailbox}")))
+fn is_seen(conn: &Connection, account: &str, mailbox: &str, key: &str) -> Result<bool, Error> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE account = ?3 AND mailbox = ?1 AND key = ?2)",
+    )
+    .and_then(|mut seen| seen.query_row(params![mailbox, key, account], |r| r.get(0)))
+    .map_err(sql(format!("look up message {key} in {mailbox}")))
 }
 
 fn draft_for_message_id(
     conn: &Connection,
+    account: &str,
     mailbox: &str,
     message_id: &str,
 ) -> Result<Option<i64>, Error> {
     conn.prepare_cached(
         "SELECT d.id FROM drafts d JOIN messages m ON m.id = d.message
-         WHERE m.mailbox = ?1 AND m.message_id = ?2 AND d.follow_up = 0",
+         WHERE m.account = ?3 AND m.mailbox = ?1 AND m.message_id = ?2 AND d.follow_up = 0",
     )
-    .and_then(|mut drafted| drafted.query_row(params![mailbox, message_id], |r| r.get(0)))
+    .and_then(|mut drafted| drafted.query_row(params![mailbox, message_id, account], |r| r.get(0)))
     .optional()
     .map_err(sql(format!(
         "look up drafts for message-id {message_id} in {mailbox}"
     )))
 }
 
-fn require_pending(conn: &Connection, id: i64, action: &'static str) -> Result<(), Error> {
+/// A draft of another account is no draft of this one.
+fn require_pending(
+    conn: &Connection,
+    account: &str,
+    id: i64,
+    action: &'static str,
+) -> Result<(), Error> {
     let status: Option<String> = conn
-        .query_row("SELECT status FROM drafts WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT d.status FROM drafts d JOIN messages m ON m.id = d.message
+             WHERE d.id = ?1 AND m.account = ?2",
+            params![id, account],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(sql(format!("{action} draft {id}")))?;
     let status = parse_status(&status.ok_or(Error::NoDraft { id })?)?;
@@ -1405,14 +1464,16 @@ fn require_pending(conn: &Connection, id: i64, action: &'static str) -> Result<(
 /// The status of a draft that has an outbox row; `NoDraft` or `NotQueued` otherwise.
 fn require_queued(
     conn: &Connection,
+    account: &str,
     draft_id: i64,
     action: &'static str,
 ) -> Result<DraftStatus, Error> {
     let row: Option<(String, Option<i64>)> = conn
         .query_row(
-            "SELECT d.status, o.id FROM drafts d LEFT JOIN outbox o ON o.draft = d.id
-             WHERE d.id = ?1",
-            [draft_id],
+            "SELECT d.status, o.id FROM drafts d JOIN messages m ON m.id = d.message
+             LEFT JOIN outbox o ON o.draft = d.id
+             WHERE d.id = ?1 AND m.account = ?2",
+            params![draft_id, account],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
@@ -1486,13 +1547,13 @@ impl OutboxRow {
 const DRAFT_SELECT: &str = "SELECT d.id, d.message, m.mailbox, m.key, d.in_reply_to, d.message_id,
         d.subject, d.recipient, d.category, d.status, d.body, d.raw, d.original, d.notes, d.version,
         d.folder_name, d.created_at, d.updated_at, d.follow_up, d.proposed_slots, d.template,
-        d.pack_name, d.pack_version
+        d.pack_name, d.pack_version, m.account
     FROM drafts d JOIN messages m ON m.id = d.message";
 
-fn draft(conn: &Connection, id: i64) -> Result<Option<DraftRecord>, Error> {
+fn draft(conn: &Connection, account: &str, id: i64) -> Result<Option<DraftRecord>, Error> {
     conn.query_row(
-        &format!("{DRAFT_SELECT} WHERE d.id = ?1"),
-        [id],
+        &format!("{DRAFT_SELECT} WHERE d.id = ?1 AND m.account = ?2"),
+        params![id, account],
         DraftRow::read,
     )
     .optional()
@@ -1504,6 +1565,7 @@ fn draft(conn: &Connection, id: i64) -> Result<Option<DraftRecord>, Error> {
 /// A drafts row as stored, before its text columns are parsed.
 struct DraftRow {
     id: i64,
+    account: String,
     message: i64,
     mailbox: String,
     key: String,
@@ -1554,12 +1616,14 @@ impl DraftRow {
             template: r.get(20)?,
             pack_name: r.get(21)?,
             pack_version: r.get(22)?,
+            account: r.get(23)?,
         })
     }
 
     fn into_record(self) -> Result<DraftRecord, Error> {
         Ok(DraftRecord {
             id: self.id,
+            account: self.account,
             message: self.message,
             follow_up: self.follow_up,
             mailbox: self.mailbox,
@@ -2242,6 +2306,119 @@ mod tests {
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
         assert!(fk, "foreign keys are back on after migrating");
+    }
+
+    #[test]
+    fn a_database_from_before_accounts_keeps_its_rows_under_default() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            Migrations::from_slice(&MIGRATION_LIST[..6])
+                .to_latest(&mut conn)
+                .unwrap();
+            conn.execute_batch(
+                "INSERT INTO messages (id, mailbox, key, message_id, seen_at)
+                 VALUES (1, 'INBOX', '7', '<m@x>', 't');
+                 INSERT INTO drafts (id, message, message_id, subject, recipient, category, body,
+                                     raw, original, notes, folder_name, created_at, updated_at)
+                 VALUES (1, 1, '<d1@x>', 's', 'r', 'rfp', 'b', x'41', x'42', '[]',
+                         'pushback-reply.7', '2027-03-01T09:00:00.000000Z', '2027-03-01T09:00:00.000000Z');
+                 INSERT INTO sync_state (mailbox, uid_validity, last_uid, updated_at)
+                 VALUES ('INBOX', 9, 7, 't');",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.drafts(None).unwrap()[0].account, DEFAULT_ACCOUNT);
+        assert!(store.is_seen("INBOX", "7").unwrap());
+        assert_eq!(
+            store.sync_state("INBOX").unwrap(),
+            Some(SyncProgress {
+                uid_validity: 9,
+                uid: 7
+            })
+        );
+        // The same message key in another account is a new message.
+        let mut work = Store::open_account(dir.path(), "work").unwrap();
+        assert!(!work.is_seen("INBOX", "7").unwrap());
+        assert_eq!(work.sync_state("INBOX").unwrap(), None);
+        assert!(matches!(
+            work.record_scan(&scan("7", "<m@x>", true), at(9)).unwrap(),
+            RecordOutcome::Recorded { draft_id: Some(2) }
+        ));
+        // The old single account still gets no second draft for its message.
+        assert_eq!(
+            store.record_scan(&scan("7", "<m@x>", true), at(9)).unwrap(),
+            RecordOutcome::AlreadySeen
+        );
+        store
+            .conn
+            .execute_batch("PRAGMA foreign_key_check")
+            .unwrap();
+    }
+
+    #[test]
+    fn each_account_sees_and_changes_only_its_own_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut work = Store::open_account(dir.path(), "work").unwrap();
+        let mut side = Store::open_account(dir.path(), "side").unwrap();
+        // Both INBOXes hold a UID 1 carrying the same message (the buyer wrote to both).
+        let mut side_scan = scan("1", "<m@x>", true);
+        side_scan.draft.as_mut().unwrap().folder_name = "pushback-side-1".into();
+        let RecordOutcome::Recorded { draft_id: Some(w) } =
+            work.record_scan(&scan("1", "<m@x>", true), at(9)).unwrap()
+        else {
+            panic!("work drafts")
+        };
+        let RecordOutcome::Recorded { draft_id: Some(s) } =
+            side.record_scan(&side_scan, at(9)).unwrap()
+        else {
+            panic!("side drafts too: it is another mailbox")
+        };
+        // Exactly once per account: a rescan of either adds nothing.
+        for store in [&mut work, &mut side] {
+            assert_eq!(
+                store
+                    .record_scan(&scan("1", "<m@x>", true), at(10))
+                    .unwrap(),
+                RecordOutcome::AlreadySeen
+            );
+        }
+        let ids = |store: &Store| -> Vec<i64> {
+            store.drafts(None).unwrap().iter().map(|d| d.id).collect()
+        };
+        assert_eq!((ids(&work), ids(&side)), (vec![w], vec![s]));
+        assert_eq!(work.draft(w).unwrap().unwrap().account, "work");
+        assert_eq!(work.draft(s).unwrap(), None);
+        assert!(matches!(
+            work.approve(s, ApprovedVia::Cli, &tokens(), at(10)),
+            Err(Error::NoDraft { .. })
+        ));
+        side.approve(s, ApprovedVia::Cli, &tokens(), at(10))
+            .unwrap();
+        // Only side's sender sees side's approved draft, and only it can claim it.
+        assert!(work.outbox_due(at(11)).unwrap().is_empty());
+        assert_eq!(side.outbox_due(at(11)).unwrap()[0].draft_id, s);
+        assert!(matches!(
+            work.claim_for_sending(s, at(11)),
+            Err(Error::NoDraft { .. })
+        ));
+        side.claim_for_sending(s, at(11)).unwrap();
+        assert!(side.claim_for_sending(s, at(11)).is_err(), "claimed once");
+        side.mark_sent(s, at(11)).unwrap();
+        // Follow-ups are planned by the account that sent.
+        assert!(work.follow_ups_to_plan().unwrap().is_empty());
+        assert_eq!(side.follow_ups_to_plan().unwrap().len(), 1);
+        assert_eq!(work.pending_drafts().unwrap().len(), 1);
+        assert!(side.pending_drafts().unwrap().is_empty());
+        // Sync positions are per account, and so are the lock files.
+        work.reset_sync("INBOX", 5, at(9)).unwrap();
+        assert_eq!(side.sync_state("INBOX").unwrap(), None);
+        let lock = |store: &Store| store.lock_file("sending").unwrap().unwrap();
+        let (work_sending, side_sending) = (lock(&work), lock(&side));
+        work_sending.try_lock().unwrap();
+        side_sending.try_lock().unwrap();
+        assert!(lock(&work).try_lock().is_err(), "one sender per account");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::io::Write as _;
 #[derive(Serialize)]
 struct DraftLine<'a> {
     id: i64,
+    account: &'a str,
     status: &'a str,
     in_reply_to: Option<&'a str>,
     subject: &'a str,
@@ -42,6 +43,7 @@ impl<'a> From<&'a DraftRecord> for DraftLine<'a> {
     fn from(d: &'a DraftRecord) -> Self {
         DraftLine {
             id: d.id,
+            account: &d.account,
             status: d.status.as_str(),
             in_reply_to: d.in_reply_to.as_deref(),
             subject: &d.subject,

@@ -13,7 +13,7 @@ use crate::adapters::smtp::smtp_transport;
 use crate::adapters::store::{self, DraftStatus, Store};
 use crate::app::watch::IMAP_INBOX;
 use crate::config::{
-    Config, Credential, Login, MailboxAccess, Outgoing, PasswordSource, Security, Server,
+    Accounts, Config, Credential, Login, MailboxAccess, Outgoing, PasswordSource, Security, Server,
 };
 use chrono::{Days, Utc};
 use serde::Serialize;
@@ -151,11 +151,11 @@ pub fn render_json(steps: &[Step]) -> String {
         .collect()
 }
 
-/// Runs every check for the config at `config_path`.
-pub fn run(config_path: &Path) -> Vec<Step> {
+/// Runs every check for the config at `config_path`: for `account`, or every account in it.
+pub fn run(config_path: &Path, account: Option<&str>) -> Vec<Step> {
     let mut steps = Vec::new();
-    let config = match Config::load(config_path) {
-        Ok(config) => config,
+    let configs = match Accounts::load(config_path).and_then(|all| all.select(account)) {
+        Ok(configs) => configs,
         Err(error) => {
             steps.push(Step::failed(
                 "config",
@@ -175,15 +175,6 @@ pub fn run(config_path: &Path) -> Vec<Step> {
         "file",
         format!("loaded {}", config_path.display()),
     ));
-    let id = &config.identity;
-    steps.push(Step::ok(
-        "config",
-        "identity",
-        format!(
-            "{} <{}>, {} at {}; time zone {}",
-            id.name, id.email, id.title, id.company, config.timezone
-        ),
-    ));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -199,14 +190,32 @@ pub fn run(config_path: &Path) -> Vec<Step> {
             return steps;
         }
     };
-    runtime.block_on(check_config(&config, &mut steps));
+    let several = configs.len() > 1;
+    for config in &configs {
+        // With several accounts, each one's checks follow the line naming it.
+        let account = if several {
+            format!("account {}: ", config.account)
+        } else {
+            String::new()
+        };
+        let id = &config.identity;
+        steps.push(Step::ok(
+            "config",
+            "identity",
+            format!(
+                "{account}{} <{}>, {} at {}; time zone {}",
+                id.name, id.email, id.title, id.company, config.timezone
+            ),
+        ));
+        runtime.block_on(check_config(config, &mut steps));
+    }
     // A password command that outlived its timeout must not keep doctor waiting.
     runtime.shutdown_background();
     steps
 }
 
 async fn check_config(config: &Config, steps: &mut Vec<Step>) {
-    let store = check_state(&config.state_dir, steps);
+    let store = check_state(&config.state_dir, &config.account, steps);
     match &config.mailbox.access {
         MailboxAccess::Maildir { path } => check_maildir(path, config, steps),
         MailboxAccess::Imap(server) => check_imap(server, config, store.as_ref(), steps).await,
@@ -351,7 +360,7 @@ async fn calendar_call<T>(
 
 const STATE: &str = "state";
 
-fn check_state(dir: &Path, steps: &mut Vec<Step>) -> Option<Store> {
+fn check_state(dir: &Path, account: &str, steps: &mut Vec<Step>) -> Option<Store> {
     let writable = std::fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(dir));
     if let Err(error) = writable {
         steps.push(Step::failed(
@@ -370,7 +379,7 @@ fn check_state(dir: &Path, steps: &mut Vec<Step>) -> Option<Store> {
         format!("{} is writable", dir.display()),
     ));
     let file = dir.join(store::FILE_NAME);
-    let store = match Store::open(dir) {
+    let store = match Store::open_account(dir, account) {
         Ok(store) => store,
         Err(error) => {
             steps.push(Step::failed(

@@ -57,7 +57,7 @@ impl Session {
                  set [mailbox] kind = \"maildir\" for now"
             ),
         };
-        let store = Store::open(&config.state_dir)?;
+        let store = Store::open_account(&config.state_dir, &config.account)?;
         let pipeline = Arc::new(trained_pipeline(config, &store)?);
         Ok(Session {
             maildir,
@@ -87,7 +87,7 @@ pub fn scan_once(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<
         MailboxAccess::Maildir { .. } => Session::open(config)?.scan(now),
         MailboxAccess::Imap(server) => {
             let settings = imap_settings(server, Duration::from_secs(60))?;
-            let mut store = Store::open(&config.state_dir)?;
+            let mut store = Store::open_account(&config.state_dir, &config.account)?;
             let pipeline = trained_pipeline(config, &store)?;
             let options = watch::WatchOptions::of(config);
             block_on(watch::scan_once(&settings, &options, &mut store, &pipeline))?

@@ -215,7 +215,7 @@ where
 }
 
 /// `pushback login [ACCOUNT]` for `config`: the sign-in, with the URL and progress on stdout.
-pub fn login_command(config: &Config, account: Option<&str>, open_browser: bool) -> Result<String> {
+pub fn login_command(config: &Config, open_browser: bool) -> Result<String> {
     let settings = config.oauth2.as_ref().with_context(|| {
         format!(
             "cannot log in: {} has no [oauth2] table (see config/pushback.example.toml)",
@@ -225,14 +225,6 @@ pub fn login_command(config: &Config, account: Option<&str>, open_browser: bool)
                 .map_or("the config".into(), |f| f.display().to_string())
         )
     })?;
-    if let Some(account) = account
-        && account != settings.account
-    {
-        anyhow::bail!(
-            "cannot log in: there is no account {account:?} (this config has one, {:?})",
-            settings.account
-        );
-    }
     let mut stdout = std::io::stdout();
     let place = crate::app::block_on(login(settings, open_browser, LOGIN_TIMEOUT, &mut stdout))??;
     Ok(format!(

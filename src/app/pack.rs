@@ -254,6 +254,11 @@ fn config_problem(e: &crate::config::Error) -> Problem {
         crate::config::Error::Read { path, cause } => {
             error(path.display().to_string(), None, cause.to_string())
         }
+        // Account selection, which a pack's own file never reaches.
+        other @ (crate::config::Error::UnknownAccount { file, .. }
+        | crate::config::Error::SeveralAccounts { file, .. }) => {
+            error(file.display().to_string(), None, other.to_string())
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::adapters::store::Store;
 use crate::adapters::templates::Severity;
 use crate::app::pipeline::Pipeline;
 use crate::app::status::{Health, ReloadOutcome, ReloadTrigger};
-use crate::config::Config;
+use crate::config::{Accounts, Config};
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -78,7 +78,8 @@ impl Reloader {
         let Some(file) = self.config.file.clone() else {
             bail!("the built-in demo configuration has no file to reload");
         };
-        let new = Config::load(&file)?;
+        // This account as the file now has it (every account reloads on SIGHUP).
+        let new = Accounts::load(&file)?.one(Some(&self.config.account))?;
         let (applied, restart_needed) = self.config.reloaded(&new);
         // Watching the new directory is part of taking it: it starts before anything is swapped.
         let moved = (watched(&applied) != watched(&self.config))
@@ -277,7 +278,7 @@ mod tests {
         let file = root.join("config.toml");
         std::fs::write(&file, config_text(root, "a", "")).unwrap();
         let config = Config::load(&file).unwrap();
-        let store = Store::open(&config.state_dir).unwrap();
+        let store = Store::open_account(&config.state_dir, &config.account).unwrap();
         let first = Arc::new(crate::app::trained_pipeline(&config, &store).unwrap());
         let (pipelines, pipeline) = watch::channel(first);
         let health = Arc::new(Health::new(&config, Duration::from_secs(1), Utc::now()));

@@ -85,7 +85,7 @@ pub struct ReminderDesk {
 
 impl ReminderDesk {
     pub fn open(config: &Config) -> Result<ReminderDesk> {
-        let store = Store::open(&config.state_dir)?;
+        let store = Store::open_account(&config.state_dir, &config.account)?;
         let pipeline = Arc::new(crate::app::trained_pipeline(config, &store)?);
         ReminderDesk::with_pipeline(config, store, pipeline)
     }
@@ -592,7 +592,11 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let first = pipeline.borrow().clone();
-    let mut desk = ReminderDesk::with_pipeline(&config, Store::open(&config.state_dir)?, first)?;
+    let mut desk = ReminderDesk::with_pipeline(
+        &config,
+        Store::open_account(&config.state_dir, &config.account)?,
+        first,
+    )?;
     loop {
         desk.pipeline = pipeline.borrow().clone();
         let now = clock.now();
@@ -621,6 +625,7 @@ pub fn list(store: &Store, keeping: &Timekeeping, all: bool, json: bool) -> Resu
         for r in &reminders {
             let line = serde_json::json!({
                 "id": r.id,
+                "account": store.account(),
                 "kind": r.kind,
                 "due": r.due_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                 "local_due": r.due_at.map(|t| t.with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::Secs, false)),

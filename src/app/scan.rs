@@ -8,7 +8,9 @@
 //! replaces rather than adds; on IMAP after searching Drafts for its Message-ID.
 
 use crate::adapters::maildir::Maildir;
-use crate::adapters::store::{NewDraft, RecordOutcome, ScannedMessage, Store, SyncProgress};
+use crate::adapters::store::{
+    DEFAULT_ACCOUNT, NewDraft, RecordOutcome, ScannedMessage, Store, SyncProgress,
+};
 use crate::app::followups::{self, Timekeeping};
 use crate::app::pipeline::{Analysis, ComposeOptions, Pipeline};
 use crate::app::slots;
@@ -287,7 +289,11 @@ fn new_draft(
         raw: composed.reply.raw,
         original: raw.to_vec(),
         notes: composed.notes,
-        folder_name: draft_file_name(key),
+        // Unique among the accounts sharing the store: two INBOXes both have a UID 7.
+        folder_name: match store.account() {
+            DEFAULT_ACCOUNT => draft_file_name(key),
+            account => draft_file_name(&format!("{account}.{key}")),
+        },
         proposed_slots: composed.slots,
         source: Some(composed.source),
     })

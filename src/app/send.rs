@@ -232,7 +232,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::demo(&dir.path().join("Mail"), &dir.path().join("state"));
         let maildir = crate::adapters::maildir::Maildir::create(&dir.path().join("Mail")).unwrap();
-        let mut store = Store::open(&config.state_dir).unwrap();
+        let mut store = Store::open_account(&config.state_dir, &config.account).unwrap();
         let id = approved(&mut store, &maildir, "a");
         store.claim_for_sending(id, at(1)).unwrap();
         let elsewhere = store.lock_file("sending").unwrap().unwrap();
@@ -240,7 +240,8 @@ mod tests {
 
         let daemon_config = config.clone();
         let daemon = tokio::spawn(async move {
-            let mut store = Store::open(&daemon_config.state_dir).unwrap();
+            let mut store =
+                Store::open_account(&daemon_config.state_dir, &daemon_config.account).unwrap();
             deliver(&daemon_config, &mut store, true, at(2))
                 .await
                 .unwrap()

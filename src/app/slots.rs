@@ -59,7 +59,7 @@ pub async fn refresh_busy(
 /// For one-shot commands (`pushback scan`): reads the busy times when they are due, before drafts
 /// are composed. A calendar that cannot be read is a warning; the last busy times stay.
 pub fn refresh_before_scan(config: &Config, now: DateTime<Utc>) -> Result<()> {
-    let mut store = Store::open(&config.state_dir)?;
+    let mut store = Store::open_account(&config.state_dir, &config.account)?;
     if !refresh_due(config, &store, now)? {
         return Ok(());
     }

@@ -82,6 +82,9 @@ fn describe_pack(service: &ServiceState) -> String {
 /// What the daemon itself knows about what it is doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceState {
+    /// The account this state is about (`default` for a single-account config).
+    #[serde(default = "default_account")]
+    pub account: String,
     pub pid: u32,
     pub started_at: DateTime<Utc>,
     pub phase: Phase,
@@ -108,6 +111,13 @@ pub struct Status {
     /// `None` when the store could not be read just then.
     pub pending_drafts: Option<usize>,
     pub next_reminder: Option<DateTime<Utc>>,
+    /// With several accounts, each one's status (the fields above are the first account's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<Status>,
+}
+
+fn default_account() -> String {
+    crate::config::DEFAULT_ACCOUNT.to_owned()
 }
 
 /// Shared by the daemon's tasks: they report, the daemon and the status socket read.
@@ -126,6 +136,7 @@ impl Health {
             MailboxAccess::Maildir { path } => format!("maildir {}", path.display()),
         };
         let state = ServiceState {
+            account: config.account.clone(),
             pid: std::process::id(),
             started_at: now,
             phase: Phase::Starting,
@@ -303,11 +314,11 @@ impl StatusSocket {
         Ok(socket)
     }
 
-    /// Answers every connection with the current [`Status`] until `shutdown`.
+    /// Answers every connection with the current [`Status`] of every account (each with its
+    /// health and a store handle of its own) until `shutdown`.
     pub async fn serve(
         self,
-        health: std::sync::Arc<Health>,
-        store: Store,
+        accounts: Vec<(std::sync::Arc<Health>, Store)>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<()> {
         loop {
@@ -322,7 +333,14 @@ impl StatusSocket {
                     continue;
                 }
             };
-            let status = current_status(&health, &store);
+            let mut each: Vec<Status> = accounts
+                .iter()
+                .map(|(health, store)| current_status(health, store))
+                .collect();
+            let mut status = each[0].clone();
+            if each.len() > 1 {
+                status.accounts = std::mem::take(&mut each);
+            }
             let mut answer = serde_json::to_vec(&status)?;
             answer.push(b'\n');
             let written = tokio::time::timeout(SOCKET_TIMEOUT, stream.write_all(&answer)).await;
@@ -354,6 +372,7 @@ fn current_status(health: &Health, store: &Store) -> Status {
         service: health.snapshot(),
         pending_drafts,
         next_reminder,
+        accounts: Vec::new(),
     }
 }
 
@@ -400,11 +419,6 @@ pub fn query(candidates: &[PathBuf]) -> Result<Option<Status>> {
 /// `pushback status`: the answer for a person, times in the rep's zone.
 pub fn render(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
     let service = &status.service;
-    let local = |at: DateTime<Utc>| {
-        at.with_timezone(&tz)
-            .format("%a %Y-%m-%d %H:%M:%S %Z")
-            .to_string()
-    };
     let phase = match service.phase {
         Phase::Starting => "starting",
         Phase::Running => "running",
@@ -416,6 +430,27 @@ pub fn render(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
         service.pid,
         span(now - service.started_at)
     );
+    if status.accounts.is_empty() {
+        out.push_str(&account_details(status, tz, now));
+    }
+    for account in &status.accounts {
+        out.push_str(&format!("account {}:\n", account.service.account));
+        for line in account_details(account, tz, now).lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out
+}
+
+/// One account's lines of `pushback status`.
+fn account_details(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
+    let service = &status.service;
+    let local = |at: DateTime<Utc>| {
+        at.with_timezone(&tz)
+            .format("%a %Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    };
+    let mut out = String::new();
     let mailbox = &service.mailbox;
     let since = mailbox
         .since
@@ -572,6 +607,7 @@ mod tests {
             service: health.snapshot(),
             pending_drafts: Some(2),
             next_reminder: Some(at("2027-03-05T09:00:00Z")),
+            accounts: Vec::new(),
         };
         let text = render(
             &status,
@@ -594,6 +630,43 @@ mod tests {
             std::process::id()
         );
         assert_eq!(text, expected);
+        let json = serde_json::to_string(&status).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), status);
+    }
+
+    #[test]
+    fn several_accounts_are_shown_one_by_one() {
+        let status_of = |account: &str, mailbox: &str| {
+            let mut config = Config::demo(Path::new(mailbox), Path::new("/s"));
+            config.account = account.into();
+            let health = Health::new(&config, Duration::from_secs(30), at("2027-03-01T09:00:00Z"));
+            health.set_phase(Phase::Running);
+            Status {
+                service: health.snapshot(),
+                pending_drafts: Some(0),
+                next_reminder: None,
+                accounts: Vec::new(),
+            }
+        };
+        let work = status_of("work", "/work");
+        let side = status_of("side", "/side");
+        let status = Status {
+            accounts: vec![work.clone(), side],
+            ..work
+        };
+        let text = render(
+            &status,
+            chrono_tz::Europe::London,
+            at("2027-03-01T09:00:30Z"),
+        );
+        assert!(text.starts_with("pushback is running (pid "), "{text}");
+        for (account, mailbox) in [("work", "/work"), ("side", "/side")] {
+            let at = text.find(&format!(
+                "account {account}:\n  mailbox:        maildir {mailbox}"
+            ));
+            assert!(at.is_some(), "{account} in {text}");
+        }
+        assert_eq!(text.matches("pending drafts: none").count(), 2, "{text}");
         let json = serde_json::to_string(&status).unwrap();
         assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), status);
     }

@@ -11,11 +11,6 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use url::Url;
 
-/// The account name a refresh token is stored under. THE SEAM for several accounts: the file
-/// with one account stores it as "default"; the `[[account]]` loader passes each account's own
-/// name to [`Parser::oauth2`] instead.
-pub const SINGLE_ACCOUNT: &str = "default";
-
 /// `[oauth2] tenant`: Microsoft's "any work, school or personal account".
 pub const DEFAULT_TENANT: &str = "common";
 
@@ -136,7 +131,7 @@ impl TokenStoreKind {
 /// The validated `[oauth2]` table of one account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OAuth2Settings {
-    /// The name the refresh token is stored under ([`SINGLE_ACCOUNT`] here).
+    /// The account the refresh token is stored under (its `[[account]]` name, or "default").
     pub account: String,
     pub provider: Provider,
     pub client_id: String,
@@ -380,6 +375,7 @@ mod tests {
             text: &text,
             file: Path::new(FILE),
             env: &env,
+            account: None,
         }
         .parse()
     }

@@ -41,11 +41,12 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, in_reply_to, message_id, version, placed_uid FROM drafts
-                 WHERE status = 'pending' ORDER BY id",
+                "SELECT d.id, d.in_reply_to, d.message_id, d.version, d.placed_uid
+                 FROM drafts d JOIN messages m ON m.id = d.message
+                 WHERE d.status = 'pending' AND m.account = ?1 ORDER BY d.id",
             )
             .map_err(sql(action))?;
-        stmt.query_map([], |r| {
+        stmt.query_map([&self.account], |r| {
             Ok(PendingDraft {
                 id: r.get(0)?,
                 in_reply_to: r.get(1)?,
@@ -65,8 +66,9 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM drafts d JOIN outbox o ON o.draft = d.id
-                                WHERE d.message_id = ?1)",
-                [message_id],
+                                JOIN messages m ON m.id = d.message
+                                WHERE d.message_id = ?1 AND m.account = ?2)",
+                params![message_id, self.account],
                 |r| r.get(0),
             )
             .map_err(sql(format!("look up sent message-id {message_id}")))
@@ -103,7 +105,7 @@ impl Store {
         if changed == 0 {
             return Ok(None);
         }
-        let record = draft(&tx, id)?.ok_or(Error::NoDraft { id })?;
+        let record = draft(&tx, &self.account, id)?.ok_or(Error::NoDraft { id })?;
         tx.commit().map_err(sql(action()))?;
         Ok(Some(record))
     }
@@ -132,7 +134,7 @@ impl Store {
             return Ok(None);
         }
         record_approval(&tx, id, ApprovedVia::ClientSent, tokens, sent_at, now)?;
-        let record = draft(&tx, id)?.ok_or(Error::NoDraft { id })?;
+        let record = draft(&tx, &self.account, id)?.ok_or(Error::NoDraft { id })?;
         tx.commit().map_err(sql(action()))?;
         Ok(Some(record))
     }

@@ -396,14 +396,17 @@ impl ReminderRow {
     }
 }
 
+/// The reminders of `account` (bound as `?1`; `condition`'s own parameters start at `?2`).
 fn reminders_where(
     conn: &Connection,
     condition: &str,
     params: impl rusqlite::Params,
     action: &str,
 ) -> Result<Vec<Reminder>, Error> {
-    let query =
-        format!("{REMINDER_SELECT} WHERE {condition} ORDER BY r.due_at IS NULL, r.due_at, r.id");
+    let query = format!(
+        "{REMINDER_SELECT} WHERE m.account = ?1 AND ({condition})
+         ORDER BY r.due_at IS NULL, r.due_at, r.id"
+    );
     let mut stmt = conn.prepare(&query).map_err(sql(action))?;
     let rows = stmt
         .query_map(params, ReminderRow::read)
@@ -421,7 +424,7 @@ impl super::Store {
         } else {
             "1"
         };
-        reminders_where(&self.conn, condition, [], "list reminders")
+        reminders_where(&self.conn, condition, [&self.account], "list reminders")
     }
 
     /// Hands `visit` every reminder with a due date, due first, one row at a time until it
@@ -432,9 +435,12 @@ impl super::Store {
         mut visit: impl FnMut(Reminder) -> Result<ControlFlow<()>, E>,
     ) -> Result<(), E> {
         let action = "list dated reminders";
-        let query = format!("{REMINDER_SELECT} WHERE r.due_at IS NOT NULL ORDER BY r.due_at, r.id");
+        let query = format!(
+            "{REMINDER_SELECT} WHERE m.account = ?1 AND r.due_at IS NOT NULL
+             ORDER BY r.due_at, r.id"
+        );
         let mut stmt = self.conn.prepare(&query).map_err(sql(action))?;
-        let mut rows = stmt.query([]).map_err(sql(action))?;
+        let mut rows = stmt.query([&self.account]).map_err(sql(action))?;
         while let Some(row) = rows.next().map_err(sql(action))? {
             let reminder = ReminderRow::read(row).map_err(sql(action))?;
             if visit(reminder.into_reminder()?)?.is_break() {
@@ -445,11 +451,14 @@ impl super::Store {
     }
 
     pub fn reminder(&self, id: i64) -> Result<Option<Reminder>, Error> {
-        Ok(
-            reminders_where(&self.conn, "r.id = ?1", [id], "read a reminder")?
-                .into_iter()
-                .next(),
-        )
+        Ok(reminders_where(
+            &self.conn,
+            "r.id = ?2",
+            params![self.account, id],
+            "read a reminder",
+        )?
+        .into_iter()
+        .next())
     }
 
     /// Reminders to deliver at `now`: scheduled ones that are due, and ones a stopped process
@@ -457,8 +466,8 @@ impl super::Store {
     pub fn due_reminders(&self, now: DateTime<Utc>) -> Result<Vec<Reminder>, Error> {
         reminders_where(
             &self.conn,
-            "(r.status = 'scheduled' AND r.due_at <= ?1) OR r.status = 'firing'",
-            [timestamp(now)],
+            "(r.status = 'scheduled' AND r.due_at <= ?2) OR r.status = 'firing'",
+            params![self.account, timestamp(now)],
             "list due reminders",
         )
     }
@@ -468,8 +477,9 @@ impl super::Store {
         let next: Option<String> = self
             .conn
             .query_row(
-                "SELECT MIN(due_at) FROM reminders WHERE status = 'scheduled'",
-                [],
+                "SELECT MIN(r.due_at) FROM reminders r JOIN messages m ON m.id = r.message
+                 WHERE r.status = 'scheduled' AND m.account = ?1",
+                [&self.account],
                 |r| r.get(0),
             )
             .map_err(sql("find the next reminder"))?;
@@ -595,7 +605,7 @@ impl super::Store {
     ) -> Result<Reminder, Error> {
         let action = || format!("{verb} reminder {id}");
         let tx = begin(&mut self.conn)?;
-        let before = reminders_where(&tx, "r.id = ?1", [id], &action())?
+        let before = reminders_where(&tx, "r.id = ?2", params![self.account, id], &action())?
             .into_iter()
             .next()
             .ok_or(Error::NoReminder { id })?;
@@ -611,7 +621,7 @@ impl super::Store {
                 status: before.status.as_str(),
             });
         }
-        let after = reminders_where(&tx, "r.id = ?1", [id], &action())?
+        let after = reminders_where(&tx, "r.id = ?2", params![self.account, id], &action())?
             .into_iter()
             .next()
             .ok_or(Error::NoReminder { id })?;
@@ -630,9 +640,10 @@ impl super::Store {
                     SELECT d.id, d.message, d.follow_up, d.category,
                            COALESCE(o.sent_at, a.approved_at) AS sent_at
                     FROM drafts d
+                    JOIN messages m ON m.id = d.message
                     LEFT JOIN outbox o ON o.draft = d.id
                     LEFT JOIN approvals a ON a.draft = d.id
-                    WHERE d.status = 'sent')
+                    WHERE d.status = 'sent' AND m.account = ?1)
                  SELECT s.id, s.message, s.follow_up, s.category, s.sent_at,
                         (SELECT MAX(returns_on) FROM replies p
                          WHERE p.thread = s.message AND p.kind = 'out_of_office'
@@ -649,7 +660,7 @@ impl super::Store {
             )
             .map_err(sql(action))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([&self.account], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
@@ -788,7 +799,7 @@ impl super::Store {
     pub fn stale_follow_up_drafts(&self) -> Result<Vec<super::DraftRecord>, Error> {
         let action = || "list follow-up drafts the buyer's answer overtook".to_string();
         let query = format!(
-            "{} WHERE d.follow_up > 0 AND d.status = 'pending'
+            "{} WHERE m.account = ?1 AND d.follow_up > 0 AND d.status = 'pending'
                AND EXISTS (SELECT 1 FROM replies p
                            WHERE p.thread = d.message AND p.kind <> 'out_of_office'
                              AND p.received_at >= d.created_at)
@@ -797,7 +808,7 @@ impl super::Store {
         );
         let mut stmt = self.conn.prepare(&query).map_err(sql(action()))?;
         let rows = stmt
-            .query_map([], super::DraftRow::read)
+            .query_map([&self.account], super::DraftRow::read)
             .map_err(sql(action()))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql(action()))?;
@@ -808,12 +819,12 @@ impl super::Store {
     pub fn thread_drafts(&self, message: i64) -> Result<Vec<super::DraftRecord>, Error> {
         let action = || format!("list the drafts in thread {message}");
         let query = format!(
-            "{} WHERE d.message = ?1 ORDER BY d.follow_up",
+            "{} WHERE d.message = ?1 AND m.account = ?2 ORDER BY d.follow_up",
             super::DRAFT_SELECT
         );
         let mut stmt = self.conn.prepare(&query).map_err(sql(action()))?;
         let rows = stmt
-            .query_map([message], super::DraftRow::read)
+            .query_map(params![message, self.account], super::DraftRow::read)
             .map_err(sql(action()))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql(action()))?;
@@ -830,12 +841,12 @@ impl super::Store {
             .prepare_cached(
                 "SELECT m.id, m.message_id, COALESCE(m.subject, ''), m.sender, d.message_id
                  FROM messages m JOIN drafts d ON d.message = m.id
-                 WHERE m.id IN (SELECT message FROM drafts WHERE status = 'sent')
+                 WHERE m.account = ?1 AND m.id IN (SELECT message FROM drafts WHERE status = 'sent')
                  ORDER BY m.id, d.follow_up",
             )
             .map_err(sql(action))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([&self.account], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, Option<String>>(1)?,

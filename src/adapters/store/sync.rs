@@ -18,8 +18,8 @@ impl Store {
     pub fn sync_state(&self, mailbox: &str) -> Result<Option<SyncProgress>, Error> {
         self.conn
             .query_row(
-                "SELECT uid_validity, last_uid FROM sync_state WHERE mailbox = ?1",
-                [mailbox],
+                "SELECT uid_validity, last_uid FROM sync_state WHERE account = ?2 AND mailbox = ?1",
+                params![mailbox, self.account],
                 |r| {
                     Ok(SyncProgress {
                         uid_validity: r.get(0)?,
@@ -41,10 +41,11 @@ impl Store {
         let tx = begin(&mut self.conn)?;
         execute(
             &tx,
-            "INSERT INTO sync_state (mailbox, uid_validity, last_uid, updated_at)
-             VALUES (?1, ?2, 0, ?3)
-             ON CONFLICT (mailbox) DO UPDATE SET uid_validity = ?2, last_uid = 0, updated_at = ?3",
-            params![mailbox, uid_validity, timestamp(now)],
+            "INSERT INTO sync_state (account, mailbox, uid_validity, last_uid, updated_at)
+             VALUES (?4, ?1, ?2, 0, ?3)
+             ON CONFLICT (account, mailbox) DO UPDATE SET
+                 uid_validity = ?2, last_uid = 0, updated_at = ?3",
+            params![mailbox, uid_validity, timestamp(now), self.account],
         )
         .map_err(sql(format!("reset the sync state of {mailbox}")))?;
         tx.commit()
@@ -107,10 +108,12 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id FROM drafts WHERE placed_uid IS NULL AND status = 'pending' ORDER BY id",
+                "SELECT d.id FROM drafts d JOIN messages m ON m.id = d.message
+                 WHERE d.placed_uid IS NULL AND d.status = 'pending' AND m.account = ?1
+                 ORDER BY d.id",
             )
             .map_err(sql("list unplaced drafts"))?;
-        stmt.query_map([], |r| r.get(0))
+        stmt.query_map([&self.account], |r| r.get(0))
             .map_err(sql("list unplaced drafts"))?
             .collect::<Result<Vec<i64>, _>>()
             .map_err(sql("list unplaced drafts"))
@@ -123,11 +126,13 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, folder_name, message_id FROM drafts
-                 WHERE placed_uid IS NOT NULL AND status = 'sent' ORDER BY id",
+                "SELECT d.id, d.folder_name, d.message_id FROM drafts d
+                 JOIN messages m ON m.id = d.message
+                 WHERE d.placed_uid IS NOT NULL AND d.status = 'sent' AND m.account = ?1
+                 ORDER BY d.id",
             )
             .map_err(sql(action))?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        stmt.query_map([&self.account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(sql(action))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql(action))
@@ -188,18 +193,25 @@ fn mark_placing(conn: &mut Connection, drafts: &[i64]) -> Result<Vec<i64>, Error
 /// Moves `mailbox`'s position forward (never back) inside the caller's transaction.
 pub(super) fn advance(
     conn: &Connection,
+    account: &str,
     mailbox: &str,
     progress: SyncProgress,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     execute(
         conn,
-        "INSERT INTO sync_state (mailbox, uid_validity, last_uid, updated_at)
-         VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (mailbox) DO UPDATE SET
+        "INSERT INTO sync_state (account, mailbox, uid_validity, last_uid, updated_at)
+         VALUES (?5, ?1, ?2, ?3, ?4)
+         ON CONFLICT (account, mailbox) DO UPDATE SET
              last_uid = max(last_uid, ?3), updated_at = ?4
          WHERE uid_validity = ?2",
-        params![mailbox, progress.uid_validity, progress.uid, timestamp(now)],
+        params![
+            mailbox,
+            progress.uid_validity,
+            progress.uid,
+            timestamp(now),
+            account
+        ],
     )
     .map_err(sql(format!("advance the sync state of {mailbox}")))?;
     Ok(())

@@ -44,8 +44,17 @@ const STYLESHEET: &str = include_str!("static/pushback.css");
 
 /// Serves the approval page on `[web] listen` until `shutdown` turns true. Without a `[web]`
 /// section there is nothing to serve and it returns at once.
-pub async fn serve(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-    let Some(settings) = config.web.clone() else {
+pub async fn serve(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
+    serve_accounts(vec![config], shutdown).await
+}
+
+/// [`serve`] for several accounts: the page lists every account's drafts. The accounts share
+/// `[web]` and the state directory, so the first one's say where it listens.
+pub async fn serve_accounts(
+    accounts: Vec<Config>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let Some(settings) = accounts.first().and_then(|config| config.web.clone()) else {
         return Ok(());
     };
     let listener = TcpListener::bind(settings.listen).await.with_context(|| {
@@ -54,7 +63,7 @@ pub async fn serve(config: Config, mut shutdown: watch::Receiver<bool>) -> Resul
             settings.listen
         )
     })?;
-    let app = router(Web::new(config, &settings)?);
+    let app = router(Web::for_accounts(accounts, &settings)?);
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
@@ -77,11 +86,14 @@ pub async fn serve(config: Config, mut shutdown: watch::Receiver<bool>) -> Resul
 
 /// `pushback web`: the approval page alone, without the mailbox watcher or the outbox task (an
 /// approval still sends at once), until SIGTERM or SIGINT.
-pub async fn run_alone(config: Config) -> Result<()> {
+pub async fn run_alone(accounts: Vec<Config>) -> Result<()> {
+    let Some(first) = accounts.first() else {
+        bail!("cannot serve the approval page without an account");
+    };
     // Says how to turn the page on when `[web]` is missing.
-    url(&config)?;
+    url(first)?;
     let (stop, stopped) = watch::channel(false);
-    let mut server = tokio::spawn(serve(config, stopped));
+    let mut server = tokio::spawn(serve_accounts(accounts, stopped));
     tokio::select! {
         signal = crate::app::daemon::shutdown_signal() => signal?,
         // The server only returns on its own when it cannot start (the port is taken).
@@ -108,24 +120,53 @@ pub fn url(config: &Config) -> Result<String> {
     Ok(auth::page_url(web.listen, web.tls.is_some(), &token))
 }
 
-/// What every handler shares: the config the page was started with and the gate's sessions.
+/// What every handler shares: the config of each account the page was started with and the
+/// gate's sessions.
 #[derive(Clone)]
 struct Web(Arc<Shared>);
 
 struct Shared {
-    config: Config,
+    /// Never empty; the first account's config also holds the shared settings.
+    accounts: Vec<Config>,
     gate: Gate,
 }
 
 impl Web {
+    #[cfg(test)]
     fn new(config: Config, settings: &WebSettings) -> Result<Web> {
-        let token: Secret = auth::load_or_create_token(&config.state_dir)?;
-        let gate = Gate::new(token, settings.listen, settings.tls.is_some());
-        Ok(Web(Arc::new(Shared { config, gate })))
+        Web::for_accounts(vec![config], settings)
     }
 
+    fn for_accounts(accounts: Vec<Config>, settings: &WebSettings) -> Result<Web> {
+        let Some(first) = accounts.first() else {
+            bail!("cannot serve the approval page without an account");
+        };
+        let token: Secret = auth::load_or_create_token(&first.state_dir)?;
+        let gate = Gate::new(token, settings.listen, settings.tls.is_some());
+        Ok(Web(Arc::new(Shared { accounts, gate })))
+    }
+
+    /// The first account's config: the shared settings, and the pages that show one account.
     fn config(&self) -> &Config {
-        &self.0.config
+        &self.0.accounts[0]
+    }
+
+    fn accounts(&self) -> &[Config] {
+        &self.0.accounts
+    }
+
+    /// The account draft `id` belongs to (draft ids are unique across the accounts); the first
+    /// when none has it, whose store then says there is no such draft.
+    fn account_of(&self, id: i64) -> &Config {
+        let holds = |config: &Config| {
+            pages::open_store(config)
+                .and_then(|store| Ok(store.draft(id)?.is_some()))
+                .unwrap_or(false)
+        };
+        match self.accounts() {
+            [one] => one,
+            several => several.iter().find(|c| holds(c)).unwrap_or(self.config()),
+        }
     }
 
     fn sessions(&self) -> &auth::Sessions {

@@ -139,8 +139,8 @@ fn report(web: &Web, session: &SessionView, outcome: Result<String>) {
     web.sessions().set_flash(session, flash);
 }
 
-fn open_store(config: &Config) -> Result<Store> {
-    Ok(Store::open(&config.state_dir)?)
+pub(super) fn open_store(config: &Config) -> Result<Store> {
+    Ok(Store::open_account(&config.state_dir, &config.account)?)
 }
 
 /// The Maildir, when the mailbox is one (an IMAP mailbox is reached per action).
@@ -174,6 +174,8 @@ fn way_out(config: &Config) -> &'static str {
 #[derive(Serialize)]
 struct DraftLine {
     id: i64,
+    /// With several accounts, whose draft it is.
+    account: Option<String>,
     subject: String,
     recipient: String,
     category: String,
@@ -186,6 +188,7 @@ impl DraftLine {
     fn of(draft: &DraftRecord, cal: &BusinessCalendar) -> DraftLine {
         DraftLine {
             id: draft.id,
+            account: None,
             subject: draft.subject.clone(),
             recipient: draft.recipient.clone(),
             category: draft.category.as_str().to_string(),
@@ -204,25 +207,29 @@ struct OutboxLine {
     next_attempt: Option<String>,
 }
 
-/// `/`: the drafts waiting for the rep, and what is in the outbox.
+/// `/`: the drafts waiting for the rep, and what is in the outbox, of every account.
 pub async fn drafts(State(web): State<Web>, Extension(session): Extension<SessionView>) -> Page {
     let config = web.config();
-    let cal = calendar_of(config);
-    let store = open_store(config)?;
-    let pending: Vec<DraftLine> = store
-        .drafts(Some(DraftStatus::Pending))?
-        .iter()
-        .map(|d| DraftLine::of(d, &cal))
-        .collect();
+    let several = web.accounts().len() > 1;
+    let mut pending = Vec::new();
     let mut outbox = Vec::new();
-    for item in store.outbox_pending()? {
-        let draft = approval::find(&store, item.draft_id)?;
-        outbox.push(OutboxLine {
-            draft: DraftLine::of(&draft, &cal),
-            attempts: item.attempts,
-            last_error: item.last_error,
-            next_attempt: item.next_attempt_at.map(|t| local_text(t, &cal)),
-        });
+    for account in web.accounts() {
+        let cal = calendar_of(account);
+        let store = open_store(account)?;
+        let line = |draft: &DraftRecord| DraftLine {
+            account: several.then(|| draft.account.clone()),
+            ..DraftLine::of(draft, &cal)
+        };
+        pending.extend(store.drafts(Some(DraftStatus::Pending))?.iter().map(line));
+        for item in store.outbox_pending()? {
+            let draft = approval::find(&store, item.draft_id)?;
+            outbox.push(OutboxLine {
+                draft: line(&draft),
+                attempts: item.attempts,
+                last_error: item.last_error,
+                next_attempt: item.next_attempt_at.map(|t| local_text(t, &cal)),
+            });
+        }
     }
     render(
         "drafts.html",
@@ -318,7 +325,7 @@ pub async fn draft(
     Extension(session): Extension<SessionView>,
     Path(id): Path<i64>,
 ) -> Page {
-    let config = web.config();
+    let config = web.account_of(id);
     let cal = calendar_of(config);
     let store = open_store(config)?;
     let Some(draft) = store.draft(id)? else {
@@ -450,7 +457,7 @@ pub async fn edit(
 ) -> Redirect {
     // Browsers send a textarea's lines with CRLF; the draft's text has LF, as composed.
     let body = form.body.replace("\r\n", "\n");
-    let config = web.config();
+    let config = web.account_of(id);
     let outcome = async {
         let mut store = open_store(config)?;
         let maildir = open_maildir(config)?;
@@ -476,7 +483,7 @@ pub async fn approve(
     Path(id): Path<i64>,
     Form(form): Form<ApproveForm>,
 ) -> Redirect {
-    let config = web.config();
+    let config = web.account_of(id);
     let outcome = async {
         let mut store = open_store(config)?;
         let draft = approval::find(&store, id)?;
@@ -506,7 +513,7 @@ pub async fn reject(
     Path(id): Path<i64>,
     Form(form): Form<RejectForm>,
 ) -> Redirect {
-    let config = web.config();
+    let config = web.account_of(id);
     let outcome = async {
         let mut store = open_store(config)?;
         let maildir = open_maildir(config)?;
@@ -531,7 +538,7 @@ pub async fn snooze_thread(
     Path(id): Path<i64>,
     Form(form): Form<SnoozeForm>,
 ) -> Redirect {
-    let outcome = snooze_reminders_of(web.config(), id, &form.duration);
+    let outcome = snooze_reminders_of(web.account_of(id), id, &form.duration);
     report(&web, &session, outcome);
     Redirect::to(&format!("/drafts/{id}"))
 }

@@ -71,7 +71,7 @@ impl Fixture {
     }
 
     fn store(&self) -> Store {
-        Store::open(&self.config.state_dir).unwrap()
+        Store::open_account(&self.config.state_dir, &self.config.account).unwrap()
     }
 
     async fn send(&self, request: Request<Body>) -> Response<Body> {
@@ -504,4 +504,63 @@ async fn the_draft_page_lists_the_call_times_the_draft_offers() {
             "{slot} missing:\n{page}"
         );
     }
+}
+
+#[tokio::test]
+async fn with_several_accounts_the_list_shows_each_and_a_draft_acts_in_its_own_account() {
+    let mut fixture = Fixture::new();
+    let dir = fixture._dir.path();
+    let mut side = Config::demo(&dir.join("SideMaildir"), &fixture.config.state_dir);
+    side.account = "side".into();
+    side.web = fixture.config.web.clone();
+    let maildir = Maildir::create(&dir.join("SideMaildir")).unwrap();
+    maildir.deliver(RFP_TEXT).unwrap();
+    let report = Session::open(&side)
+        .unwrap()
+        .scan(chrono::Utc::now())
+        .unwrap();
+    let side_id = report.findings[0]
+        .draft_id
+        .expect("side drafts its RFP too");
+    assert_eq!(side_id, 3, "draft ids run across the accounts");
+    let settings = side.web.clone().unwrap();
+    let accounts = vec![fixture.config.clone(), side.clone()];
+    fixture.app = router(Web::for_accounts(accounts, &settings).unwrap());
+    let login = fixture.login().await;
+
+    let list = text(fixture.send(get("/", Some(&login.cookie))).await).await;
+    assert!(list.contains("href=\"/drafts/1\""), "{list}");
+    assert!(list.contains("href=\"/drafts/3\""), "{list}");
+    assert!(list.contains("<span class=\"tag\">side</span>"), "{list}");
+    let page = text(fixture.send(get("/drafts/3", Some(&login.cookie))).await).await;
+    assert!(page.contains("RFP #2027-014"), "{page}");
+
+    let approve = post(
+        "/drafts/3/approve",
+        &login.cookie,
+        ORIGIN,
+        &[("csrf", &login.csrf), ("version", "1")],
+    );
+    assert_eq!(fixture.send(approve).await.status(), StatusCode::SEE_OTHER);
+    let side_store = Store::open_account(&side.state_dir, "side").unwrap();
+    assert_eq!(
+        side_store.draft(3).unwrap().unwrap().status,
+        DraftStatus::Sent
+    );
+    // Filed in the side account's own Sent folder; the first account's drafts are untouched.
+    assert_eq!(
+        std::fs::read_dir(dir.join("SideMaildir/.Sent/cur"))
+            .unwrap()
+            .count(),
+        1
+    );
+    assert!(fixture.store().draft(3).unwrap().is_none());
+    assert_eq!(
+        fixture
+            .store()
+            .drafts(Some(DraftStatus::Pending))
+            .unwrap()
+            .len(),
+        2
+    );
 }
