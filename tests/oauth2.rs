@@ -19,32 +19,48 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::MailServers;
 use support::oauth2_server::{AuthServer, CLIENT_ID, browser_get};
-use support::pushback::{IDENTITY, pushback_output, spawn_daemon, stop, wait_for, wait_logged};
+use support::pushback::{
+    IDENTITY, pushback_cli, pushback_output, rfp, spawn_daemon, stop, wait_for, wait_logged,
+};
 
 const LIFETIME: Duration = Duration::from_secs(4);
 const RELOGIN: &str = "run `pushback login default` again";
 
 fn write_config(servers: &MailServers, auth: &AuthServer, dir: &Path, extra: &str) -> PathBuf {
-    let (user, _) = servers.user();
     let text = format!(
-        r#"{IDENTITY}
-[mailbox]
+        "{IDENTITY}\n{}{}",
+        state_table(dir),
+        mail_tables(servers, auth, "", extra)
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn state_table(dir: &Path) -> String {
+    format!("[state]\npath = \"{}\"\n", dir.join("state").display())
+}
+
+/// One account's `[mailbox]`, `[smtp]` and `[oauth2]` on the harness's servers, the table names
+/// after `prefix` ("account." inside an `[[account]]`); `extra` goes into the mailbox table.
+fn mail_tables(servers: &MailServers, auth: &AuthServer, prefix: &str, extra: &str) -> String {
+    let (user, _) = servers.user();
+    format!(
+        r#"
+[{prefix}mailbox]
 kind = "imap"
 host = "{host}"
 port = {imaps}
 ca-file = "{ca}"
 user = "{user}"
 {extra}
-[smtp]
+[{prefix}smtp]
 host = "{host}"
 port = {smtps}
 ca-file = "{ca}"
 user = "{user}"
 
-[state]
-path = "{state}"
-
-[oauth2]
+[{prefix}oauth2]
 provider = "custom"
 client-id = "{CLIENT_ID}"
 authorize-url = "{authorize}"
@@ -56,20 +72,21 @@ token-store = "file"
         imaps = servers.imaps_port(),
         smtps = servers.smtps_port(),
         ca = servers.ca_file().display(),
-        state = dir.join("state").display(),
         authorize = auth.url("/authorize"),
         token = auth.url("/token"),
-    );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    )
 }
 
 /// `pushback login --no-browser`, with the test opening the printed URL as the rep's browser
 /// would: the server redirects to pushback's loopback listener with the code.
 fn sign_in(config: &Path, auth: &AuthServer) {
+    sign_in_as(config, auth, "default", &["login", "--no-browser"]);
+}
+
+/// [`sign_in`] with the `pushback` arguments given, for the account they name.
+fn sign_in_as(config: &Path, auth: &AuthServer, account: &str, args: &[&str]) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pushback"))
-        .args(["login", "--no-browser"])
+        .args(args)
         .env("PUSHBACK_CONFIG", config)
         .env_remove("BROWSER")
         .env_remove("DISPLAY")
@@ -101,7 +118,7 @@ fn sign_in(config: &Path, auth: &AuthServer) {
     );
     assert!(
         rest.iter()
-            .any(|l| l.starts_with("Signed in: account default")),
+            .any(|l| l.starts_with(&format!("Signed in: account {account} "))),
         "{rest:?}"
     );
 }
@@ -363,5 +380,77 @@ fn login_opens_the_browser_named_by_browser() {
     assert!(
         refused.contains("work is not an account in it; the accounts are default"),
         "{refused}"
+    );
+}
+
+/// Two accounts in one service: a revoked sign-in stops only its own account. The other one, on
+/// a local Maildir, drafts as before, and `pushback status` shows which account needs a login.
+#[test]
+fn a_revoked_login_in_one_account_leaves_the_other_drafting() {
+    let auth = AuthServer::start("alice", Duration::from_secs(60));
+    let servers = MailServers::start_with_introspection(&auth.url("/introspect"));
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    for folder in ["", ".Drafts", ".Sent"] {
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(maildir.join(folder).join(sub)).unwrap();
+        }
+    }
+    let identity = IDENTITY
+        .replace("version = 1", "")
+        .replace("[identity]", "[account.identity]");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 2\n{}\n[[account]]\nname = \"work\"\n{}\n[account.mailbox]\n\
+             kind = \"maildir\"\npath = \"{}\"\n\n[[account]]\nname = \"mail\"\n{}\n{}",
+            state_table(dir.path()),
+            identity.replace("alice@", "alex@"),
+            maildir.display(),
+            identity,
+            mail_tables(&servers, &auth, "account.", "reconnect-max-seconds = 2"),
+        ),
+    )
+    .unwrap();
+    sign_in_as(&config, &auth, "mail", &["login", "mail", "--no-browser"]);
+    let token_file = dir.path().join("state/oauth2-mail.token");
+    let refresh = std::fs::read_to_string(&token_file).unwrap();
+    auth.revoke_refresh_tokens();
+
+    std::fs::write(maildir.join("new/1700000001.w1.host"), rfp(1)).unwrap();
+
+    let log = dir.path().join("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log, false);
+    wait_logged("the login message", Duration::from_secs(30), &log, || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("run `pushback login mail` again")
+            .then_some(())
+    });
+    let drafts = wait_logged("work's draft", Duration::from_secs(30), &log, || {
+        let out = pushback_cli(&config, &["--account", "work", "drafts", "list", "--json"]);
+        (!out.trim().is_empty()).then_some(out)
+    });
+    assert!(drafts.contains("rfp-1@"), "{drafts}");
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon stopped");
+    let status = pushback_output(&config, &["status", "--json"]);
+    let answer: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let accounts = answer["accounts"]
+        .as_array()
+        .expect("one answer per account");
+    let of = |name: &str| accounts.iter().find(|a| a["account"] == name).unwrap();
+    assert_eq!(of("mail")["mailbox"]["login_needed"], true, "{answer}");
+    assert_ne!(of("work")["mailbox"]["login_needed"], true, "{answer}");
+
+    stop(&mut daemon);
+    let exit = wait_for("the daemon to exit", Duration::from_secs(15), || {
+        daemon.try_wait().unwrap()
+    });
+    assert!(exit.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !logged.contains(refresh.trim()),
+        "the log shows a refresh token"
     );
 }
