@@ -145,7 +145,8 @@ fn read_hint(cause: &io::Error) -> &'static str {
     }
 }
 
-fn location(file: &Path, line: Option<usize>, key: &str) -> String {
+/// "FILE line N: KEY", the place a config or pack error points at.
+pub(crate) fn location(file: &Path, line: Option<usize>, key: &str) -> String {
     let mut at = file.display().to_string();
     if let Some(line) = line {
         at.push_str(&format!(" line {line}"));

@@ -139,6 +139,13 @@ enum DraftsCommand {
         #[arg(long)]
         status: Option<String>,
     },
+    #[command(flatten)]
+    On(DraftAction),
+}
+
+/// What `pushback drafts` does to one draft.
+#[derive(Subcommand)]
+enum DraftAction {
     /// Show a draft with the notes for you (never sent)
     Show { id: i64 },
     /// Edit a pending draft in $EDITOR
@@ -158,17 +165,15 @@ enum DraftsCommand {
     },
 }
 
-impl DraftsCommand {
-    /// The draft a command other than `list` acts on.
+impl DraftAction {
     fn draft_id(&self) -> i64 {
         match self {
-            DraftsCommand::List { .. } => unreachable!("list names no draft"),
-            DraftsCommand::Show { id }
-            | DraftsCommand::Edit { id }
-            | DraftsCommand::Approve { id }
-            | DraftsCommand::Resend { id }
-            | DraftsCommand::MarkSent { id }
-            | DraftsCommand::Reject { id, .. } => *id,
+            DraftAction::Show { id }
+            | DraftAction::Edit { id }
+            | DraftAction::Approve { id }
+            | DraftAction::Resend { id }
+            | DraftAction::MarkSent { id }
+            | DraftAction::Reject { id, .. } => *id,
         }
     }
 }
@@ -184,6 +189,13 @@ enum RemindersCommand {
         #[arg(long)]
         all: bool,
     },
+    #[command(flatten)]
+    On(ReminderAction),
+}
+
+/// What `pushback reminders` does to one reminder.
+#[derive(Subcommand)]
+enum ReminderAction {
     /// Mark a reminder done
     Done { id: i64 },
     /// Remind again after DURATION (90m, 4h, 2d, 1w, 1d12h); gives a date to confirm a time
@@ -357,34 +369,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             install::next_steps(scope, &path, installed)
         }
         Command::Reminders(RemindersCommand::List { json, all }) => {
-            let configs = accounts(&config_path, account)?;
-            let several = configs.len() > 1;
-            let mut out = String::new();
-            for config in configs {
-                let store = Store::open_account(&config.state_dir, &config.account)?;
-                if several && !json {
-                    out += &format!("account {}:\n", config.account);
-                }
-                out += &reminders::list(&store, &Timekeeping::of(&config), all, json)?;
-            }
-            out
+            list_per_account(&accounts(&config_path, account)?, json, |store, config| {
+                reminders::list(store, &Timekeeping::of(config), all, json)
+            })?
         }
-        Command::Reminders(command) => {
-            let id = match &command {
-                RemindersCommand::Done { id } | RemindersCommand::Snooze { id, .. } => *id,
-                RemindersCommand::List { .. } => unreachable!("listed above"),
-            };
+        Command::Reminders(RemindersCommand::On(action)) => {
+            let (ReminderAction::Done { id } | ReminderAction::Snooze { id, .. }) = action;
             let config = owner(&config_path, account, "reminder", |store| {
                 Ok(store.reminder(id)?.is_some())
             })?;
             let mut store = Store::open_account(&config.state_dir, &config.account)?;
             let keeping = Timekeeping::of(&config);
-            match command {
-                RemindersCommand::Done { id } => reminders::done(&mut store, id, now)?,
-                RemindersCommand::Snooze { id, duration } => {
+            match action {
+                ReminderAction::Done { id } => reminders::done(&mut store, id, now)?,
+                ReminderAction::Snooze { id, duration } => {
                     reminders::snooze(&mut store, &keeping, id, &duration, now)?
                 }
-                RemindersCommand::List { .. } => unreachable!("listed above"),
             }
         }
         Command::Drafts(DraftsCommand::List { json, status }) => {
@@ -398,20 +398,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     })
                 })
                 .transpose()?;
-            let configs = accounts(&config_path, account)?;
-            let several = configs.len() > 1;
-            let mut out = String::new();
-            for config in configs {
-                let store = Store::open_account(&config.state_dir, &config.account)?;
-                if several && !json {
-                    out += &format!("account {}:\n", config.account);
-                }
-                out += &approval::list(&store, status, json)?;
-            }
-            out
+            list_per_account(&accounts(&config_path, account)?, json, |store, _| {
+                approval::list(store, status, json)
+            })?
         }
-        Command::Drafts(command) => {
-            let id = command.draft_id();
+        Command::Drafts(DraftsCommand::On(action)) => {
+            let id = action.draft_id();
             let config = owner(&config_path, account, "draft", |store| {
                 Ok(store.draft(id)?.is_some())
             })?;
@@ -421,24 +413,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 MailboxAccess::Imap(_) => None,
             };
             let folder = DraftsFolder::of(&config, maildir.as_ref())?;
-            match command {
-                DraftsCommand::List { .. } => unreachable!("listed above"),
-                DraftsCommand::Show { id } => approval::show(&store, id)?,
-                DraftsCommand::Edit { id } => {
+            match action {
+                DraftAction::Show { id } => approval::show(&store, id)?,
+                DraftAction::Edit { id } => {
                     let pipeline = app::pipeline_for(&config)?;
                     approval::edit(&mut store, &folder, &pipeline, id, now)? + "\n"
                 }
-                DraftsCommand::Approve { id } => {
+                DraftAction::Approve { id } => {
                     let approve = approval::approve(&config, &mut store, id, ApprovedVia::Cli, now);
                     app::block_on(approve)?? + "\n"
                 }
-                DraftsCommand::Resend { id } => {
+                DraftAction::Resend { id } => {
                     approval::resend(&config, &mut store, id, now)? + "\n"
                 }
-                DraftsCommand::MarkSent { id } => {
+                DraftAction::MarkSent { id } => {
                     approval::mark_sent(&config, &mut store, id, now)? + "\n"
                 }
-                DraftsCommand::Reject {
+                DraftAction::Reject {
                     id,
                     not_procurement,
                 } => {
@@ -574,6 +565,24 @@ fn accounts(path: &Path, account: Option<&str>) -> Result<Vec<Config>> {
 /// `--account NAME`, or the first account: for what the accounts share.
 fn first_account(path: &Path, account: Option<&str>) -> Result<Config> {
     Ok(accounts(path, account)?.remove(0))
+}
+
+/// One list per account, each under the account's name when there are several (JSON lines carry
+/// their account).
+fn list_per_account(
+    configs: &[Config],
+    json: bool,
+    list: impl Fn(&Store, &Config) -> Result<String>,
+) -> Result<String> {
+    let mut out = String::new();
+    for config in configs {
+        let store = Store::open_account(&config.state_dir, &config.account)?;
+        if configs.len() > 1 && !json {
+            out += &format!("account {}:\n", config.account);
+        }
+        out += &list(&store, config)?;
+    }
+    Ok(out)
 }
 
 /// `--account NAME`, or the account whose store `holds` the draft or reminder (their ids are

@@ -51,9 +51,19 @@ fn the_several_accounts_example_parses_into_its_accounts() {
         panic!("two accounts")
     };
     assert!(matches!(work.mailbox.access, MailboxAccess::Maildir { .. }));
-    assert!(matches!(partners.mailbox.access, MailboxAccess::Imap(_)));
     assert_eq!(work.outgoing, None);
     assert!(partners.outgoing.is_some());
+    // The Microsoft 365 preset fills the server, and the token is kept under the account's name.
+    let MailboxAccess::Imap(server) = &partners.mailbox.access else {
+        panic!("partner-desk reads IMAP")
+    };
+    assert_eq!(server.host, "outlook.office365.com");
+    let oauth2 = partners
+        .oauth2
+        .as_ref()
+        .expect("partner-desk signs in with OAuth2");
+    assert_eq!(oauth2.account, "partner-desk");
+    assert!(work.oauth2.is_none());
     assert_eq!(partners.timezone, chrono_tz::America::New_York);
     assert!(partners.templates_dir.is_some() && work.templates_dir.is_none());
     assert_eq!(work.state_dir, partners.state_dir);

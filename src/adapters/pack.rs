@@ -5,6 +5,7 @@
 //! themselves is left to `templates` and `core::classify`, and the `[follow-up]` table to
 //! `config`, which merges it under the rep's own.
 
+use crate::config::location;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::ops::Range;
@@ -38,18 +39,6 @@ pub enum Error {
         key: String,
         message: String,
     },
-}
-
-fn location(file: &Path, line: Option<usize>, key: &str) -> String {
-    let mut at = file.display().to_string();
-    if let Some(line) = line {
-        at.push_str(&format!(" line {line}"));
-    }
-    if !key.is_empty() {
-        at.push_str(": ");
-        at.push_str(key);
-    }
-    at
 }
 
 /// Which pack wrote a draft: what `pushback status` shows and every draft records.

@@ -15,7 +15,7 @@ use crate::app::reload::Reloader;
 use crate::app::reminders::{self, SystemClock};
 use crate::app::status::{Health, Phase, ServiceState, StatusSocket, status_line};
 use crate::app::{Session, send, systemd};
-use crate::config::{Config, DEFAULT_ACCOUNT, MailboxAccess};
+use crate::config::{Config, DEFAULT_ACCOUNT, MailboxAccess, Server};
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::Utc;
 use std::pin::Pin;
@@ -265,28 +265,16 @@ impl Account {
         // A sent reply starts its follow-up clock and a buyer's answer stops it: the sender and
         // the watcher wake the reminder task.
         let changed = Arc::new(Notify::new());
-        let watcher = match &config.mailbox.access {
-            MailboxAccess::Maildir { .. } => tokio::spawn(
-                watch_maildir(
-                    config.clone(),
-                    pipeline.clone(),
-                    changed.clone(),
-                    self.health.clone(),
-                    shutdown_tx.subscribe(),
-                )
-                .instrument(span.clone()),
-            ),
-            MailboxAccess::Imap(_) => tokio::spawn(
-                watch_imap(
-                    config.clone(),
-                    pipeline.clone(),
-                    changed.clone(),
-                    self.health.clone(),
-                    shutdown_tx.subscribe(),
-                )
-                .instrument(span.clone()),
-            ),
-        };
+        let watcher = tokio::spawn(
+            watch_mailbox(
+                config.clone(),
+                pipeline.clone(),
+                changed.clone(),
+                self.health.clone(),
+                shutdown_tx.subscribe(),
+            )
+            .instrument(span.clone()),
+        );
         let sender = tokio::spawn(
             send_approved(config.clone(), changed.clone(), shutdown_tx.subscribe())
                 .instrument(span.clone()),
@@ -539,16 +527,33 @@ async fn send_approved(
     }
 }
 
-async fn watch_imap(
+/// The account's watcher: a Maildir scanned every poll interval, or an IMAP session.
+async fn watch_mailbox(
     config: Config,
     pipeline: SharedPipeline,
     changed: Arc<Notify>,
     health: Arc<Health>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let MailboxAccess::Imap(server) = &config.mailbox.access else {
-        unreachable!("watch_imap is only started for an IMAP mailbox")
-    };
+    match &config.mailbox.access {
+        MailboxAccess::Maildir { .. } => {
+            watch_maildir(config, pipeline, changed, health, shutdown).await
+        }
+        MailboxAccess::Imap(server) => {
+            let server = server.clone();
+            watch_imap(server, config, pipeline, changed, health, shutdown).await
+        }
+    }
+}
+
+async fn watch_imap(
+    server: Server,
+    config: Config,
+    pipeline: SharedPipeline,
+    changed: Arc<Notify>,
+    health: Arc<Health>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
     let options = crate::app::watch::WatchOptions {
         mail_handled: Some(changed),
         ..crate::app::watch::WatchOptions::of(&config)
@@ -557,7 +562,6 @@ async fn watch_imap(
     store.relax_durability_for_scanning()?;
     // Logged in afresh at every (re)connection: an OAuth2 access token lasts an hour, and a
     // failed login (a revoked token) leaves the rest of the service running.
-    let server = server.clone();
     let login = move || crate::app::imap_settings(&server, Duration::from_secs(60));
     crate::app::watch::run(login, &options, &mut store, &pipeline, &health, shutdown).await
 }
