@@ -218,7 +218,9 @@ where
 pub fn login_command(config: &Config, open_browser: bool) -> Result<String> {
     let settings = config.oauth2.as_ref().with_context(|| {
         format!(
-            "cannot log in: {} has no [oauth2] table (see config/pushback.example.toml)",
+            "cannot log in: account {} in {} has no [oauth2] table ([account.oauth2] in a \
+             version 2 file; see config/pushback.example.toml)",
+            config.account,
             config
                 .file
                 .as_deref()

@@ -310,13 +310,16 @@ fn check_coverage(templates: &Templates, pack: &Pack, lint: &mut Lint) -> BTreeS
             (
                 templates.template_for(c).to_string(),
                 own_file(c),
-                c.to_string(),
+                match c {
+                    Category::None => "mail of no category".to_string(),
+                    procurement => format!("{procurement} mail"),
+                },
             )
         })
         .chain([(
             Templates::FOLLOW_UP.to_string(),
             Templates::FOLLOW_UP.to_string(),
-            "follow-up".to_string(),
+            "the follow-up".to_string(),
         )]);
     for (used, own, what) in needed {
         let file = pack.templates_dir.join(&own).display().to_string();
@@ -324,7 +327,7 @@ fn check_coverage(templates: &Templates, pack: &Pack, lint: &mut Lint) -> BTreeS
             lint.push(error(
                 file.clone(),
                 None,
-                format!("missing: {what} mail has no template in this pack (add {own})"),
+                format!("missing: {what} has no template in this pack (add {own})"),
             ));
             missing.insert(file);
         }
@@ -611,8 +614,12 @@ mod tests {
         at("pack.toml", Some(9), "[follow-up] max-follow-ups");
         at("rules.toml", Some(10), "weight");
         at("templates/portal.txt", None, "missing: portal mail");
-        at("templates/fallback.txt", None, "missing: none mail");
-        at("templates/follow_up.txt", None, "missing: follow-up");
+        at(
+            "templates/fallback.txt",
+            None,
+            "missing: mail of no category",
+        );
+        at("templates/follow_up.txt", None, "missing: the follow-up");
         at("templates/rfp.txt", Some(6), "unknown variable `buyer.nme`");
         at(
             "templates/rfq.txt",
