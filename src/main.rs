@@ -30,8 +30,8 @@ struct Cli {
     #[arg(long, global = true, env = "PUSHBACK_CONFIG")]
     config: Option<PathBuf>,
     /// The account to act on, by its [[account]] name [default: every account where that is
-    /// natural (run, scan, status, drafts list, reminders list, config check, doctor), else the
-    /// only one]
+    /// natural (run, scan, status, drafts list, reminders list, pack stats, config check,
+    /// doctor), else the only one]
     #[arg(long, global = true, value_name = "NAME")]
     account: Option<String>,
     /// Log more (-v: info, -vv: debug); RUST_LOG overrides
@@ -485,11 +485,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             });
         }
         Command::Pack(PackCommand::Stats { json }) => {
-            let config = required_config(&config_path, account)?;
-            app::pack::stats(
-                &Store::open_account(&config.state_dir, &config.account)?,
-                json,
-            )?
+            let stores = accounts(&config_path, account)?
+                .iter()
+                .map(|config| Store::open_account(&config.state_dir, &config.account))
+                .collect::<Result<Vec<_>, _>>()?;
+            app::pack::stats(&stores, json)?
         }
         Command::Config(ConfigCommand::Check) => {
             let configs = accounts(&config_path, account)?;

@@ -821,7 +821,8 @@ impl Store {
         Ok(record)
     }
 
-    /// Every draft that records its template, oldest first, with what became of it.
+    /// Every draft of this account that records its template, oldest first, with what became
+    /// of it.
     pub fn draft_outcomes(&self) -> Result<Vec<DraftOutcome>, Error> {
         let action = || "read what became of the drafts".to_string();
         let mut stmt = self
@@ -830,12 +831,13 @@ impl Store {
                 "SELECT d.template, d.pack_name, d.pack_version, d.status, a.version,
                         EXISTS (SELECT 1 FROM replies r
                                 WHERE r.answered_draft = d.id AND r.kind = 'agreed_to_call')
-                 FROM drafts d LEFT JOIN approvals a ON a.draft = d.id
-                 WHERE d.template IS NOT NULL ORDER BY d.id",
+                 FROM drafts d JOIN messages m ON m.id = d.message
+                      LEFT JOIN approvals a ON a.draft = d.id
+                 WHERE d.template IS NOT NULL AND m.account = ?1 ORDER BY d.id",
             )
             .map_err(sql(action()))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([&self.account], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, Option<String>>(1)?,
@@ -2365,8 +2367,13 @@ mod tests {
         // Both INBOXes hold a UID 1 carrying the same message (the buyer wrote to both).
         let mut side_scan = scan("1", "<m@x>", true);
         side_scan.draft.as_mut().unwrap().folder_name = "pushback-side-1".into();
+        let mut work_scan = scan("1", "<m@x>", true);
+        work_scan.draft.as_mut().unwrap().source = Some(TemplateSource {
+            template: "rfp.txt".into(),
+            pack: None,
+        });
         let RecordOutcome::Recorded { draft_id: Some(w) } =
-            work.record_scan(&scan("1", "<m@x>", true), at(9)).unwrap()
+            work.record_scan(&work_scan, at(9)).unwrap()
         else {
             panic!("work drafts")
         };
@@ -2388,6 +2395,9 @@ mod tests {
             store.drafts(None).unwrap().iter().map(|d| d.id).collect()
         };
         assert_eq!((ids(&work), ids(&side)), (vec![w], vec![s]));
+        // `pack stats` counts an account's own drafts.
+        assert_eq!(work.draft_outcomes().unwrap().len(), 1);
+        assert_eq!(side.draft_outcomes().unwrap(), []);
         assert_eq!(work.draft(w).unwrap().unwrap().account, "work");
         assert_eq!(work.draft(s).unwrap(), None);
         assert!(matches!(

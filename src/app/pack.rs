@@ -542,9 +542,14 @@ pub fn aggregate(outcomes: &[DraftOutcome]) -> Vec<TemplateStats> {
     rows.into_values().collect()
 }
 
-/// `pushback pack stats`: a table, or with `json` one JSON array.
-pub fn stats(store: &Store, json: bool) -> Result<String> {
-    let rows = aggregate(&store.draft_outcomes()?);
+/// `pushback pack stats` over the accounts' stores, counted together: a table, or with `json`
+/// one JSON array.
+pub fn stats(stores: &[Store], json: bool) -> Result<String> {
+    let mut outcomes = Vec::new();
+    for store in stores {
+        outcomes.extend(store.draft_outcomes()?);
+    }
+    let rows = aggregate(&outcomes);
     if json {
         return Ok(serde_json::to_string(&rows)? + "\n");
     }
