@@ -13,6 +13,7 @@ mod original;
 mod pages;
 
 use crate::adapters::secret::Secret;
+use crate::adapters::store::Store;
 use crate::config::{Config, WebSettings, WebTls};
 use anyhow::{Context, Result, bail};
 use auth::{Admission, Gate};
@@ -158,9 +159,18 @@ impl Web {
     /// The account draft `id` belongs to (draft ids are unique across the accounts); the first
     /// when none has it, whose store then says there is no such draft.
     fn account_of(&self, id: i64) -> &Config {
+        self.owner(|store| Ok(store.draft(id)?.is_some()))
+    }
+
+    /// [`Web::account_of`] for reminder `id`.
+    fn reminder_account_of(&self, id: i64) -> &Config {
+        self.owner(|store| Ok(store.reminder(id)?.is_some()))
+    }
+
+    fn owner(&self, holds: impl Fn(&Store) -> Result<bool>) -> &Config {
         let holds = |config: &Config| {
             pages::open_store(config)
-                .and_then(|store| Ok(store.draft(id)?.is_some()))
+                .and_then(|store| holds(&store))
                 .unwrap_or(false)
         };
         match self.accounts() {

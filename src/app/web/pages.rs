@@ -290,6 +290,8 @@ impl VerdictView {
 #[derive(Serialize)]
 struct ReminderLine {
     id: i64,
+    /// With several accounts, whose reminder it is.
+    account: Option<String>,
     kind: &'static str,
     status: &'static str,
     due: String,
@@ -305,6 +307,7 @@ impl ReminderLine {
     fn of(r: &Reminder, cal: &BusinessCalendar) -> ReminderLine {
         ReminderLine {
             id: r.id,
+            account: None,
             kind: r.kind.label(),
             status: r.status.as_str(),
             due: r
@@ -568,16 +571,23 @@ fn snooze_reminders_of(config: &Config, id: i64, duration: &str) -> Result<Strin
 
 // ---- reminders and sent replies -------------------------------------------------------------
 
-/// `/reminders`: open reminders, due first.
+/// `/reminders`: open reminders of every account, due first.
 pub async fn reminders(State(web): State<Web>, Extension(session): Extension<SessionView>) -> Page {
-    let config = web.config();
-    let cal = calendar_of(config);
-    let store = open_store(config)?;
-    let open: Vec<ReminderLine> = store
-        .reminders(true)?
-        .iter()
-        .map(|r| ReminderLine::of(r, &cal))
-        .collect();
+    let several = web.accounts().len() > 1;
+    let mut due = Vec::new();
+    for account in web.accounts() {
+        let cal = calendar_of(account);
+        for reminder in open_store(account)?.reminders(true)? {
+            let line = ReminderLine {
+                account: several.then(|| account.account.clone()),
+                ..ReminderLine::of(&reminder, &cal)
+            };
+            due.push(((reminder.due_at, reminder.id), line));
+        }
+    }
+    // As the store orders them: a date to confirm first, then by due time.
+    due.sort_by_key(|(order, _)| *order);
+    let open: Vec<ReminderLine> = due.into_iter().map(|(_, line)| line).collect();
     render(
         "reminders.html",
         json!({ "frame": frame(&web, &session, "reminders"), "reminders": open }),
@@ -590,8 +600,8 @@ pub async fn reminder_done(
     Extension(session): Extension<SessionView>,
     Path(id): Path<i64>,
 ) -> Redirect {
-    let outcome =
-        open_store(web.config()).and_then(|mut store| reminders::done(&mut store, id, Utc::now()));
+    let outcome = open_store(web.reminder_account_of(id))
+        .and_then(|mut store| reminders::done(&mut store, id, Utc::now()));
     report(&web, &session, outcome);
     Redirect::to("/reminders")
 }
@@ -603,7 +613,7 @@ pub async fn reminder_snooze(
     Path(id): Path<i64>,
     Form(form): Form<SnoozeForm>,
 ) -> Redirect {
-    let config = web.config();
+    let config = web.reminder_account_of(id);
     let keeping = Timekeeping::of(config);
     let outcome = open_store(config).and_then(|mut store| {
         reminders::snooze(&mut store, &keeping, id, &form.duration, Utc::now())
@@ -621,32 +631,39 @@ struct SentLine {
     opening: String,
 }
 
-/// `/sent`: the replies that left, newest first.
+/// `/sent`: the replies of every account that left, newest first.
 pub async fn sent(State(web): State<Web>, Extension(session): Extension<SessionView>) -> Page {
-    let config = web.config();
-    let cal = calendar_of(config);
-    let store = open_store(config)?;
-    let mut lines = Vec::new();
-    for draft in store.drafts(Some(DraftStatus::Sent))?.iter().rev() {
-        let opening: String = draft
-            .body
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ");
-        lines.push(SentLine {
-            line: DraftLine::of(draft, &cal),
-            sent: store
-                .sent_at(draft.id)?
-                .map_or_else(String::new, |t| local_text(t, &cal)),
-            via: store
-                .approval(draft.id)?
-                .map_or_else(String::new, |a| a.via.as_str().to_string()),
-            opening,
-        });
+    let several = web.accounts().len() > 1;
+    let mut sent = Vec::new();
+    for account in web.accounts() {
+        let cal = calendar_of(account);
+        let store = open_store(account)?;
+        for draft in store.drafts(Some(DraftStatus::Sent))? {
+            let opening: String = draft
+                .body
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let sent_at = store.sent_at(draft.id)?;
+            let line = SentLine {
+                line: DraftLine {
+                    account: several.then(|| draft.account.clone()),
+                    ..DraftLine::of(&draft, &cal)
+                },
+                sent: sent_at.map_or_else(String::new, |t| local_text(t, &cal)),
+                via: store
+                    .approval(draft.id)?
+                    .map_or_else(String::new, |a| a.via.as_str().to_string()),
+                opening,
+            };
+            sent.push(((sent_at, draft.id), line));
+        }
     }
+    sent.sort_by_key(|(order, _)| std::cmp::Reverse(*order));
+    let lines: Vec<SentLine> = sent.into_iter().map(|(_, line)| line).collect();
     render(
         "sent.html",
         json!({ "frame": frame(&web, &session, "sent"), "sent": lines }),

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::adapters::maildir::Maildir;
-use crate::adapters::store::{ApprovedVia, DraftStatus, Store};
+use crate::adapters::store::{ApprovedVia, DraftStatus, ReminderStatus, Store};
 use crate::app::Session;
 use axum::body::Body;
 use axum::http::{Request, Response};
@@ -507,7 +507,7 @@ async fn the_draft_page_lists_the_call_times_the_draft_offers() {
 }
 
 #[tokio::test]
-async fn with_several_accounts_the_list_shows_each_and_a_draft_acts_in_its_own_account() {
+async fn with_several_accounts_every_list_shows_each_and_an_item_acts_in_its_own_account() {
     let mut fixture = Fixture::new();
     let dir = fixture._dir.path();
     let mut side = Config::demo(&dir.join("SideMaildir"), &fixture.config.state_dir);
@@ -562,5 +562,33 @@ async fn with_several_accounts_the_list_shows_each_and_a_draft_acts_in_its_own_a
             .unwrap()
             .len(),
         2
+    );
+
+    // The sent replies and the reminders of both accounts, each tagged with its account.
+    let sent = text(fixture.send(get("/sent", Some(&login.cookie))).await).await;
+    assert!(
+        sent.contains("<span class=\"tag\">side</span> <a href=\"/drafts/3\">"),
+        "{sent}"
+    );
+    let side_reminder = side_store.reminders(true).unwrap()[0].id;
+    let first_reminder = fixture.store().reminders(true).unwrap()[0].id;
+    let due = text(fixture.send(get("/reminders", Some(&login.cookie))).await).await;
+    for id in [side_reminder, first_reminder] {
+        assert!(
+            due.contains(&format!("/reminders/{id}/done")),
+            "{id}: {due}"
+        );
+    }
+    let done = post(
+        &format!("/reminders/{side_reminder}/done"),
+        &login.cookie,
+        ORIGIN,
+        &[("csrf", &login.csrf)],
+    );
+    assert_eq!(fixture.send(done).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        side_store.reminder(side_reminder).unwrap().unwrap().status,
+        ReminderStatus::Done,
+        "marked done in its own account"
     );
 }
