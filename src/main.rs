@@ -354,6 +354,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(NOT_RUNNING));
             };
+            let answer = match account {
+                Some(name) => status::of_account(answer, name)?,
+                None => answer,
+            };
             if json {
                 serde_json::to_string(&answer)? + "\n"
             } else {

@@ -117,6 +117,11 @@ fn a_broken_account_is_retried_and_shown_while_the_other_drafts() {
         "{status}"
     );
     assert!(status.contains("NOT connected"), "{status}");
+    let work_only = pushback_cli(&config, &["--account", "work", "status"]);
+    assert!(
+        !work_only.contains("account side") && work_only.contains("connected"),
+        "{work_only}"
+    );
 
     // The broken account drafted nothing; without --account the list covers both.
     let side_drafts = pushback_cli(&config, &["--account", "side", "drafts", "list", "--json"]);

@@ -417,6 +417,33 @@ pub fn query(candidates: &[PathBuf]) -> Result<Option<Status>> {
 }
 
 /// `pushback status`: the answer for a person, times in the rep's zone.
+/// `pushback --account NAME status`: the one account's part of the service's answer.
+pub fn of_account(status: Status, account: &str) -> Result<Status> {
+    if status.accounts.is_empty() && status.service.account == account {
+        return Ok(status);
+    }
+    let running: Vec<String> = status
+        .accounts
+        .iter()
+        .map(|a| a.service.account.clone())
+        .collect();
+    let running = if running.is_empty() {
+        status.service.account.clone()
+    } else {
+        running.join(", ")
+    };
+    status
+        .accounts
+        .into_iter()
+        .find(|a| a.service.account == account)
+        .with_context(|| {
+            format!(
+                "the running service has no account {account} (it runs {running}); after \
+                 adding an account, restart it"
+            )
+        })
+}
+
 pub fn render(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
     let service = &status.service;
     let phase = match service.phase {
@@ -669,6 +696,18 @@ mod tests {
         assert_eq!(text.matches("pending drafts: none").count(), 2, "{text}");
         let json = serde_json::to_string(&status).unwrap();
         assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), status);
+
+        // `--account` narrows the answer to one account.
+        let side = of_account(status.clone(), "side").unwrap();
+        assert_eq!(side.service.account, "side");
+        assert!(side.accounts.is_empty());
+        let error = of_account(status, "home").unwrap_err().to_string();
+        assert!(
+            error.contains("no account home (it runs work, side)"),
+            "{error}"
+        );
+        let alone = status_of("default", "/m");
+        assert_eq!(of_account(alone.clone(), "default").unwrap(), alone);
     }
 
     #[test]
