@@ -9,52 +9,70 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 use support::MailServers;
-use support::pushback::{pushback_cli, pushback_output, rfp, spawn_daemon, stop, wait_logged};
+use support::pushback::{
+    pushback_cli, pushback_output, rfp, spawn_daemon, stop, wait_for, wait_logged,
+};
 
-/// A version 2 config: account `work` on the Maildir at `maildir`, account `side` on the
-/// harness's IMAP server with the wrong password.
-fn two_accounts(servers: &MailServers, dir: &Path, maildir: &Path) -> String {
-    let (user, _) = servers.user();
-    let identity = |email: &str| {
+fn identity(email: &str) -> String {
+    format!(
+        "[account.identity]\nname = \"Alex Rivera\"\nemail = \"{email}\"\n\
+         title = \"Account Executive\"\ncompany = \"Northwind Analytics\"\n\
+         timezone = \"Europe/London\"\n"
+    )
+}
+
+/// An `[[account]]` on the harness's IMAP server as `user` with `password`, sending through the
+/// harness's SMTP sink when `smtp`.
+fn imap_account(
+    servers: &MailServers,
+    name: &str,
+    user: &str,
+    password: &str,
+    smtp: bool,
+) -> String {
+    let smtp = if smtp {
         format!(
-            "[account.identity]\nname = \"Alex Rivera\"\nemail = \"{email}\"\n\
-             title = \"Account Executive\"\ncompany = \"Northwind Analytics\"\n\
-             timezone = \"Europe/London\"\n"
+            "[account.smtp]\nhost = \"{host}\"\nport = {port}\nsecurity = \"plain\"\n\
+             user = \"{user}\"\npassword-command = \"printf %s '{password}'\"\n",
+            host = servers.host(),
+            port = servers.smtp_port(),
         )
+    } else {
+        String::new()
     };
     format!(
-        r#"version = 2
-
-[state]
-path = "{state}"
-
-[[account]]
-name = "work"
-{work_identity}
-[account.mailbox]
-kind = "maildir"
-path = "{maildir}"
-
-[[account]]
-name = "side"
-{side_identity}
+        r#"[[account]]
+name = "{name}"
+{identity}
 [account.mailbox]
 kind = "imap"
 host = "{host}"
 port = {imap}
 security = "starttls"
 user = "{user}"
-password-command = "printf %s 'not-the-password'"
+password-command = "printf %s '{password}'"
 ca-file = "{ca}"
 reconnect-max-seconds = 2
+{smtp}
 "#,
-        state = dir.join("state").display(),
-        work_identity = identity("alex@northwind.example"),
-        side_identity = identity("alice@northwind.example"),
-        maildir = maildir.display(),
+        identity = identity(&format!("{user}@northwind.example")),
         host = servers.host(),
         imap = servers.imap_port(),
         ca = servers.ca_file().display(),
+    )
+}
+
+/// A version 2 config: account `work` on the Maildir at `maildir`, account `side` on the
+/// harness's IMAP server with the wrong password.
+fn two_accounts(servers: &MailServers, dir: &Path, maildir: &Path) -> String {
+    let (user, _) = servers.user();
+    format!(
+        "version = 2\n\n[state]\npath = \"{state}\"\n\n[[account]]\nname = \"work\"\n\
+         {work_identity}\n[account.mailbox]\nkind = \"maildir\"\npath = \"{maildir}\"\n\n{side}",
+        state = dir.join("state").display(),
+        work_identity = identity("alex@northwind.example"),
+        maildir = maildir.display(),
+        side = imap_account(servers, "side", user, "not-the-password", false),
     )
 }
 
@@ -181,10 +199,9 @@ fn a_broken_account_is_retried_and_shown_while_the_other_drafts() {
 fn two_maildirs(dir: &Path, side_tables: &str) -> String {
     let account = |name: &str, email: &str, tables: &str| {
         format!(
-            "[[account]]\nname = \"{name}\"\n[account.identity]\nname = \"Alex Rivera\"\n\
-             email = \"{email}\"\ntitle = \"Account Executive\"\n\
-             company = \"Northwind Analytics\"\ntimezone = \"Europe/London\"\n\
+            "[[account]]\nname = \"{name}\"\n{identity}\
              [account.mailbox]\nkind = \"maildir\"\npath = \"{maildir}\"\n{tables}\n",
+            identity = identity(email),
             maildir = dir.join(name).display()
         )
     };
@@ -268,4 +285,70 @@ fn an_account_that_cannot_start_waits_for_a_reload_while_the_other_drafts() {
         "{exit:?}: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+}
+
+/// Two IMAP accounts on one server, as a rep with a work and a partner mailbox has: each INBOX
+/// holds a UID 1, each account drafts its own mail into its own Drafts folder, and an approved
+/// reply leaves through its own account's SMTP login while the other's draft waits.
+#[test]
+fn two_imap_accounts_each_draft_and_send_their_own_mail() {
+    let servers = MailServers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, alice_password) = servers.user();
+    let (bob, bob_password) = servers.second_user();
+    servers.deliver_to(alice, &rfp(1));
+    servers.deliver_to(bob, &rfp(2));
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 2\n[state]\npath = \"{}\"\n\n{}{}",
+            dir.path().join("state").display(),
+            imap_account(&servers, "alice", alice, alice_password, true),
+            imap_account(&servers, "bob", bob, bob_password, true),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log, false);
+
+    let drafted = |account: &str| {
+        wait_logged(
+            &format!("{account}'s draft"),
+            Duration::from_secs(30),
+            &log,
+            || {
+                let drafts = drafts_of(&config, account);
+                (!drafts.is_empty()).then_some(drafts)
+            },
+        )
+    };
+    let (alice_drafts, bob_drafts) = (drafted("alice"), drafted("bob"));
+    assert_eq!((alice_drafts.len(), bob_drafts.len()), (1, 1));
+    let replying_to = |drafts: &[Value]| drafts[0]["in_reply_to"].as_str().unwrap().to_owned();
+    assert!(replying_to(&alice_drafts).contains("rfp-1@"));
+    assert!(replying_to(&bob_drafts).contains("rfp-2@"));
+    for (user, n) in [(alice, 1), (bob, 2)] {
+        let drafts = wait_for("the draft on the server", Duration::from_secs(30), || {
+            Some(servers.folder_of(user, "Drafts")).filter(|f| !f.is_empty())
+        });
+        assert_eq!(drafts.len(), 1, "{user}");
+        let raw = String::from_utf8_lossy(&drafts[0].raw);
+        assert!(raw.contains(&format!("rfp-{n}@")), "{user}'s Drafts: {raw}");
+    }
+
+    // Bob's reply, approved by id alone, goes out with bob's login; alice's draft waits.
+    let bob_id = bob_drafts[0]["id"].as_i64().unwrap().to_string();
+    pushback_cli(&config, &["drafts", "approve", &bob_id]);
+    let sent = wait_for("bob's reply at the sink", Duration::from_secs(30), || {
+        Some(servers.smtp_received()).filter(|r| !r.is_empty())
+    });
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].auth_user.as_deref(), Some(bob));
+    assert!(String::from_utf8_lossy(&sent[0].raw).contains("rfp-2@"));
+    assert_eq!(drafts_of(&config, "alice")[0]["status"], "pending");
+
+    stop(&mut daemon);
+    let exit = daemon.wait().unwrap();
+    assert!(exit.success(), "{}", std::fs::read_to_string(&log).unwrap());
 }

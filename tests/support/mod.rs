@@ -45,6 +45,9 @@ use dovecot::Layout;
 const HOST: &str = "127.0.0.1";
 const USER: &str = "alice";
 const PASSWORD: &str = "alice-test-password";
+/// A second mailbox on the same server, for tests with several accounts.
+const SECOND_USER: &str = "bob";
+const SECOND_PASSWORD: &str = "bob-test-password";
 /// Debian's python, where python3-aiosmtpd lives (a pyenv `python3` on PATH lacks it).
 const PYTHON: &str = "/usr/bin/python3";
 /// Owner of the mail files: Dovecot refuses uid 0 for mail access.
@@ -139,7 +142,10 @@ impl MailServers {
         let layout = Layout { dir: path.clone() };
         fs::write(
             layout.users(),
-            format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n"),
+            format!(
+                "{USER}:{{PLAIN}}{PASSWORD}::::::\n\
+                 {SECOND_USER}:{{PLAIN}}{SECOND_PASSWORD}::::::\n"
+            ),
         )
         .unwrap();
         let token = format!("ya29.test-{:016x}{:016x}", random_u64(), random_u64());
@@ -257,6 +263,11 @@ impl MailServers {
         (USER, PASSWORD)
     }
 
+    /// Another mailbox user and its password, for a second account on the same servers.
+    pub fn second_user(&self) -> (&str, &str) {
+        (SECOND_USER, SECOND_PASSWORD)
+    }
+
     /// A bearer token Dovecot accepts for the user through SASL XOAUTH2 and OAUTHBEARER; Dovecot
     /// checks it against the sink's introspection endpoint, so any other token is refused.
     pub fn xoauth2_token(&self) -> &str {
@@ -271,7 +282,12 @@ impl MailServers {
     /// new, unseen, and IDLE clients are told (Dovecot notifies about 0.5 s later). Dovecot adds
     /// `Return-Path`, `Delivered-To` and `Received` above `raw`, as for any delivery.
     pub fn deliver(&self, raw: &[u8]) {
-        lmtp_deliver(self.ports.lmtp, &format!("{USER}@localhost"), raw)
+        self.deliver_to(USER, raw);
+    }
+
+    /// [`MailServers::deliver`] into `user`'s INBOX.
+    pub fn deliver_to(&self, user: &str, raw: &[u8]) {
+        lmtp_deliver(self.ports.lmtp, &format!("{user}@localhost"), raw)
             .unwrap_or_else(|e| panic!("cannot deliver over LMTP: {e}\n{}", self.log_tail()));
     }
 
@@ -334,12 +350,17 @@ impl MailServers {
     /// flags: it belongs to a session, and this fetch's session takes it from later ones.
     /// Dovecot must be running.
     pub fn folder(&self, name: &str) -> Vec<StoredMessage> {
+        self.folder_of(USER, name)
+    }
+
+    /// [`MailServers::folder`] of `user`'s mailbox.
+    pub fn folder_of(&self, user: &str, name: &str) -> Vec<StoredMessage> {
         let out = self.doveadm(&[
             "-f",
             "pager",
             "fetch",
             "-u",
-            USER,
+            user,
             "uid flags size.physical text",
             "mailbox",
             name,
