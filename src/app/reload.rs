@@ -69,8 +69,25 @@ impl Reloader {
     /// The templates directory or pack changed: the running config's templates (and the pack's
     /// rules) read again.
     pub fn reload_templates(&mut self) {
-        let outcome = self.install(self.config.clone()).map(|()| Vec::new());
+        let outcome = self
+            .install(self.config.clone())
+            .map(|()| self.pack_follow_up_changed());
         self.record(ReloadTrigger::Templates, outcome);
+    }
+
+    /// A pack's `[follow-up]` reaches the service through the config, whose follow-up policy
+    /// needs a restart: a changed one is reported as such rather than silently left unused. A
+    /// config file that does not load just now is SIGHUP's to report.
+    fn pack_follow_up_changed(&self) -> Vec<&'static str> {
+        let (Some(_), Some(file)) = (&self.config.templates_pack, &self.config.file) else {
+            return Vec::new();
+        };
+        let now =
+            Accounts::load(file).and_then(|accounts| accounts.one(Some(&self.config.account)));
+        match now {
+            Ok(now) if now.follow_up != self.config.follow_up => vec!["the pack's [follow-up]"],
+            _ => Vec::new(),
+        }
     }
 
     /// Returns the tables that changed but need a restart.
@@ -365,5 +382,19 @@ mod tests {
         assert!(error.contains("rfp.txt line 3"), "{error}");
         assert_eq!(state.pack.unwrap().version, "2", "the running pack stays");
         assert!(Arc::ptr_eq(&pipeline.borrow(), &taken));
+
+        // A new follow-up policy in the pack waits for a restart, and says so.
+        write_pack("3", "GAMMA");
+        let manifest = std::fs::read_to_string(pack.join("pack.toml")).unwrap();
+        std::fs::write(
+            pack.join("pack.toml"),
+            manifest + "[follow-up]\nmax-follow-ups = 3\n",
+        )
+        .unwrap();
+        reloader.reload_templates();
+        let reload = health.snapshot().last_reload.unwrap();
+        assert_eq!(reload.error, None);
+        assert_eq!(reload.restart_needed, ["the pack's [follow-up]"]);
+        assert!(drafted(&pipeline.borrow()).contains("GAMMA"));
     }
 }
