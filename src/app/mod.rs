@@ -238,6 +238,16 @@ pub fn caldav(config: &Config) -> Result<Option<CalDav>> {
     Ok(Some(caldav))
 }
 
+/// [`imap_settings`] from async code: the credentials are fetched on the blocking pool, since a
+/// password command or an OAuth2 token refresh may take seconds and the daemon's one thread
+/// serves every account.
+pub async fn imap_settings_async(server: &Server, timeout: Duration) -> Result<ImapSettings> {
+    let server = server.clone();
+    tokio::task::spawn_blocking(move || imap_settings(&server, timeout))
+        .await
+        .context("the credential fetch panicked")?
+}
+
 /// IMAP connection settings from the config, with the credentials fetched now.
 pub fn imap_settings(server: &Server, timeout: Duration) -> Result<ImapSettings> {
     let login = server

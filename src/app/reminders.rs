@@ -560,7 +560,7 @@ async fn drafts_session(
     drafts_folder: &str,
     sent_folder: &str,
 ) -> Result<(ImapSession, String)> {
-    let settings = crate::app::imap_settings(server, NETWORK_TIMEOUT)?;
+    let settings = crate::app::imap_settings_async(server, NETWORK_TIMEOUT).await?;
     let mut session = ImapSession::connect(&settings).await?;
     let folders = session.special_folders(drafts_folder, sent_folder).await?;
     Ok((session, folders.drafts))

@@ -78,7 +78,7 @@ impl ImapFolders {
         let MailboxAccess::Imap(server) = &config.mailbox.access else {
             anyhow::bail!("the mailbox is not on an IMAP server");
         };
-        let settings = crate::app::imap_settings(server, NETWORK_TIMEOUT)?;
+        let settings = crate::app::imap_settings_async(server, NETWORK_TIMEOUT).await?;
         let mut session = ImapSession::connect(&settings).await?;
         let folders = session
             .special_folders(&config.mailbox.drafts_folder, &config.mailbox.sent_folder)
@@ -174,7 +174,13 @@ pub async fn deliver(
     // The daemon and a `drafts approve` may deliver at once: each claim is atomic, but a send
     // in flight elsewhere looks interrupted to a recovery that does not wait for it.
     let _sending = crate::app::take_turn(store.lock_file("sending")?).await?;
-    let transport = transport(config)?;
+    // Off the async thread: the credentials may come from a command or a token endpoint.
+    let transport = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || transport(&config))
+            .await
+            .context("the SMTP credential fetch panicked")??
+    };
     match &config.mailbox.access {
         MailboxAccess::Maildir { path } => {
             let maildir = crate::app::open_maildir(path, config)?;
