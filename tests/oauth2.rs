@@ -4,7 +4,8 @@
 //! oauth2 passdb, RFC 7662 introspection). Access tokens live four seconds here, so the tests see
 //! them expire, get refreshed (with rotated refresh tokens stored) and finally refused when the
 //! refresh token is revoked: the rep is told to run `pushback login` again, and the daemon keeps
-//! running until they do.
+//! running until they do. On a desktop the refresh token goes to the secret service: GNOME
+//! Keyring on a private session bus.
 
 mod support;
 
@@ -22,6 +23,7 @@ use support::oauth2_server::{AuthServer, CLIENT_ID, browser_get};
 use support::pushback::{
     IDENTITY, pushback_cli, pushback_output, rfp, spawn_daemon, stop, wait_for, wait_logged,
 };
+use support::secret_service::SecretService;
 
 const LIFETIME: Duration = Duration::from_secs(4);
 const RELOGIN: &str = "run `pushback login default` again";
@@ -80,14 +82,23 @@ token-store = "file"
 /// `pushback login --no-browser`, with the test opening the printed URL as the rep's browser
 /// would: the server redirects to pushback's loopback listener with the code.
 fn sign_in(config: &Path, auth: &AuthServer) {
-    sign_in_as(config, auth, "default", &["login", "--no-browser"]);
+    sign_in_as(config, auth, "default", &["login", "--no-browser"], &[]);
 }
 
-/// [`sign_in`] with the `pushback` arguments given, for the account they name.
-fn sign_in_as(config: &Path, auth: &AuthServer, account: &str, args: &[&str]) {
+/// [`sign_in`] with the `pushback` arguments given, for the account they name, with `env` added
+/// to its environment; returns what it said after the sign-in.
+fn sign_in_as(
+    config: &Path,
+    auth: &AuthServer,
+    account: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Vec<String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pushback"))
         .args(args)
         .env("PUSHBACK_CONFIG", config)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .envs(env.iter().copied())
         .env_remove("BROWSER")
         .env_remove("DISPLAY")
         .env_remove("WAYLAND_DISPLAY")
@@ -121,6 +132,7 @@ fn sign_in_as(config: &Path, auth: &AuthServer, account: &str, args: &[&str]) {
             .any(|l| l.starts_with(&format!("Signed in: account {account} "))),
         "{rest:?}"
     );
+    rest
 }
 
 fn stored_refresh_token(dir: &Path) -> String {
@@ -413,7 +425,13 @@ fn a_revoked_login_in_one_account_leaves_the_other_drafting() {
         ),
     )
     .unwrap();
-    sign_in_as(&config, &auth, "mail", &["login", "mail", "--no-browser"]);
+    sign_in_as(
+        &config,
+        &auth,
+        "mail",
+        &["login", "mail", "--no-browser"],
+        &[],
+    );
     let token_file = dir.path().join("state/oauth2-mail.token");
     let refresh = std::fs::read_to_string(&token_file).unwrap();
     auth.revoke_refresh_tokens();
@@ -452,5 +470,71 @@ fn a_revoked_login_in_one_account_leaves_the_other_drafting() {
     assert!(
         !logged.contains(refresh.trim()),
         "the log shows a refresh token"
+    );
+}
+
+/// On a desktop, `token-store = "auto"` keeps the refresh token in the secret service (GNOME
+/// Keyring on a private session bus here), never in a file, and the service logs in with it;
+/// without a secret service to ask, the same config looks for the file.
+#[test]
+fn on_a_desktop_the_refresh_token_goes_to_the_secret_service() {
+    let secrets = SecretService::start();
+    let auth = AuthServer::start("alice", Duration::from_secs(60));
+    let servers = MailServers::start_with_introspection(&auth.url("/introspect"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&servers, &auth, dir.path(), "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("token-store = \"file\"", "token-store = \"auto\""),
+    )
+    .unwrap();
+
+    let said = sign_in_as(
+        &config,
+        &auth,
+        "default",
+        &["login", "--no-browser"],
+        &secrets.env(),
+    );
+    assert!(
+        said.iter()
+            .any(|l| l.contains("secret service item pushback/oauth2-default")),
+        "{said:?}"
+    );
+    assert!(!dir.path().join("state/oauth2-default.token").exists());
+
+    let pushback = |args: &[&str], env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_pushback"))
+            .args(args)
+            .env("PUSHBACK_CONFIG", &config)
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    servers.deliver(&rfp(1));
+    let scan = pushback(&["scan"], &secrets.env());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&scan.stdout),
+        String::from_utf8_lossy(&scan.stderr),
+    );
+    assert!(scan.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("1 drafts written"), "{stdout}");
+    assert_eq!(servers.folder("Drafts").len(), 1);
+    let doctor = pushback(&["doctor"], &secrets.env());
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        report.contains("refresh token in the secret service item pushback/oauth2-default"),
+        "{report}"
+    );
+
+    let alone = pushback(&["scan"], &[]);
+    assert!(!alone.status.success());
+    let said = String::from_utf8_lossy(&alone.stderr);
+    assert!(
+        said.contains("no OAuth2 refresh token in the file"),
+        "{said}"
     );
 }

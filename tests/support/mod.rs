@@ -25,6 +25,7 @@ mod dovecot;
 pub mod oauth2_server;
 pub mod pushback;
 pub mod radicale;
+pub mod secret_service;
 pub mod tls;
 
 use std::collections::HashSet;
