@@ -674,6 +674,8 @@ pub async fn sent(State(web): State<Web>, Extension(session): Extension<SessionV
 
 #[derive(Deserialize)]
 pub struct LeadQuery {
+    /// With several accounts, whose templates and mail (the first account's by default).
+    account: Option<String>,
     template: Option<String>,
     draft: Option<i64>,
 }
@@ -718,7 +720,15 @@ pub async fn lead(
     Extension(session): Extension<SessionView>,
     Query(query): Query<LeadQuery>,
 ) -> Page {
-    let config = web.config();
+    let config = web
+        .accounts()
+        .iter()
+        .find(|c| query.account.as_ref() == Some(&c.account))
+        .unwrap_or(web.config());
+    let accounts: Vec<&str> = match web.accounts() {
+        [_] => Vec::new(),
+        several => several.iter().map(|c| c.account.as_str()).collect(),
+    };
     let cal = calendar_of(config);
     let store = open_store(config)?;
     // The mails a template can be tried on: the buyers' mails pushback drafted for.
@@ -732,6 +742,8 @@ pub async fn lead(
             label: format!("#{} {} ({})", d.id, d.subject, d.status.as_str()),
         })
         .collect();
+    // A mail of another account (the account was switched) is not this account's to try.
+    let chosen = query.draft.filter(|id| mails.iter().any(|m| m.id == *id));
     // A team lead's broken template must not take the rest of the view down with it.
     let (templates, selected, source, preview, problems, load_error) =
         match app::trained_pipeline(config, &store) {
@@ -756,7 +768,7 @@ pub async fn lead(
                     })
                     .unwrap_or_default();
                 let source = pipeline.templates().source(&selected);
-                let preview = query.draft.map(|id| {
+                let preview = chosen.map(|id| {
                     let rendered = approval::find(&store, id).and_then(|d| {
                         inspect::preview_template(&pipeline, &selected, &d.original, Utc::now())
                     });
@@ -820,7 +832,7 @@ pub async fn lead(
     signals.sort_by_key(|s| std::cmp::Reverse(s.fired));
     render(
         "lead.html",
-        json!({ "frame": frame(&web, &session, "lead"), "templates": templates, "selected": selected, "source": source, "preview": preview, "problems": problems, "load_error": load_error, "mails": mails, "chosen": query.draft, "rules_origin": rules_origin, "rules": rules, "recent": recent, "signals": signals }),
+        json!({ "frame": frame(&web, &session, "lead"), "accounts": accounts, "account": config.account, "templates": templates, "selected": selected, "source": source, "preview": preview, "problems": problems, "load_error": load_error, "mails": mails, "chosen": chosen, "rules_origin": rules_origin, "rules": rules, "recent": recent, "signals": signals }),
     )
 }
 

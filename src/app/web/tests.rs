@@ -591,4 +591,24 @@ async fn with_several_accounts_every_list_shows_each_and_an_item_acts_in_its_own
         ReminderStatus::Done,
         "marked done in its own account"
     );
+
+    // The lead's view picks an account, and tries templates on that account's mail only.
+    let lead = text(fixture.send(get("/lead", Some(&login.cookie))).await).await;
+    assert!(
+        lead.contains("<option value=\"side\">side</option>"),
+        "{lead}"
+    );
+    let side_lead = get(
+        "/lead?account=side&template=rfp.txt&draft=3",
+        Some(&login.cookie),
+    );
+    let side_lead = text(fixture.send(side_lead).await).await;
+    assert!(
+        side_lead.contains("<option value=\"3\" selected>"),
+        "{side_lead}"
+    );
+    assert!(!side_lead.contains("value=\"1\""), "{side_lead}");
+    let elsewhere = get("/lead?account=side&draft=1", Some(&login.cookie));
+    let elsewhere = text(fixture.send(elsewhere).await).await;
+    assert!(!elsewhere.contains("no draft"), "{elsewhere}");
 }
