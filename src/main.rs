@@ -597,16 +597,12 @@ fn owner(
     what: &str,
     holds: impl Fn(&Store) -> Result<bool>,
 ) -> Result<Config> {
-    let mut configs = accounts(path, account)?;
-    if configs.len() == 1 {
-        return Ok(configs.remove(0));
-    }
-    for config in configs {
-        if holds(&Store::open_account(&config.state_dir, &config.account)?)? {
-            return Ok(config);
-        }
-    }
-    bail!("no {what} with that id in any account (see `pushback {what}s list`)")
+    let configs = accounts(path, account)?;
+    app::account_holding(&configs, holds)?
+        .cloned()
+        .with_context(|| {
+            format!("no {what} with that id in any account (see `pushback {what}s list`)")
+        })
 }
 
 /// Commands that only read mail files use the config when there is one, else the demo identity.

@@ -132,6 +132,23 @@ pub fn open_maildir(path: &std::path::Path, config: &Config) -> Result<Maildir> 
     Ok(Maildir::open_with(path, &folders)?)
 }
 
+/// The account among `configs` whose store `holds` a draft or reminder (their ids are unique
+/// across the accounts sharing the store); with one account, that one, unasked.
+pub fn account_holding(
+    configs: &[Config],
+    holds: impl Fn(&Store) -> Result<bool>,
+) -> Result<Option<&Config>> {
+    if let [one] = configs {
+        return Ok(Some(one));
+    }
+    for config in configs {
+        if holds(&Store::open_account(&config.state_dir, &config.account)?)? {
+            return Ok(Some(config));
+        }
+    }
+    Ok(None)
+}
+
 /// The pipeline with the rep's own feedback (approvals, "not procurement" rejections) applied:
 /// what every command that scans the mailbox classifies with.
 pub fn trained_pipeline(config: &Config, store: &Store) -> Result<Pipeline> {

@@ -416,7 +416,6 @@ pub fn query(candidates: &[PathBuf]) -> Result<Option<Status>> {
     Ok(None)
 }
 
-/// `pushback status`: the answer for a person, times in the rep's zone.
 /// `pushback --account NAME status`: the one account's part of the service's answer.
 pub fn of_account(status: Status, account: &str) -> Result<Status> {
     if status.accounts.is_empty() && status.service.account == account {
@@ -444,6 +443,7 @@ pub fn of_account(status: Status, account: &str) -> Result<Status> {
         })
 }
 
+/// `pushback status`: the answer for a person, times in the rep's zone.
 pub fn render(status: &Status, tz: Tz, now: DateTime<Utc>) -> String {
     let service = &status.service;
     let phase = match service.phase {

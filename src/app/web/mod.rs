@@ -168,15 +168,10 @@ impl Web {
     }
 
     fn owner(&self, holds: impl Fn(&Store) -> Result<bool>) -> &Config {
-        let holds = |config: &Config| {
-            pages::open_store(config)
-                .and_then(|store| holds(&store))
-                .unwrap_or(false)
-        };
-        match self.accounts() {
-            [one] => one,
-            several => several.iter().find(|c| holds(c)).unwrap_or(self.config()),
-        }
+        crate::app::account_holding(self.accounts(), holds)
+            .ok()
+            .flatten()
+            .unwrap_or(self.config())
     }
 
     fn sessions(&self) -> &auth::Sessions {
